@@ -1,0 +1,374 @@
+//! The L2 order book and Kraken's CRC32 book checksum.
+//!
+//! Both sides are sorted vectors, best level first, so the top ten levels the checksum
+//! covers are a slice. Each level keeps the checksum digits of its price and quantity,
+//! computed once when the level is written; the checksum then only concatenates cached
+//! digits and runs one CRC32 over them, with no allocation after warm-up.
+//!
+//! Checksum rule (docs: Kraken "Spot Websockets (v2) Book Checksum", see
+//! shared/kraken/book-checksum.md): asks ascending then bids descending, the ten best of
+//! each; for each level the price then the quantity, each written with exactly the pair's
+//! precision, the `.` removed and leading zeros stripped; CRC-32 (IEEE) of the ASCII string.
+//! With no precision given, the value's own scale is used (v1 sends fixed-width strings).
+
+use rust_decimal::Decimal;
+
+use super::market::{Level, Side, TopOfBook};
+use super::money::{Price, Qty};
+
+/// Levels the checksum covers on each side.
+pub const CHECKSUM_LEVELS: usize = 10;
+
+/// The digits of a decimal as the checksum writes them (no dot, no leading zeros).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct Digits {
+    len: u8,
+    bytes: [u8; 30],
+}
+
+impl Digits {
+    const EMPTY: Digits = Digits { len: 0, bytes: [0; 30] };
+
+    /// Digits of `value` written with `precision` decimals (or its own scale).
+    fn of(value: Decimal, precision: Option<u32>) -> Digits {
+        let mut v = value;
+        if let Some(p) = precision {
+            if v.scale() < p {
+                v.rescale(p);
+            }
+        }
+        let m = v.mantissa().unsigned_abs();
+        let mut out = Digits::EMPTY;
+        if m == 0 {
+            return out;
+        }
+        let mut tmp = [0u8; 40];
+        let mut i = tmp.len();
+        if let Ok(mut small) = u64::try_from(m) {
+            while small > 0 {
+                i -= 1;
+                tmp[i] = b'0' + (small % 10) as u8;
+                small /= 10;
+            }
+        } else {
+            let mut big = m;
+            while big > 0 {
+                i -= 1;
+                tmp[i] = b'0' + (big % 10) as u8;
+                big /= 10;
+            }
+        }
+        let n = (tmp.len() - i).min(out.bytes.len());
+        out.bytes[..n].copy_from_slice(&tmp[i..i + n]);
+        out.len = n as u8;
+        out
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// One level as the book stores it.
+#[derive(Copy, Clone, Debug)]
+struct BookLevel {
+    price: Price,
+    qty: Qty,
+    price_digits: Digits,
+    qty_digits: Digits,
+}
+
+/// An L2 book for one pair: both sides sorted best first, cut to a depth.
+#[derive(Clone, Debug)]
+pub struct L2Book {
+    depth: usize,
+    price_precision: Option<u32>,
+    qty_precision: Option<u32>,
+    bids: Vec<BookLevel>,
+    asks: Vec<BookLevel>,
+    scratch: Vec<u8>,
+}
+
+impl L2Book {
+    /// An empty book holding at most `depth` levels per side; checksum digits are written
+    /// with the given precisions (None: each value's own scale, as for v1 strings).
+    pub fn new(depth: usize, price_precision: Option<u32>, qty_precision: Option<u32>) -> Self {
+        L2Book {
+            depth: depth.max(1),
+            price_precision,
+            qty_precision,
+            bids: Vec::with_capacity(depth.min(1024) + 4),
+            asks: Vec::with_capacity(depth.min(1024) + 4),
+            scratch: Vec::with_capacity(512),
+        }
+    }
+
+    /// Maximum levels per side.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Changes the precisions used for checksum digits (recomputes cached digits).
+    pub fn set_precision(&mut self, price_precision: Option<u32>, qty_precision: Option<u32>) {
+        if (price_precision, qty_precision) == (self.price_precision, self.qty_precision) {
+            return;
+        }
+        self.price_precision = price_precision;
+        self.qty_precision = qty_precision;
+        for l in self.bids.iter_mut().chain(self.asks.iter_mut()) {
+            l.price_digits = Digits::of(l.price, price_precision);
+            l.qty_digits = Digits::of(l.qty, qty_precision);
+        }
+    }
+
+    /// Removes every level.
+    pub fn clear(&mut self) {
+        self.bids.clear();
+        self.asks.clear();
+    }
+
+    /// Applies one level: qty 0 deletes the price (a delete for an absent price is ignored),
+    /// otherwise the qty becomes the level's total. Does not truncate; call [`Self::truncate`]
+    /// after the whole message.
+    pub fn apply(&mut self, side: Side, price: Price, qty: Qty) {
+        let (levels, pp, qp) = match side {
+            Side::Buy => (&mut self.bids, self.price_precision, self.qty_precision),
+            Side::Sell => (&mut self.asks, self.price_precision, self.qty_precision),
+        };
+        // Bids are sorted descending, asks ascending: search with the matching order.
+        let found = match side {
+            Side::Buy => levels.binary_search_by(|l| price.cmp(&l.price)),
+            Side::Sell => levels.binary_search_by(|l| l.price.cmp(&price)),
+        };
+        match (found, qty.is_zero()) {
+            (Ok(i), true) => {
+                levels.remove(i);
+            }
+            (Err(_), true) => {}
+            (Ok(i), false) => {
+                let l = &mut levels[i];
+                if l.qty != qty || l.qty.scale() != qty.scale() {
+                    l.qty = qty;
+                    l.qty_digits = Digits::of(qty, qp);
+                }
+            }
+            (Err(i), false) => {
+                levels.insert(
+                    i,
+                    BookLevel { price, qty, price_digits: Digits::of(price, pp), qty_digits: Digits::of(qty, qp) },
+                );
+            }
+        }
+    }
+
+    /// Cuts both sides to the book's depth (Kraken sends no delete for levels pushed out).
+    pub fn truncate(&mut self) {
+        self.bids.truncate(self.depth);
+        self.asks.truncate(self.depth);
+    }
+
+    /// Kraken's CRC32 over the ten best asks then the ten best bids.
+    pub fn checksum(&mut self) -> u32 {
+        self.scratch.clear();
+        for l in self.asks.iter().take(CHECKSUM_LEVELS).chain(self.bids.iter().take(CHECKSUM_LEVELS)) {
+            self.scratch.extend_from_slice(l.price_digits.as_bytes());
+            self.scratch.extend_from_slice(l.qty_digits.as_bytes());
+        }
+        crc32fast::hash(&self.scratch)
+    }
+
+    /// Best bid.
+    pub fn best_bid(&self) -> Option<Level> {
+        self.bids.first().map(|l| Level { price: l.price, qty: l.qty })
+    }
+
+    /// Best ask.
+    pub fn best_ask(&self) -> Option<Level> {
+        self.asks.first().map(|l| Level { price: l.price, qty: l.qty })
+    }
+
+    /// Top of book with the summed quantity of the ten best levels per side.
+    pub fn top(&self) -> TopOfBook {
+        let sum = |v: &[BookLevel]| v.iter().take(CHECKSUM_LEVELS).map(|l| l.qty).sum::<Decimal>();
+        TopOfBook { bid: self.best_bid(), ask: self.best_ask(), bid_depth: sum(&self.bids), ask_depth: sum(&self.asks) }
+    }
+
+    /// Levels of one side, best first.
+    pub fn levels(&self, side: Side) -> impl ExactSizeIterator<Item = Level> + '_ {
+        let v = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        v.iter().map(|l| Level { price: l.price, qty: l.qty })
+    }
+
+    /// Displayed quantity at exactly `price` on `side` (0 if no level).
+    pub fn qty_at(&self, side: Side, price: Price) -> Qty {
+        let found = match side {
+            Side::Buy => self.bids.binary_search_by(|l| price.cmp(&l.price)),
+            Side::Sell => self.asks.binary_search_by(|l| l.price.cmp(&price)),
+        };
+        match (found, side) {
+            (Ok(i), Side::Buy) => self.bids[i].qty,
+            (Ok(i), Side::Sell) => self.asks[i].qty,
+            _ => Decimal::ZERO,
+        }
+    }
+
+    /// True when best bid ≥ best ask (a book that cannot be right).
+    pub fn is_crossed(&self) -> bool {
+        matches!((self.bids.first(), self.asks.first()), (Some(b), Some(a)) if b.price >= a.price)
+    }
+
+    /// Number of levels on each side `(bids, asks)`.
+    pub fn len(&self) -> (usize, usize) {
+        (self.bids.len(), self.asks.len())
+    }
+
+    /// True when both sides are empty.
+    pub fn is_empty(&self) -> bool {
+        self.bids.is_empty() && self.asks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::money::parse_decimal;
+
+    fn d(s: &str) -> Decimal {
+        parse_decimal(s).unwrap()
+    }
+
+    fn book_from(asks: &[(&str, &str)], bids: &[(&str, &str)], pp: Option<u32>, qp: Option<u32>) -> L2Book {
+        let mut b = L2Book::new(1000, pp, qp);
+        for (p, q) in asks {
+            b.apply(Side::Sell, d(p), d(q));
+        }
+        for (p, q) in bids {
+            b.apply(Side::Buy, d(p), d(q));
+        }
+        b.truncate();
+        b
+    }
+
+    #[test]
+    fn vector_a_kraken_v2_guide() {
+        let asks = [
+            ("45285.2", "0.00100000"), ("45286.4", "1.54571953"), ("45286.6", "1.54571109"),
+            ("45289.6", "1.54560911"), ("45290.2", "0.15890660"), ("45291.8", "1.54553491"),
+            ("45294.7", "0.04454749"), ("45296.1", "0.35380000"), ("45297.5", "0.09945542"),
+            ("45299.5", "0.18772827"),
+        ];
+        let bids = [
+            ("45283.5", "0.10000000"), ("45283.4", "1.54582015"), ("45282.1", "0.10000000"),
+            ("45281.0", "0.10000000"), ("45280.3", "1.54592586"), ("45279.0", "0.07990000"),
+            ("45277.6", "0.03310103"), ("45277.5", "0.30000000"), ("45277.3", "1.54602737"),
+            ("45276.6", "0.15445238"),
+        ];
+        assert_eq!(book_from(&asks, &bids, Some(1), Some(8)).checksum(), 3_310_070_434);
+    }
+
+    fn matic() -> L2Book {
+        let bids = [
+            ("0.5666", "4831.75496356"), ("0.5665", "6658.22734739"), ("0.5664", "18724.91513344"),
+            ("0.5663", "11563.92544914"), ("0.5662", "14006.65365711"), ("0.5661", "17454.85679807"),
+            ("0.566", "18097.1547"), ("0.5659", "33644.89175666"), ("0.5658", "148.3464"),
+            ("0.5657", "606.70854372"),
+        ];
+        let asks = [
+            ("0.5668", "4410.79769741"), ("0.5669", "4655.40412487"), ("0.567", "49844.89424998"),
+            ("0.5671", "24306.41678"), ("0.5672", "29783.25223475"), ("0.5673", "57234.71239278"),
+            ("0.5674", "45065.04744"), ("0.5675", "5912.76380354"), ("0.5676", "42514.92434778"),
+            ("0.5677", "36304.0847022"),
+        ];
+        book_from(&asks, &bids, Some(4), Some(8))
+    }
+
+    #[test]
+    fn vector_b_and_c_need_padding_to_precision() {
+        let mut b = matic();
+        assert_eq!(b.checksum(), 2_439_117_997);
+        b.apply(Side::Buy, d("0.5657"), d("1098.3947558"));
+        b.truncate();
+        assert_eq!(b.checksum(), 2_114_181_697);
+        let mut naive = matic();
+        naive.set_precision(None, None);
+        assert_eq!(naive.checksum(), 3_830_085_102);
+    }
+
+    #[test]
+    fn vector_d_kraken_v1_guide() {
+        let asks = ["0.05005", "0.05010", "0.05015", "0.05020", "0.05025", "0.05030", "0.05035", "0.05040", "0.05045", "0.05050"];
+        let bids = ["0.05000", "0.04995", "0.04990", "0.04980", "0.04975", "0.04970", "0.04965", "0.04960", "0.04955", "0.04950"];
+        let a: Vec<(&str, &str)> = asks.iter().map(|p| (*p, "0.00000500")).collect();
+        let b: Vec<(&str, &str)> = bids.iter().map(|p| (*p, "0.00000500")).collect();
+        assert_eq!(book_from(&a, &b, None, None).checksum(), 974_947_235);
+    }
+
+    #[test]
+    fn vector_e_truncates_to_depth_after_the_message() {
+        let bids = [
+            ("29430.2", "0.18967538"), ("29429.6", "0.00011621"), ("29427.4", "0.001"), ("29426.7", "4.0"),
+            ("29425.7", "0.67945399"), ("29423.5", "0.67950478"), ("29422.1", "0.16314267"),
+            ("29421.8", "0.06797895"), ("29421.7", "0.23401846"), ("29421.5", "0.28639276"),
+        ];
+        let asks = [
+            ("29430.3", "8.25215653"), ("29430.4", "2.55637606"), ("29430.5", "0.2997598"),
+            ("29430.9", "2.56473216"), ("29431.0", "0.00011662"), ("29431.1", "0.001"), ("29432.3", "0.0241"),
+            ("29432.4", "0.02210682"), ("29432.5", "3.39761477"), ("29433.1", "0.01021497"),
+        ];
+        let mut b = L2Book::new(10, Some(1), Some(8));
+        for (p, q) in asks {
+            b.apply(Side::Sell, d(p), d(q));
+        }
+        for (p, q) in bids {
+            b.apply(Side::Buy, d(p), d(q));
+        }
+        b.truncate();
+        assert_eq!(b.checksum(), 2_785_033_588);
+        b.apply(Side::Sell, d("29431.1"), d("0.0"));
+        b.apply(Side::Sell, d("29433.3"), d("0.8"));
+        b.apply(Side::Sell, d("29430.6"), d("0.001"));
+        assert_eq!(b.len().1, 11);
+        b.truncate();
+        assert_eq!(b.checksum(), 3_547_452_596);
+    }
+
+    #[test]
+    fn vector_f_real_v1_book_1000() {
+        let asks = [
+            ("354.80000000", "1.40000000"), ("354.84000000", "6.88212752"), ("354.85000000", "11.76000000"),
+            ("355.02000000", "7.57500000"), ("355.03000000", "15.09600000"), ("355.22000000", "22.72500000"),
+            ("355.23000000", "5.00000000"), ("355.28000000", "167.09600000"), ("355.34000000", "7.04284869"),
+            ("355.44000000", "136.38890000"),
+        ];
+        let bids = [
+            ("354.16000000", "1.40000000"), ("354.15000000", "5.00000000"), ("354.14000000", "30.30000000"),
+            ("354.13000000", "5.00000000"), ("354.12000000", "7.57500000"), ("354.11000000", "22.72500000"),
+            ("354.08000000", "0.17106559"), ("354.04000000", "0.28245396"), ("353.94000000", "15.27000000"),
+            ("353.92000000", "2.82900000"),
+        ];
+        assert_eq!(book_from(&asks, &bids, None, None).checksum(), 2_583_817_756);
+    }
+
+    #[test]
+    fn empty_book_checksum_is_crc_of_empty_string() {
+        assert_eq!(L2Book::new(10, Some(1), Some(8)).checksum(), 0);
+    }
+
+    #[test]
+    fn delete_of_absent_level_is_harmless_and_order_is_kept() {
+        let mut b = L2Book::new(10, Some(1), Some(8));
+        b.apply(Side::Buy, d("100.0"), d("1"));
+        b.apply(Side::Buy, d("101.0"), d("2"));
+        b.apply(Side::Buy, d("99.0"), d("0"));
+        assert_eq!(b.levels(Side::Buy).map(|l| l.price).collect::<Vec<_>>(), vec![d("101.0"), d("100.0")]);
+        assert_eq!(b.qty_at(Side::Buy, d("100.0")), d("1"));
+        assert!(!b.is_crossed());
+        b.apply(Side::Sell, d("101.5"), d("1"));
+        assert!(!b.is_crossed());
+        b.apply(Side::Sell, d("101.0"), d("1"));
+        assert!(b.is_crossed());
+    }
+}
