@@ -5,8 +5,12 @@
 //! move messages in and out.
 
 pub mod book;
+pub mod decisions;
 pub mod instrument;
 pub mod market;
 pub mod money;
+pub mod orders;
+pub mod portfolio;
 pub mod rng;
 pub mod time;
+pub mod validate;
