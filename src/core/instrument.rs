@@ -116,10 +116,8 @@ impl Instrument {
 
     /// Rounds a quantity down to the pair's increment and precision.
     pub fn round_qty_down(&self, qty: Qty) -> Qty {
-        super::money::floor_to_step(qty, self.qty_increment).round_dp_with_strategy(
-            self.qty_precision,
-            rust_decimal::RoundingStrategy::ToZero,
-        )
+        super::money::floor_to_step(qty, self.qty_increment)
+            .round_dp_with_strategy(self.qty_precision, rust_decimal::RoundingStrategy::ToZero)
     }
 
     /// Rounds a cash amount on this pair (cost, fee) to the pair's cost precision.

@@ -361,3 +361,31 @@ impl fmt::Display for Rejection {
         write!(f, "{} ({})", self.error, self.reason)
     }
 }
+
+/// How RiskManager turns an approved intent into an entry order (config
+/// `execution.entry`): the price is set from the touch at decision time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EntryStyle {
+    /// A market order (taker).
+    Market,
+    /// A limit order at the touch (bid for buys, ask for sells) moved `offset_ticks` toward
+    /// the other side (0 = join the touch; never crossing the spread).
+    Limit {
+        /// Ticks inside the spread (≥ 0) or behind the touch (< 0).
+        #[serde(default)]
+        offset_ticks: i32,
+    },
+    /// Like `Limit`, with Kraken's `post` flag: rejected if it would take.
+    PostOnly {
+        /// Ticks inside the spread (≥ 0) or behind the touch (< 0).
+        #[serde(default)]
+        offset_ticks: i32,
+    },
+}
+
+impl Default for EntryStyle {
+    fn default() -> Self {
+        EntryStyle::Limit { offset_ticks: 0 }
+    }
+}

@@ -101,10 +101,7 @@ impl EventTime {
         for (i, b) in frac.bytes().take(6).enumerate() {
             micros += i64::from(b - b'0') * 10i64.pow(5 - i as u32);
         }
-        secs.checked_mul(MICROS_PER_SEC)
-            .and_then(|v| v.checked_add(micros))
-            .map(EventTime)
-            .ok_or_else(err)
+        secs.checked_mul(MICROS_PER_SEC).and_then(|v| v.checked_add(micros)).map(EventTime).ok_or_else(err)
     }
 
     /// Writes the RFC 3339 form with six fractional digits into `out`.
@@ -288,7 +285,13 @@ impl Span {
 impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let us = self.0;
-        for (unit, per) in [("d", 86_400 * MICROS_PER_SEC), ("h", 3600 * MICROS_PER_SEC), ("m", 60 * MICROS_PER_SEC), ("s", MICROS_PER_SEC), ("ms", MICROS_PER_MILLI)] {
+        for (unit, per) in [
+            ("d", 86_400 * MICROS_PER_SEC),
+            ("h", 3600 * MICROS_PER_SEC),
+            ("m", 60 * MICROS_PER_SEC),
+            ("s", MICROS_PER_SEC),
+            ("ms", MICROS_PER_MILLI),
+        ] {
             if us != 0 && us % per == 0 {
                 return write!(f, "{}{unit}", us / per);
             }
@@ -336,7 +339,10 @@ mod tests {
         let t = EventTime::parse_unix_seconds("1618678133.365913").unwrap();
         assert_eq!(t.as_micros(), 1_618_678_133_365_913);
         assert_eq!(t.to_rfc3339(), "2021-04-17T16:48:53.365913Z");
-        assert_eq!(EventTime::parse_unix_seconds("1688669597.8277369").unwrap().as_micros(), 1_688_669_597_827_736);
+        assert_eq!(
+            EventTime::parse_unix_seconds("1688669597.8277369").unwrap().as_micros(),
+            1_688_669_597_827_736
+        );
         assert!(EventTime::parse_unix_seconds("12a").is_err());
     }
 
