@@ -7,6 +7,7 @@
 pub mod book;
 pub mod decisions;
 pub mod instrument;
+pub mod journal;
 pub mod market;
 pub mod money;
 pub mod orders;

@@ -1,0 +1,556 @@
+//! Configuration: YAML files read with the `config` crate, every key overridable from the
+//! environment (`KRAKEN_PAPER__RISK__MAX_DRAWDOWN=0.1`), deserialized into typed structs that
+//! refuse unknown keys, then validated as a whole so that every problem is reported at once
+//! with its full key and the file it came from.
+//!
+//! Secrets (API tokens) never live here: they come only from the environment (see
+//! [`HttpConfig::token_env`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::core::time::Span;
+use crate::core::validate::Issues;
+
+/// The configuration `run` uses when no `--config` is given (config/default.yaml, embedded at
+/// build time so the binary runs from any directory).
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../config/default.yaml");
+
+/// Prefix of environment overrides; `__` separates key levels.
+pub const ENV_PREFIX: &str = "KRAKEN_PAPER";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed, or a key is unknown or of the wrong type.
+    #[error("config {source_name}: {message}")]
+    Load {
+        /// File path (or `embedded default`).
+        source_name: String,
+        /// What went wrong, naming the key where known.
+        message: String,
+    },
+    /// Values out of range or inconsistent.
+    #[error("config {source_name} is invalid:\n{issues}")]
+    Invalid {
+        /// File path (or `embedded default`).
+        source_name: String,
+        /// Every problem found, each naming its key.
+        issues: Issues,
+    },
+}
+
+/// Where market data comes from.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedSource {
+    /// The embedded simulated Kraken exchange (offline, seeded).
+    #[default]
+    Sim,
+    /// Kraken's real WebSocket v2 API.
+    Kraken,
+}
+
+/// How fast a simulated run plays: `max` or a multiple of real time.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize)]
+pub enum Speed {
+    /// As fast as the engine can take it.
+    #[default]
+    Max,
+    /// N × real time.
+    Times(f64),
+}
+
+impl Speed {
+    /// Parses `max` or a positive number (`1`, `10`, `0.5`).
+    pub fn parse(s: &str) -> Result<Speed, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("max") {
+            return Ok(Speed::Max);
+        }
+        match t.parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Times(x)),
+            _ => Err(format!("speed must be `max` or a positive number, got {s:?}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Speed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(x) => Speed::parse(&x.to_string()),
+            Raw::Text(s) => Speed::parse(&s),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `account.*`: the paper account.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountConfig {
+    /// Currency equity is reported in (`USD`).
+    pub currency: String,
+    /// Starting balances per asset (`{USD: 10000}`).
+    pub balances: BTreeMap<String, Decimal>,
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        AccountConfig { currency: "USD".into(), balances: BTreeMap::from([("USD".into(), Decimal::from(10_000))]) }
+    }
+}
+
+/// `feed.reconnect.*`: supervised reconnect backoff (wall time).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconnectConfig {
+    /// First backoff after a failure.
+    pub initial_backoff_ms: u64,
+    /// Backoff cap.
+    pub max_backoff_ms: u64,
+    /// Jitter as a fraction of the backoff (0.2 = ±20 %).
+    pub jitter: f64,
+    /// A connection healthy this long resets the backoff.
+    pub healthy_after_ms: u64,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        ReconnectConfig { initial_backoff_ms: 500, max_backoff_ms: 60_000, jitter: 0.2, healthy_after_ms: 60_000 }
+    }
+}
+
+/// `feed.*`: market data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// `sim` (embedded simulated exchange) or `kraken` (live).
+    pub source: FeedSource,
+    /// Pairs to subscribe, in WS v2 form.
+    pub pairs: Vec<String>,
+    /// Book depth to subscribe: 10, 25, 100, 500 or 1000.
+    pub book_depth: u16,
+    /// Kraken WebSocket v2 endpoint (live runs).
+    pub ws_url: String,
+    /// Kraken REST endpoint (live runs).
+    pub rest_url: String,
+    /// No frame for this long (wall time) → the connection is dead: reconnect.
+    pub liveness_timeout_ms: u64,
+    /// Send an application `ping` after this long without a frame.
+    pub ping_interval_ms: u64,
+    /// A book not updated for this long (event time) is stale: no new exposure on it.
+    pub stale_book: Span,
+    /// Reconnect backoff.
+    pub reconnect: ReconnectConfig,
+    /// At most this many frames are decoded into one pipeline batch.
+    pub batch_max_frames: usize,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig {
+            source: FeedSource::Sim,
+            pairs: vec!["BTC/USD".into(), "ETH/USD".into(), "SOL/USD".into()],
+            book_depth: 10,
+            ws_url: "wss://ws.kraken.com/v2".into(),
+            rest_url: "https://api.kraken.com".into(),
+            liveness_timeout_ms: 10_000,
+            ping_interval_ms: 5_000,
+            stale_book: Span::from_secs(120),
+            reconnect: ReconnectConfig::default(),
+            batch_max_frames: 512,
+        }
+    }
+}
+
+/// `run.*`: the session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Market time to run (`6h`); live runs stop after this much event time too.
+    pub duration: Span,
+    /// `max` or N × real time (simulated runs).
+    pub speed: Speed,
+    /// Event-time interval of equity snapshots in the journal.
+    pub equity_interval: Span,
+    /// Event-time grid on which mid prices are sampled for volatility and correlation.
+    pub mark_sample_interval: Span,
+    /// Close every position when the run ends (SIGINT/SIGTERM or end of duration).
+    pub flatten_on_exit: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            duration: Span::from_secs(6 * 3600),
+            speed: Speed::Max,
+            equity_interval: Span::from_secs(60),
+            mark_sample_interval: Span::from_secs(10),
+            flatten_on_exit: false,
+        }
+    }
+}
+
+/// How hard the journal pushes records to disk.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// fsync after every record.
+    EveryRecord,
+    /// Group commit: one fsync per pipeline batch that wrote records (default).
+    #[default]
+    Batch,
+    /// fsync at most every `journal.interval_ms`.
+    Interval,
+    /// Leave flushing to the OS (fastest, loses the last seconds on power loss).
+    Os,
+}
+
+/// `journal.*`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Durability policy.
+    pub durability: Durability,
+    /// fsync interval for `durability: interval`.
+    pub interval_ms: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { durability: Durability::Batch, interval_ms: 200 }
+    }
+}
+
+/// Log output format.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line, fields at the top level.
+    Json,
+}
+
+/// Log file rotation.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rotation {
+    /// A new file every hour.
+    Hourly,
+    /// A new file every day.
+    #[default]
+    Daily,
+    /// One file.
+    Never,
+}
+
+/// `logging.file.*`: optional log files next to stdout.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFileConfig {
+    /// Write log files.
+    pub enabled: bool,
+    /// Folder (relative paths are inside the run folder).
+    pub dir: PathBuf,
+    /// Rotation period.
+    pub rotation: Rotation,
+    /// Rotated files kept.
+    pub max_files: usize,
+}
+
+impl Default for LogFileConfig {
+    fn default() -> Self {
+        LogFileConfig { enabled: true, dir: PathBuf::from("logs"), rotation: Rotation::Daily, max_files: 7 }
+    }
+}
+
+/// `logging.*`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// Filter directive (`info`, `kraken_paper=debug`); `RUST_LOG` wins when set.
+    pub level: String,
+    /// `human` or `json` (also `--log-format`).
+    pub format: LogFormat,
+    /// Log files.
+    pub file: LogFileConfig,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig { level: "info".into(), format: LogFormat::Human, file: LogFileConfig::default() }
+    }
+}
+
+/// `http.*`: dashboard, metrics and control API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve HTTP.
+    pub enabled: bool,
+    /// Address (loopback unless you mean it).
+    pub bind: SocketAddr,
+    /// Environment variable holding the bearer token for control endpoints.
+    pub token_env: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8089)),
+            token_env: "KRAKEN_PAPER_API_TOKEN".into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Paper account.
+    pub account: AccountConfig,
+    /// Market data.
+    pub feed: FeedConfig,
+    /// Session.
+    pub run: RunConfig,
+    /// Journal.
+    pub journal: JournalConfig,
+    /// Logs.
+    pub logging: LoggingConfig,
+    /// HTTP server.
+    pub http: HttpConfig,
+}
+
+/// Where a configuration was read from.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// The embedded config/default.yaml.
+    Embedded,
+    /// A file.
+    File(PathBuf),
+}
+
+impl ConfigSource {
+    /// Name used in messages.
+    pub fn name(&self) -> String {
+        match self {
+            ConfigSource::Embedded => "config/default.yaml (embedded)".into(),
+            ConfigSource::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads a config from `source`, applies `KRAKEN_PAPER__…` environment overrides, and
+    /// validates it.
+    pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
+        Self::load_with_env(source, std::env::vars())
+    }
+
+    /// [`Config::load`] with an explicit environment (tests).
+    pub fn load_with_env(
+        source: &ConfigSource,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let source_name = source.name();
+        let load_err = |message: String| ConfigError::Load { source_name: source_name.clone(), message };
+        let text = match source {
+            ConfigSource::Embedded => DEFAULT_CONFIG_YAML.to_string(),
+            ConfigSource::File(p) => std::fs::read_to_string(p)
+                .map_err(|e| load_err(format!("cannot read {}: {e}", p.display())))?,
+        };
+        let env_map: config::Map<String, String> =
+            env.into_iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__"))).collect();
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Yaml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env_map)),
+            )
+            .build()
+            .map_err(|e| load_err(e.to_string()))?;
+        let cfg: Config = built.try_deserialize().map_err(|e| load_err(explain_serde_error(&e.to_string())))?;
+        let issues = cfg.validate();
+        if issues.is_empty() { Ok(cfg) } else { Err(ConfigError::Invalid { source_name, issues }) }
+    }
+
+    /// Checks every value; returns all problems found.
+    pub fn validate(&self) -> Issues {
+        let mut is = Issues::default();
+        is.check(!self.account.currency.trim().is_empty(), "account.currency", || "must not be empty".into());
+        for (asset, amount) in &self.account.balances {
+            is.non_negative(&format!("account.balances.{asset}"), *amount);
+        }
+        is.check(!self.feed.pairs.is_empty(), "feed.pairs", || "list at least one pair, e.g. [BTC/USD]".into());
+        for (i, p) in self.feed.pairs.iter().enumerate() {
+            let ok = p.split_once('/').is_some_and(|(b, q)| !b.is_empty() && !q.is_empty() && !q.contains('/'));
+            is.check(ok, &format!("feed.pairs[{i}]"), || format!("{p:?} is not a WS v2 symbol like BTC/USD"));
+        }
+        is.check([10, 25, 100, 500, 1000].contains(&self.feed.book_depth), "feed.book_depth", || {
+            format!("must be one of 10, 25, 100, 500, 1000 (Kraken's depths), got {}", self.feed.book_depth)
+        });
+        for (key, url, schemes) in [
+            ("feed.ws_url", &self.feed.ws_url, &["ws://", "wss://"][..]),
+            ("feed.rest_url", &self.feed.rest_url, &["http://", "https://"][..]),
+        ] {
+            is.check(schemes.iter().any(|s| url.starts_with(s)), key, || {
+                format!("{url:?} must start with {}", schemes.join(" or "))
+            });
+        }
+        is.check(self.feed.liveness_timeout_ms >= 1000, "feed.liveness_timeout_ms", || {
+            format!("must be at least 1000 ms, got {}", self.feed.liveness_timeout_ms)
+        });
+        is.check(self.feed.ping_interval_ms >= 100, "feed.ping_interval_ms", || {
+            format!("must be at least 100 ms, got {}", self.feed.ping_interval_ms)
+        });
+        is.check(self.feed.stale_book.as_micros() > 0, "feed.stale_book", || "must be positive".into());
+        let rc = &self.feed.reconnect;
+        is.check(rc.initial_backoff_ms > 0, "feed.reconnect.initial_backoff_ms", || "must be positive".into());
+        is.check(rc.max_backoff_ms >= rc.initial_backoff_ms, "feed.reconnect.max_backoff_ms", || {
+            format!("must be ≥ initial_backoff_ms ({})", rc.initial_backoff_ms)
+        });
+        is.fraction_f64("feed.reconnect.jitter", rc.jitter, true);
+        is.check(self.feed.batch_max_frames >= 1, "feed.batch_max_frames", || "must be at least 1".into());
+        is.check(self.run.duration.as_micros() > 0, "run.duration", || "must be positive, e.g. 6h".into());
+        is.check(self.run.equity_interval.as_micros() > 0, "run.equity_interval", || "must be positive".into());
+        is.check(self.run.mark_sample_interval.as_micros() > 0, "run.mark_sample_interval", || {
+            "must be positive".into()
+        });
+        is.check(self.journal.interval_ms > 0, "journal.interval_ms", || "must be positive".into());
+        is.check(self.logging.file.max_files >= 1, "logging.file.max_files", || "must be at least 1".into());
+        is.check(!self.http.token_env.is_empty(), "http.token_env", || "must name an environment variable".into());
+        is
+    }
+
+    /// A stable fingerprint of everything that can change a journaled decision: the
+    /// serialized config without ports, paths and logging (FNV-1a 64 over canonical JSON).
+    pub fn fingerprint(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("http");
+            obj.remove("logging");
+            if let Some(feed) = obj.get_mut("feed").and_then(|f| f.as_object_mut()) {
+                feed.remove("ws_url");
+                feed.remove("rest_url");
+            }
+        }
+        let text = v.to_string();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    /// The effective config as YAML (written into the run folder).
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).unwrap_or_else(|e| format!("# could not serialize config: {e}\n"))
+    }
+}
+
+/// Rewrites serde's "unknown field `x`, expected … for key `risk`" into a message that leads
+/// with the full key (`risk.x`).
+fn explain_serde_error(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some((field, tail)) = rest.split_once('`') {
+            let parent = tail.rsplit_once("for key `").and_then(|(_, k)| k.strip_suffix('`'));
+            let full = match parent {
+                Some(p) if !p.is_empty() => format!("{p}.{field}"),
+                _ => field.to_string(),
+            };
+            let expected = tail.split(" for key").next().unwrap_or("").trim_start_matches(',').trim();
+            return format!("unknown key `{full}` ({expected})");
+        }
+    }
+    msg.to_string()
+}
+
+/// Loads the config named on the command line, or the embedded default.
+pub fn load_from_cli(path: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> {
+    let source = match path {
+        Some(p) => ConfigSource::File(p.to_path_buf()),
+        None => ConfigSource::Embedded,
+    };
+    Config::load(&source).map(|c| (c, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("kp-cfg-{}-{}", std::process::id(), yaml.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load_with_env(
+            &ConfigSource::File(path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        Config::load_with_env(&ConfigSource::Embedded, Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_section() {
+        let e = load_text("run:\n  duratoin: 6h\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("run.duratoin"), "{e}");
+        assert!(e.contains("c.yaml"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = load_text("feed:\n  book_depth: deep\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("feed.book_depth"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_all_reported() {
+        let e = load_text("feed:\n  book_depth: 11\n  pairs: [BTCUSD]\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("feed.book_depth") && e.contains("feed.pairs[0]"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_a_key() {
+        let c = load_text("run:\n  duration: 6h\n", &[("KRAKEN_PAPER__RUN__DURATION", "2h")]).unwrap();
+        assert_eq!(c.run.duration, Span::from_secs(7200));
+    }
+
+    #[test]
+    fn malformed_yaml_is_an_error_not_a_panic() {
+        let e = load_text("garbage: [unclosed\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("c.yaml"), "{e}");
+    }
+
+    #[test]
+    fn fingerprint_ignores_ports_and_logging() {
+        let a = Config::default();
+        let mut b = Config::default();
+        b.http.bind = "127.0.0.1:9999".parse().unwrap();
+        b.logging.format = LogFormat::Json;
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.run.duration = Span::from_secs(60);
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+}

@@ -1,0 +1,109 @@
+//! Logging: `tracing` to stderr in a human or JSON format, plus optional rotated JSON log
+//! files. actix and other `log` users are bridged into `tracing`.
+//!
+//! Supervision events are ordinary tracing events with an `event` field naming them
+//! (`actor_started`, `actor_restarted`, `feed_reconnect`, `book_resync`, `emergency_stop`, …);
+//! in JSON they come out with every field at the top level, so logs can be filtered by
+//! machine: `jq 'select(.event == "actor_restarted")'`.
+
+use std::path::Path;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{LogFormat, Rotation};
+
+/// Names of the structured supervision events (the `event` field).
+pub mod events {
+    /// An actor started.
+    pub const ACTOR_STARTED: &str = "actor_started";
+    /// An actor stopped.
+    pub const ACTOR_STOPPED: &str = "actor_stopped";
+    /// A supervised actor was restarted after a failure.
+    pub const ACTOR_RESTARTED: &str = "actor_restarted";
+    /// The feed lost or gave up its connection and is reconnecting.
+    pub const FEED_RECONNECT: &str = "feed_reconnect";
+    /// The feed waits before the next connection attempt.
+    pub const FEED_BACKOFF: &str = "feed_backoff";
+    /// A book failed its checksum and is being rebuilt.
+    pub const BOOK_RESYNC: &str = "book_resync";
+    /// RiskManager halted trading.
+    pub const EMERGENCY_STOP: &str = "emergency_stop";
+    /// The trading halt was lifted.
+    pub const HALT_LIFTED: &str = "halt_lifted";
+}
+
+/// Keeps background log writers alive; drop it last in `main`.
+pub struct TelemetryGuard {
+    _file: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Where log files go (optional).
+pub struct LogFiles<'a> {
+    /// Folder.
+    pub dir: &'a Path,
+    /// Rotation period.
+    pub rotation: Rotation,
+    /// Rotated files kept.
+    pub max_files: usize,
+}
+
+/// Installs the global subscriber. `level` is an EnvFilter directive; `RUST_LOG` wins.
+pub fn init(format: LogFormat, level: &str, files: Option<LogFiles<'_>>) -> anyhow_free::Result<TelemetryGuard> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .map_err(|e| format!("logging.level {level:?} is not a valid filter: {e}"))?;
+    let (file_layer, guard) = match files {
+        Some(f) => {
+            std::fs::create_dir_all(f.dir).map_err(|e| format!("cannot create log folder {}: {e}", f.dir.display()))?;
+            let rotation = match f.rotation {
+                Rotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
+                Rotation::Daily => tracing_appender::rolling::Rotation::DAILY,
+                Rotation::Never => tracing_appender::rolling::Rotation::NEVER,
+            };
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(rotation)
+                .filename_prefix("kraken-paper")
+                .filename_suffix("log")
+                .max_log_files(f.max_files)
+                .build(f.dir)
+                .map_err(|e| format!("cannot open log file in {}: {e}", f.dir.display()))?;
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(writer);
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(file_layer);
+    let result = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr.with_max_level(tracing::Level::TRACE)),
+            )
+            .try_init(),
+        LogFormat::Human => {
+            registry.with(tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr)).try_init()
+        }
+    };
+    // A second init (tests, examples) keeps the first subscriber; that is not an error.
+    let _ = result;
+    Ok(TelemetryGuard { _file: guard })
+}
+
+/// Minimal error alias so this module does not depend on `anyhow` (library code).
+pub mod anyhow_free {
+    /// Result with a human-readable error.
+    pub type Result<T> = std::result::Result<T, String>;
+}
