@@ -333,6 +333,16 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// HTTP server.
     pub http: HttpConfig,
+    /// The embedded simulated exchange.
+    pub sim: crate::core::sim::SimConfig,
+    /// Paper execution (fill model, latency, fees).
+    pub execution: crate::core::execution::ExecutionConfig,
+    /// Risk limits and sizing.
+    pub risk: crate::core::risk::RiskConfig,
+    /// Built-in signal models.
+    pub signals: crate::core::signals::SignalsConfig,
+    /// Signal aggregation.
+    pub aggregator: crate::core::aggregator::AggregatorConfig,
 }
 
 /// Where a configuration was read from.
@@ -436,6 +446,11 @@ impl Config {
         is.check(self.journal.interval_ms > 0, "journal.interval_ms", || "must be positive".into());
         is.check(self.logging.file.max_files >= 1, "logging.file.max_files", || "must be at least 1".into());
         is.check(!self.http.token_env.is_empty(), "http.token_env", || "must name an environment variable".into());
+        self.sim.validate(&mut is);
+        self.execution.validate(&mut is);
+        self.risk.validate(&mut is);
+        self.signals.validate(&mut is);
+        self.aggregator.validate(&mut is);
         is
     }
 

@@ -4,14 +4,20 @@
 //! without a runtime. The actors in `crate::actors` own one of these structs each and only
 //! move messages in and out.
 
+pub mod aggregator;
 pub mod book;
 pub mod decisions;
+pub mod execution;
 pub mod instrument;
 pub mod journal;
+pub mod kraken;
 pub mod market;
 pub mod money;
 pub mod orders;
 pub mod portfolio;
+pub mod risk;
 pub mod rng;
+pub mod signals;
+pub mod sim;
 pub mod time;
 pub mod validate;

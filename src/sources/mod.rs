@@ -3,3 +3,4 @@
 
 pub mod kraken_ws;
 pub mod replay;
+pub mod simulated;
