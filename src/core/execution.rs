@@ -40,11 +40,13 @@ pub struct ExecutionConfig {
     pub mark: MarkConvention,
     /// Fill resting limits when the price only touches them (optimistic; off by default).
     pub fill_at_touch: bool,
+    /// How an approved intent becomes an entry order.
+    pub entry: super::orders::EntryStyle,
 }
 
 impl Default for ExecutionConfig {
     fn default() -> Self {
-        ExecutionConfig { latency: Span::from_millis(50), mark: MarkConvention::Mid, fill_at_touch: false }
+        ExecutionConfig { latency: Span::from_millis(50), mark: MarkConvention::Mid, fill_at_touch: false, entry: Default::default() }
     }
 }
 

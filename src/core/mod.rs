@@ -15,6 +15,7 @@ pub mod market;
 pub mod money;
 pub mod orders;
 pub mod portfolio;
+pub mod rate_limit;
 pub mod risk;
 pub mod rng;
 pub mod signals;

@@ -95,6 +95,14 @@ impl RiskCore {
     pub fn evaluate(&mut self, _intent: &TradeIntent) -> Verdict {
         todo!()
     }
+    /// Feedback from a closed trade (Kelly statistics).
+    pub fn on_trade_closed(&mut self, _t: &super::execution::ClosedTrade) {
+        todo!()
+    }
+    /// Operator halt: as a breach, at `now` (None when already halted).
+    pub fn halt_now(&mut self, _now: EventTime) -> Option<Breach> {
+        todo!()
+    }
     /// True while halted.
     pub fn halted(&self) -> bool {
         todo!()

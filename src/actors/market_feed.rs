@@ -1,0 +1,468 @@
+//! MarketFeed actor: one WebSocket connection to Kraken's v2 API — or to the embedded
+//! simulated exchange, through exactly the same client — decoded into verified market events
+//! and driven through the trading pipeline one batch at a time.
+//!
+//! - In: frames from [`run_connection`]; [`Shutdown`] (write `feed_stats`); [`EmergencyStop`]
+//!   (logged: data keeps flowing so marks, logs and the dashboard stay live); [`StopFeed`].
+//! - Out: [`MarketData`] to PositionBook, RiskManager, the signal actors and the aggregator,
+//!   then [`Barrier`]s and a journal [`Flush`] — each awaited, so exactly one batch is in
+//!   flight and the order of everything is fixed by the data.
+//! - Fails: a dead, silent or refused connection ends the connection future; the actor then
+//!   stops itself and its `actix::Supervisor` restarts it. `restarting()` computes the
+//!   exponential backoff with jitter (`feed_backoff`) and the next `started()` connects after
+//!   it. Books are invalidated (`BookInvalid: disconnected`) and rebuilt from the snapshots
+//!   of the restored subscriptions. A checksum mismatch resubscribes that pair's book
+//!   (`book_resync`); trading on it pauses until the new snapshot.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::actors::journal::{Append, Flush};
+use crate::core::journal::Entry;
+use crate::core::kraken::decode::{self, FeedCounters, FeedDecoder, FeedNotice};
+use crate::core::market::{BookInvalidReason, MarketBatch, MarketEvent};
+use crate::core::rng::Rng;
+use crate::core::time::EventTime;
+use crate::messages::{Barrier, EmergencyStop, MarketData, Shutdown};
+use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
+
+/// Stops reading: the current connection closes after the batch in flight.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopFeed;
+
+/// Asks for the feed's health (dashboard, `/health`).
+#[derive(Message)]
+#[rtype(result = "FeedHealth")]
+pub struct GetFeedHealth;
+
+/// The feed's health.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FeedHealth {
+    /// Connected right now.
+    pub connected: bool,
+    /// Counters.
+    pub counters: FeedCounters,
+    /// Reconnects so far.
+    pub reconnects: u64,
+    /// Actor restarts so far.
+    pub restarts: u64,
+    /// Last event time seen.
+    pub last_event_time: EventTime,
+    /// Pairs whose book is not trusted right now.
+    pub untrusted_pairs: Vec<String>,
+}
+
+/// Why the feed stopped for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedEnded {
+    /// Event time reached the end of the run's duration.
+    DurationReached(EventTime),
+    /// Asked to stop.
+    Stopped(EventTime),
+    /// The pipeline failed (the journal could not write): the run must end.
+    PipelineFailed(String),
+}
+
+/// The actors one batch goes through, in order.
+#[derive(Clone)]
+pub struct Pipeline {
+    /// PositionBook first: fills and marks for this batch.
+    pub position_book: Recipient<MarketData>,
+    /// PositionBook barrier (orders placed by risk for this batch).
+    pub position_book_barrier: Recipient<Barrier>,
+    /// RiskManager: drawdown on the new portfolio (may broadcast EmergencyStop).
+    pub risk: Recipient<MarketData>,
+    /// RiskManager barrier (intents of this batch).
+    pub risk_barrier: Recipient<Barrier>,
+    /// Signal actors.
+    pub signals: Vec<Recipient<MarketData>>,
+    /// The aggregator, after the signal actors.
+    pub aggregator: Recipient<MarketData>,
+    /// Journal durability barrier.
+    pub journal_flush: Recipient<Flush>,
+    /// Journal records.
+    pub journal: Recipient<Append>,
+}
+
+impl Pipeline {
+    /// Drives one batch through every stage, awaiting each.
+    pub async fn run(&self, batch: MarketBatch) -> Result<(), String> {
+        let data = MarketData { batch: Arc::new(batch) };
+        let closed = |e: MailboxError| format!("pipeline stage stopped: {e}");
+        self.position_book.send(data.clone()).await.map_err(closed)?;
+        self.risk.send(data.clone()).await.map_err(closed)?;
+        for s in &self.signals {
+            // A signal actor being restarted misses this batch; trading goes on.
+            let _ = s.send(data.clone()).await;
+        }
+        self.aggregator.send(data).await.map_err(closed)?;
+        self.risk_barrier.send(Barrier).await.map_err(closed)?;
+        self.position_book_barrier.send(Barrier).await.map_err(closed)?;
+        self.journal_flush.send(Flush).await.map_err(closed)?.map_err(|e| format!("journal: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Connection and run settings.
+#[derive(Clone, Debug)]
+pub struct FeedSettings {
+    /// `wss://ws.kraken.com/v2` or the simulator's `ws://127.0.0.1:PORT`.
+    pub url: String,
+    /// Pairs (WS v2 symbols).
+    pub pairs: Vec<String>,
+    /// Book depth.
+    pub depth: u16,
+    /// Ping after this much silence.
+    pub ping_interval: Duration,
+    /// Reconnect after this much silence.
+    pub liveness_timeout: Duration,
+    /// Backoff: first wait.
+    pub initial_backoff_ms: u64,
+    /// Backoff cap.
+    pub max_backoff_ms: u64,
+    /// Jitter fraction.
+    pub jitter: f64,
+    /// A connection up this long resets the backoff.
+    pub healthy_after: Duration,
+    /// Market time to run, from the first event.
+    pub duration_micros: i64,
+    /// Seed for the jitter generator (wall-time spreading only; never journaled).
+    pub jitter_seed: u64,
+    /// Global sequence number of the first event (resume continues it).
+    pub first_seq: u64,
+    /// Event time the run ends at, if already known (resume).
+    pub end_time: Option<EventTime>,
+}
+
+/// What survives restarts of the actor (the supervisor reuses the struct).
+struct FeedState {
+    decoder: FeedDecoder,
+    next_seq: u64,
+    end_time: Option<EventTime>,
+    stop_requested: bool,
+    finished: bool,
+    connected: bool,
+    reconnects: u64,
+    restarts: u64,
+    untrusted: std::collections::BTreeSet<String>,
+    req_id: u64,
+}
+
+/// The MarketFeed actor.
+pub struct MarketFeed {
+    settings: FeedSettings,
+    pipeline: Pipeline,
+    state: Rc<RefCell<FeedState>>,
+    ended: mpsc::UnboundedSender<FeedEnded>,
+    attempt: u32,
+    next_delay: Duration,
+    jitter: Rng,
+    connected_since: Option<tokio::time::Instant>,
+    last_error: String,
+}
+
+impl MarketFeed {
+    /// A feed that reports its end on `ended`.
+    pub fn new(settings: FeedSettings, pipeline: Pipeline, ended: mpsc::UnboundedSender<FeedEnded>) -> Self {
+        let state = FeedState {
+            decoder: FeedDecoder::new(settings.depth),
+            next_seq: settings.first_seq,
+            end_time: settings.end_time,
+            stop_requested: false,
+            finished: false,
+            connected: false,
+            reconnects: 0,
+            restarts: 0,
+            untrusted: Default::default(),
+            req_id: 1000,
+        };
+        let jitter = Rng::new(settings.jitter_seed);
+        MarketFeed {
+            settings,
+            pipeline,
+            state: Rc::new(RefCell::new(state)),
+            ended,
+            attempt: 0,
+            next_delay: Duration::ZERO,
+            jitter,
+            connected_since: None,
+            last_error: String::new(),
+        }
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.state.borrow().finished {
+            return;
+        }
+        let settings = self.settings.clone();
+        let state = self.state.clone();
+        let pipeline = self.pipeline.clone();
+        let ended = self.ended.clone();
+        self.connected_since = Some(tokio::time::Instant::now());
+        let fut = async move {
+            let (tx, rx) = mpsc::unbounded_channel::<String>();
+            let conn = ConnectionSettings {
+                url: settings.url.clone(),
+                on_connect: decode::subscribe_requests(&settings.pairs, settings.depth),
+                ping_interval: settings.ping_interval,
+                liveness_timeout: settings.liveness_timeout,
+                max_batch: 1,
+            };
+            let consume = |frames| {
+                let state = state.clone();
+                let pipeline = pipeline.clone();
+                let tx = tx.clone();
+                let ended = ended.clone();
+                let settings = settings.clone();
+                async move {
+                    let Some(batch) = decode_frames(&state, &settings, &tx, frames) else {
+                        return Ok(Flow::Continue);
+                    };
+                    let last = batch.events.last().map(|e| e.time());
+                    if !batch.events.is_empty() {
+                        if let Err(e) = pipeline.run(batch).await {
+                            tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
+                            state.borrow_mut().finished = true;
+                            let _ = ended.send(FeedEnded::PipelineFailed(e));
+                            return Ok(Flow::Stop);
+                        }
+                    }
+                    let mut st = state.borrow_mut();
+                    st.connected = true;
+                    let t = last.unwrap_or(st.decoder.last_time());
+                    if st.end_time.is_some_and(|end| t >= end) {
+                        st.finished = true;
+                        let _ = ended.send(FeedEnded::DurationReached(t));
+                        return Ok(Flow::Stop);
+                    }
+                    if st.stop_requested {
+                        st.finished = true;
+                        let _ = ended.send(FeedEnded::Stopped(t));
+                        return Ok(Flow::Stop);
+                    }
+                    Ok(Flow::Continue)
+                }
+            };
+            run_connection(&conn, rx, |_| {}, consume).await
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.state.borrow_mut().connected = false;
+            match res {
+                Ok(()) => {
+                    tracing::info!(actor = "market_feed", "feed connection closed at the end of the run");
+                }
+                Err(e) => {
+                    act.last_error = e.to_string();
+                    let attempt = act.attempt + 1;
+                    let mut st = act.state.borrow_mut();
+                    st.reconnects += 1;
+                    let reconnects = st.reconnects;
+                    drop(st);
+                    tracing::warn!(
+                        event = "feed_reconnect",
+                        actor = "market_feed",
+                        attempt,
+                        reconnects,
+                        reason = %act.last_error,
+                        "feed connection lost; restarting the feed under its supervisor"
+                    );
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+}
+
+/// Decodes frames into one batch; handles notices (resync requests, subscription errors).
+fn decode_frames(
+    state: &Rc<RefCell<FeedState>>,
+    settings: &FeedSettings,
+    tx: &mpsc::UnboundedSender<String>,
+    frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
+) -> Option<MarketBatch> {
+    let mut st = state.borrow_mut();
+    let mut events = Vec::new();
+    let mut notices = Vec::new();
+    for f in &frames {
+        st.decoder.decode(f.as_str(), &mut events, &mut notices);
+    }
+    for n in notices {
+        match n {
+            FeedNotice::Resync { symbol, reason } => {
+                st.req_id += 2;
+                let req_id = st.req_id;
+                tracing::warn!(event = "book_resync", actor = "market_feed", pair = %symbol, reason = ?reason, "book checksum mismatch: resubscribing the pair's book");
+                for req in decode::resubscribe_book(&symbol, settings.depth, req_id) {
+                    let _ = tx.send(req);
+                }
+                st.untrusted.insert(symbol);
+            }
+            FeedNotice::SubscribeFailed { channel, symbol, error } => {
+                tracing::error!(actor = "market_feed", channel = %channel, pair = symbol.as_deref().unwrap_or("-"), error = %error, "subscription refused by the exchange");
+            }
+            FeedNotice::Subscribed { channel, symbol } => {
+                tracing::debug!(actor = "market_feed", channel = %channel, pair = symbol.as_deref().unwrap_or("-"), "subscribed");
+            }
+            FeedNotice::Malformed { reason } => {
+                tracing::warn!(actor = "market_feed", reason = %reason, "malformed frame skipped");
+            }
+            FeedNotice::Unknown { what } => {
+                tracing::debug!(actor = "market_feed", what = %what, "unknown frame skipped");
+            }
+            FeedNotice::Pong { .. } => {}
+        }
+    }
+    for e in &events {
+        if let MarketEvent::Book(b) = e {
+            if b.snapshot {
+                st.untrusted.remove(&*b.symbol);
+            }
+        }
+    }
+    if st.end_time.is_none() {
+        if let Some(first) = events.first() {
+            st.end_time = Some(first.time().plus_micros(settings.duration_micros));
+        }
+    }
+    let first_seq = st.next_seq;
+    st.next_seq += events.len() as u64;
+    Some(MarketBatch { first_seq, events })
+}
+
+impl Actor for MarketFeed {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_started", actor = "market_feed", url = %self.settings.url, attempt = self.attempt, "market feed started");
+        if self.next_delay.is_zero() {
+            self.connect(ctx);
+        } else {
+            ctx.run_later(self.next_delay, |act, ctx| act.connect(ctx));
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_stopped", actor = "market_feed", reason = %self.last_error, "market feed stopped");
+    }
+}
+
+impl Supervised for MarketFeed {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        let healthy = self.connected_since.is_some_and(|t| t.elapsed() >= self.settings.healthy_after);
+        self.attempt = if healthy { 1 } else { self.attempt + 1 };
+        let s = &self.settings;
+        self.next_delay = backoff(self.attempt, s.initial_backoff_ms, s.max_backoff_ms, s.jitter, self.jitter.uniform());
+        let mut st = self.state.borrow_mut();
+        st.restarts += 1;
+        st.decoder.reset_books();
+        let pairs: Vec<String> = self.settings.pairs.clone();
+        st.untrusted.extend(pairs);
+        drop(st);
+        tracing::warn!(
+            event = "actor_restarted",
+            actor = "market_feed",
+            attempt = self.attempt,
+            reason = %self.last_error,
+            "market feed restarted by its supervisor"
+        );
+        tracing::warn!(
+            event = "feed_backoff",
+            actor = "market_feed",
+            attempt = self.attempt,
+            backoff_ms = self.next_delay.as_millis() as u64,
+            "waiting before reconnecting"
+        );
+        self.invalidate_books();
+    }
+}
+
+impl MarketFeed {
+    /// Tells the pipeline every book is untrusted until its new snapshot (after a disconnect).
+    fn invalidate_books(&mut self) {
+        let mut st = self.state.borrow_mut();
+        let time = st.decoder.last_time();
+        let events: Vec<MarketEvent> = self
+            .settings
+            .pairs
+            .iter()
+            .map(|p| MarketEvent::BookInvalid { symbol: p.as_str().into(), time, reason: BookInvalidReason::Disconnected })
+            .collect();
+        let first_seq = st.next_seq;
+        st.next_seq += events.len() as u64;
+        drop(st);
+        let pipeline = self.pipeline.clone();
+        let record = Entry::new(
+            time,
+            "feed_reconnect",
+            &serde_json::json!({ "attempt": self.attempt, "reason": self.last_error }),
+        );
+        self.pipeline.journal.do_send(Append(vec![record]));
+        actix::spawn(async move {
+            if let Err(e) = pipeline.run(MarketBatch { first_seq, events }).await {
+                tracing::error!(actor = "market_feed", error = %e, "could not publish book invalidation");
+            }
+        });
+    }
+}
+
+impl Handler<StopFeed> for MarketFeed {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopFeed, _ctx: &mut Self::Context) {
+        self.state.borrow_mut().stop_requested = true;
+    }
+}
+
+impl Handler<EmergencyStop> for MarketFeed {
+    type Result = ();
+
+    fn handle(&mut self, msg: EmergencyStop, _ctx: &mut Self::Context) {
+        tracing::info!(actor = "market_feed", reason = %msg.reason, "emergency stop: market data keeps flowing, trading is halted");
+    }
+}
+
+impl Handler<Shutdown> for MarketFeed {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) {
+        let st = self.state.borrow();
+        let c = st.decoder.counters();
+        let record = Entry::new(
+            msg.time,
+            "feed_stats",
+            &serde_json::json!({
+                "frames": c.frames,
+                "events": c.events,
+                "checksums_verified": c.checksums_verified,
+                "checksum_mismatches": c.checksum_mismatches,
+                "resyncs": c.resyncs,
+                "reconnects": st.reconnects,
+                "malformed": c.malformed,
+                "unknown": c.unknown,
+            }),
+        );
+        self.pipeline.journal.do_send(Append(vec![record]));
+    }
+}
+
+impl Handler<GetFeedHealth> for MarketFeed {
+    type Result = MessageResult<GetFeedHealth>;
+
+    fn handle(&mut self, _msg: GetFeedHealth, _ctx: &mut Self::Context) -> Self::Result {
+        let st = self.state.borrow();
+        MessageResult(FeedHealth {
+            connected: st.connected,
+            counters: st.decoder.counters().clone(),
+            reconnects: st.reconnects,
+            restarts: st.restarts,
+            last_event_time: st.decoder.last_time(),
+            untrusted_pairs: st.untrusted.iter().cloned().collect(),
+        })
+    }
+}

@@ -1,0 +1,241 @@
+//! PositionBook actor: owns the paper exchange ([`PaperExchange`]): orders, fills against the
+//! book, fees, balances and positions.
+//!
+//! - In: [`MarketData`] (apply events: fills, triggers, marks), [`PlaceOrders`] (from
+//!   RiskManager), [`EmergencyStop`] (cancel everything and flatten in the same event),
+//!   [`Barrier`], [`Shutdown`], [`GetPortfolio`].
+//! - Out: journal records for every execution event and equity snapshots; [`PortfolioUpdate`]
+//!   to RiskManager after every batch; [`TradesClosed`] to the aggregator and RiskManager.
+//! - Fails: never on data; an accounting identity violation is logged as an error and
+//!   journaled (`identity_violation`), because it means a bug, not bad input.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use crate::actors::journal::Append;
+use crate::core::execution::{ExecEvent, ExecStats, PaperExchange};
+use crate::core::journal::Entry;
+use crate::core::portfolio::PortfolioView;
+use crate::core::time::{EventTime, Span};
+use crate::messages::{Barrier, EmergencyStop, MarketData, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed};
+
+/// Asks for the current account (dashboard, tests).
+#[derive(Message)]
+#[rtype(result = "PortfolioSnapshot")]
+pub struct GetPortfolio;
+
+/// The account and counters at one moment.
+#[derive(Clone, Debug)]
+pub struct PortfolioSnapshot {
+    /// The portfolio.
+    pub view: PortfolioView,
+    /// Execution counters.
+    pub stats: ExecStats,
+    /// Open positions.
+    pub open_positions: usize,
+}
+
+/// Where PositionBook sends what it produces.
+pub struct PositionBookOutputs {
+    /// The journal.
+    pub journal: Recipient<Append>,
+    /// RiskManager.
+    pub risk: Recipient<PortfolioUpdate>,
+    /// Receivers of closed trades (aggregator, RiskManager).
+    pub trades_closed: Vec<Recipient<TradesClosed>>,
+}
+
+/// The PositionBook actor.
+pub struct PositionBook {
+    exchange: PaperExchange,
+    out: PositionBookOutputs,
+    equity_interval: Span,
+    next_equity_at: Option<EventTime>,
+    peak_equity: Decimal,
+    last_time: EventTime,
+    scratch: Vec<ExecEvent>,
+    check_identity: bool,
+}
+
+impl PositionBook {
+    /// A PositionBook over `exchange`, writing equity snapshots every `equity_interval`.
+    pub fn new(exchange: PaperExchange, out: PositionBookOutputs, equity_interval: Span, check_identity: bool) -> Self {
+        let peak_equity = exchange.equity();
+        PositionBook {
+            exchange,
+            out,
+            equity_interval,
+            next_equity_at: None,
+            peak_equity,
+            last_time: EventTime::ZERO,
+            scratch: Vec::new(),
+            check_identity,
+        }
+    }
+
+    /// Journals the collected execution events and tells the listeners about closed trades.
+    fn publish(&mut self) {
+        if self.scratch.is_empty() {
+            return;
+        }
+        let mut entries = Vec::with_capacity(self.scratch.len());
+        let mut closed = Vec::new();
+        let mut had_fill = false;
+        for ev in self.scratch.drain(..) {
+            entries.push(Entry::new(ev.time(), ev.kind(), &ev));
+            match ev {
+                ExecEvent::TradeClosed(t) => closed.push(t),
+                ExecEvent::Fill(_) => had_fill = true,
+                _ => {}
+            }
+        }
+        if had_fill && self.check_identity {
+            if let Err(e) = self.exchange.verify_identity() {
+                tracing::error!(actor = "position_book", error = %e, "accounting identity violated");
+                entries.push(Entry::new(self.last_time, "identity_violation", &json!({ "error": e })));
+            }
+        }
+        self.out.journal.do_send(Append(entries));
+        if !closed.is_empty() {
+            for r in &self.out.trades_closed {
+                r.do_send(TradesClosed { trades: closed.clone() });
+            }
+        }
+    }
+
+    /// The `equity` record.
+    fn equity_entry(&mut self, time: EventTime) -> Entry {
+        let view = self.exchange.portfolio();
+        let equity = view.equity;
+        if equity > self.peak_equity {
+            self.peak_equity = equity;
+        }
+        let drawdown = if self.peak_equity > Decimal::ZERO {
+            crate::core::money::to_f64((self.peak_equity - equity) / self.peak_equity)
+        } else {
+            0.0
+        };
+        let unrealized: Decimal = view.positions.iter().map(|p| p.unrealized).sum();
+        let exposure: Decimal = view.positions.iter().map(|p| p.notional).sum();
+        Entry::new(
+            time,
+            "equity",
+            &json!({
+                "equity": equity,
+                "cash": equity - exposure,
+                "unrealized": unrealized,
+                "open_positions": self.exchange.open_positions(),
+                "drawdown": drawdown,
+            }),
+        )
+    }
+
+    fn send_portfolio(&self) {
+        self.out.risk.do_send(PortfolioUpdate { view: Arc::new(self.exchange.portfolio()) });
+    }
+}
+
+impl Actor for PositionBook {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_started", actor = "position_book", "position book started");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_stopped", actor = "position_book", "position book stopped");
+    }
+}
+
+impl Handler<MarketData> for PositionBook {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
+        let mut snapshots = Vec::new();
+        for (seq, ev) in msg.batch.iter_seq() {
+            let t = ev.time();
+            if t > self.last_time {
+                self.last_time = t;
+            }
+            // Equity snapshots on a fixed event-time grid, taken before the event at or past
+            // the grid point is applied, so they do not depend on how events are batched.
+            match self.next_equity_at {
+                None => self.next_equity_at = Some(t),
+                Some(at) if t >= at => {
+                    self.publish();
+                    snapshots.push(self.equity_entry(at));
+                    let step = self.equity_interval.as_micros().max(1);
+                    let mut next = at.plus_micros(step);
+                    while next <= t {
+                        next = next.plus_micros(step);
+                    }
+                    self.next_equity_at = Some(next);
+                    self.out.journal.do_send(Append(std::mem::take(&mut snapshots)));
+                }
+                Some(_) => {}
+            }
+            self.exchange.on_event(seq, ev, &mut self.scratch);
+        }
+        self.publish();
+        self.send_portfolio();
+    }
+}
+
+impl Handler<PlaceOrders> for PositionBook {
+    type Result = ();
+
+    fn handle(&mut self, msg: PlaceOrders, _ctx: &mut Self::Context) {
+        for req in msg.orders {
+            self.exchange.submit(req, &mut self.scratch);
+        }
+        self.publish();
+    }
+}
+
+impl Handler<EmergencyStop> for PositionBook {
+    type Result = ();
+
+    fn handle(&mut self, msg: EmergencyStop, _ctx: &mut Self::Context) {
+        tracing::warn!(actor = "position_book", reason = %msg.reason, "emergency stop: cancelling orders and flattening");
+        self.exchange.flatten_all(msg.time, "emergency_stop", &mut self.scratch);
+        self.publish();
+        self.send_portfolio();
+    }
+}
+
+impl Handler<Barrier> for PositionBook {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Barrier, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<Shutdown> for PositionBook {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) {
+        let time = msg.time.max(self.last_time);
+        if msg.flatten {
+            self.exchange.flatten_all(time, "shutdown", &mut self.scratch);
+        }
+        self.publish();
+        let equity = self.equity_entry(time);
+        let stats = Entry::new(time, "exec_stats", self.exchange.stats());
+        let balances = Entry::new(time, "balances", &json!({ "balances": self.exchange.balances() }));
+        self.out.journal.do_send(Append(vec![equity, stats, balances]));
+    }
+}
+
+impl Handler<GetPortfolio> for PositionBook {
+    type Result = MessageResult<GetPortfolio>;
+
+    fn handle(&mut self, _msg: GetPortfolio, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(PortfolioSnapshot {
+            view: self.exchange.portfolio(),
+            stats: self.exchange.stats().clone(),
+            open_positions: self.exchange.open_positions(),
+        })
+    }
+}

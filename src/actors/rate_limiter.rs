@@ -1,0 +1,78 @@
+//! RateLimiter actor: every REST call asks it for a slot first and waits until the call fits
+//! Kraken's limits (the pure model is [`RateLimitModel`]).
+//!
+//! - In: [`Acquire`] (answered after the wait), [`GetUsage`].
+//! - Out: nothing; it only delays its callers.
+//! - Wall time is right here: the limits are the exchange's, in real seconds; nothing it
+//!   decides is journaled.
+
+use actix::prelude::*;
+
+use crate::core::rate_limit::{LimiterUsage, RateLimitModel, RestCall};
+
+/// Waits until `call` may be sent; answers with the seconds waited.
+#[derive(Message)]
+#[rtype(result = "f64")]
+pub struct Acquire {
+    /// The call.
+    pub call: RestCall,
+}
+
+/// Asks for usage figures.
+#[derive(Message)]
+#[rtype(result = "LimiterUsage")]
+pub struct GetUsage;
+
+/// The RateLimiter actor.
+pub struct RateLimiter {
+    model: RateLimitModel,
+    origin: tokio::time::Instant,
+}
+
+impl RateLimiter {
+    /// A limiter over `model`.
+    pub fn new(model: RateLimitModel) -> Self {
+        RateLimiter { model, origin: tokio::time::Instant::now() }
+    }
+}
+
+impl Actor for RateLimiter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_started", actor = "rate_limiter", "rate limiter started");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_stopped", actor = "rate_limiter", "rate limiter stopped");
+    }
+}
+
+impl Supervised for RateLimiter {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!(event = "actor_restarted", actor = "rate_limiter", "rate limiter restarted");
+    }
+}
+
+impl Handler<Acquire> for RateLimiter {
+    type Result = ResponseFuture<f64>;
+
+    fn handle(&mut self, msg: Acquire, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.origin.elapsed().as_secs_f64();
+        let wait = self.model.reserve(&msg.call, now);
+        Box::pin(async move {
+            if wait > 0.0 {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+            }
+            wait
+        })
+    }
+}
+
+impl Handler<GetUsage> for RateLimiter {
+    type Result = MessageResult<GetUsage>;
+
+    fn handle(&mut self, _msg: GetUsage, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.model.usage().clone())
+    }
+}

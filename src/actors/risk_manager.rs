@@ -1,0 +1,210 @@
+//! RiskManager actor: owns the risk core ([`RiskCore`]): turns trade intents into orders or
+//! refusals, watches equity drawdown on every batch, and halts everything when it breaches.
+//!
+//! - In: [`PortfolioUpdate`] (from PositionBook after every batch), [`TradeIntents`] (from
+//!   the aggregator), [`TradesClosed`] (feedback for Kelly sizing), [`MarketData`] and
+//!   [`Barrier`] (pipeline barriers), [`OperatorCommand`] (HTTP API), [`Shutdown`].
+//! - Out: [`PlaceOrders`] to PositionBook; journal records (`risk_refusal`,
+//!   `emergency_stop`, `halt_lifted`, `risk_metrics`); [`EmergencyStop`] / [`HaltLifted`]
+//!   broadcast to every actor. The broadcast is awaited (the handler is atomic), so every
+//!   actor has handled the stop before the feed's next market batch reaches anyone.
+
+use actix::prelude::*;
+
+use crate::actors::journal::Append;
+use crate::core::journal::Entry;
+use crate::core::portfolio::PortfolioView;
+use crate::core::risk::{RiskCore, Verdict};
+use crate::core::time::EventTime;
+use crate::messages::{
+    Barrier, EmergencyStop, HaltLifted, MarketData, OperatorCommand, PlaceOrders, PortfolioUpdate, Shutdown,
+    TradeIntents, TradesClosed,
+};
+
+/// Asks for the risk figures (dashboard, report).
+#[derive(Message)]
+#[rtype(result = "serde_json::Value")]
+pub struct GetRiskMetrics;
+
+/// Where RiskManager sends what it produces.
+pub struct RiskOutputs {
+    /// PositionBook.
+    pub position_book: Recipient<PlaceOrders>,
+    /// The journal.
+    pub journal: Recipient<Append>,
+    /// Every actor that must stop trading on an emergency stop.
+    pub emergency_stop: Vec<Recipient<EmergencyStop>>,
+    /// Every actor told when the halt is lifted.
+    pub halt_lifted: Vec<Recipient<HaltLifted>>,
+}
+
+/// The RiskManager actor.
+pub struct RiskManager {
+    core: RiskCore,
+    out: RiskOutputs,
+    last_time: EventTime,
+    last_view: Option<std::sync::Arc<PortfolioView>>,
+}
+
+impl RiskManager {
+    /// A RiskManager over `core`.
+    pub fn new(core: RiskCore, out: RiskOutputs) -> Self {
+        RiskManager { core, out, last_time: EventTime::ZERO, last_view: None }
+    }
+
+    /// Journals and logs a stop, and returns the future that delivers it to every actor.
+    fn broadcast_stop(&mut self, stop: EmergencyStop, equity: String, peak: String) -> impl Future<Output = ()> + 'static {
+        tracing::error!(
+            event = "emergency_stop",
+            actor = "risk_manager",
+            drawdown = stop.drawdown,
+            limit = stop.limit,
+            equity = %equity,
+            peak = %peak,
+            reason = %stop.reason,
+            event_time = %stop.time,
+            "emergency stop: trading halted"
+        );
+        let recipients = self.out.emergency_stop.clone();
+        async move {
+            for r in recipients {
+                // An actor that is gone cannot trade either; nothing to do about it here.
+                let _ = r.send(stop.clone()).await;
+            }
+        }
+    }
+
+    fn lifted(&mut self, time: EventTime, by: &str) {
+        tracing::warn!(event = "halt_lifted", actor = "risk_manager", by, event_time = %time, "trading halt lifted");
+        self.out.journal.do_send(Append(vec![Entry::new(time, "halt_lifted", &serde_json::json!({ "by": by }))]));
+        for r in &self.out.halt_lifted {
+            r.do_send(HaltLifted { time, by: by.to_string() });
+        }
+    }
+}
+
+impl Actor for RiskManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_started", actor = "risk_manager", "risk manager started");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_stopped", actor = "risk_manager", "risk manager stopped");
+    }
+}
+
+impl Handler<PortfolioUpdate> for RiskManager {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: PortfolioUpdate, _ctx: &mut Self::Context) -> Self::Result {
+        let was_halted = self.core.halted();
+        self.last_time = self.last_time.max(msg.view.time);
+        let breach = self.core.on_portfolio(&msg.view);
+        self.last_view = Some(msg.view);
+        if was_halted && !self.core.halted() {
+            self.lifted(self.last_time, "cooldown");
+        }
+        let Some(b) = breach else {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        };
+        self.out.journal.do_send(Append(vec![Entry::new(b.time, "emergency_stop", &b)]));
+        let stop = EmergencyStop { time: b.time, drawdown: b.drawdown, limit: b.limit, reason: "max_drawdown".into() };
+        let f = self.broadcast_stop(stop, b.equity.to_string(), b.peak.to_string());
+        AtomicResponse::new(Box::pin(f.into_actor(self)))
+    }
+}
+
+impl Handler<TradeIntents> for RiskManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: TradeIntents, _ctx: &mut Self::Context) {
+        let mut orders = Vec::new();
+        let mut records = Vec::new();
+        for intent in &msg.intents {
+            match self.core.evaluate(intent) {
+                Verdict::Approved(req) => orders.push(*req),
+                Verdict::Refused(r) => {
+                    tracing::info!(actor = "risk_manager", pair = %r.pair, reason = %r.reason, detail = %r.detail, "intent refused");
+                    records.push(Entry::new(r.time, "risk_refusal", &r));
+                }
+            }
+        }
+        if !records.is_empty() {
+            self.out.journal.do_send(Append(records));
+        }
+        if !orders.is_empty() {
+            self.out.position_book.do_send(PlaceOrders { orders });
+        }
+    }
+}
+
+impl Handler<TradesClosed> for RiskManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: TradesClosed, _ctx: &mut Self::Context) {
+        for t in &msg.trades {
+            self.core.on_trade_closed(t);
+        }
+    }
+}
+
+impl Handler<MarketData> for RiskManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
+        if let Some(ev) = msg.batch.events.last() {
+            self.last_time = self.last_time.max(ev.time());
+        }
+    }
+}
+
+impl Handler<Barrier> for RiskManager {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Barrier, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<OperatorCommand> for RiskManager {
+    type Result = AtomicResponse<Self, Result<String, String>>;
+
+    fn handle(&mut self, msg: OperatorCommand, _ctx: &mut Self::Context) -> Self::Result {
+        match msg {
+            OperatorCommand::Resume => {
+                if !self.core.halted() {
+                    return AtomicResponse::new(Box::pin(fut::ready(Ok("not halted".to_string()))));
+                }
+                self.core.lift_halt(self.last_time);
+                self.lifted(self.last_time, "operator");
+                AtomicResponse::new(Box::pin(fut::ready(Ok("halt lifted".to_string()))))
+            }
+            OperatorCommand::EmergencyStop => {
+                let Some(b) = self.core.halt_now(self.last_time) else {
+                    return AtomicResponse::new(Box::pin(fut::ready(Ok("already halted".to_string()))));
+                };
+                self.out.journal.do_send(Append(vec![Entry::new(b.time, "emergency_stop", &b)]));
+                let stop = EmergencyStop { time: b.time, drawdown: b.drawdown, limit: b.limit, reason: "operator".into() };
+                let f = self.broadcast_stop(stop, b.equity.to_string(), b.peak.to_string());
+                AtomicResponse::new(Box::pin(f.into_actor(self).map(|_, _, _| Ok("halted".to_string()))))
+            }
+        }
+    }
+}
+
+impl Handler<Shutdown> for RiskManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) {
+        let time = msg.time.max(self.last_time);
+        self.out.journal.do_send(Append(vec![Entry::new(time, "risk_metrics", &self.core.metrics())]));
+    }
+}
+
+impl Handler<GetRiskMetrics> for RiskManager {
+    type Result = MessageResult<GetRiskMetrics>;
+
+    fn handle(&mut self, _msg: GetRiskMetrics, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.metrics())
+    }
+}

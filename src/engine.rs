@@ -1,0 +1,277 @@
+//! The one place the actor graph is built and wired; reads like docs/architecture.md.
+//!
+//! ```text
+//!  source (SimServer on 127.0.0.1 | Kraken WS v2)
+//!    └─ MarketFeed (Supervisor) ─ MarketData ─► PositionBook, RiskManager, signal actors, SignalAggregator
+//!  signal actors ─ SignalBatch ─► SignalAggregator ─ TradeIntents ─► RiskManager ─ PlaceOrders ─► PositionBook
+//!  PositionBook ─ PortfolioUpdate ─► RiskManager ─ EmergencyStop ─► every actor
+//!  PositionBook ─ TradesClosed ─► SignalAggregator, RiskManager
+//!  everyone ─ Append ─► Journal (own arbiter thread)       RateLimiter ◄─ REST calls
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use actix::prelude::*;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::actors::aggregator::{AggregatorOutputs, SignalAggregator};
+use crate::actors::journal::{Append, Close, Journal, JournalPosition};
+use crate::actors::market_feed::{FeedEnded, FeedSettings, MarketFeed, Pipeline, StopFeed};
+use crate::actors::position_book::{PositionBook, PositionBookOutputs};
+use crate::actors::rate_limiter::RateLimiter;
+use crate::actors::risk_manager::{RiskManager, RiskOutputs};
+use crate::actors::signal_host::SignalHost;
+use crate::config::{Config, FeedSource};
+use crate::core::aggregator::Aggregator;
+use crate::core::execution::PaperExchange;
+use crate::core::journal::{Entry, JOURNAL_VERSION};
+use crate::core::rate_limit::{RateLimitModel, Tier};
+use crate::core::risk::RiskCore;
+use crate::core::signals::SignalModel;
+use crate::core::time::EventTime;
+use crate::messages::{EmergencyStop, MarketData, Shutdown, SignalBatch};
+use crate::run_dir::{RunDir, files};
+use crate::sources::simulated::SimServer;
+
+/// Builds a user's own signal actor, given where to send its signals.
+pub type SignalActorFactory = Box<dyn FnOnce(Recipient<SignalBatch>) -> Recipient<MarketData>>;
+
+/// Everything a run needs.
+pub struct EngineSetup {
+    /// Validated configuration (CLI overrides applied).
+    pub config: Config,
+    /// The run folder (created).
+    pub run_dir: RunDir,
+    /// HTTP address for the dashboard, if any.
+    pub http: Option<SocketAddr>,
+    /// The command line, kept in the run folder.
+    pub command_line: Vec<String>,
+    /// Extra signal models (plug-ins) next to the configured built-ins.
+    pub extra_models: Vec<Box<dyn SignalModel>>,
+    /// Extra signal actors (full actix actors).
+    pub extra_actors: Vec<SignalActorFactory>,
+}
+
+impl EngineSetup {
+    /// A setup with no plug-ins.
+    pub fn new(config: Config, run_dir: RunDir) -> Self {
+        EngineSetup { config, run_dir, http: None, command_line: Vec::new(), extra_models: Vec::new(), extra_actors: Vec::new() }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The final report (report.json).
+    pub report: serde_json::Value,
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Why it ended.
+    pub reason: String,
+}
+
+/// Runs a session to its end (duration reached, or SIGINT/SIGTERM), then writes the report.
+pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
+    let EngineSetup { config, run_dir, http: _http, command_line, extra_models, extra_actors } = setup;
+    run_dir.write_atomic(files::CONFIG, config.to_yaml().as_bytes()).map_err(|e| e.to_string())?;
+    let cmd = json!({ "argv": command_line });
+    run_dir.write_atomic(files::COMMAND, cmd.to_string().as_bytes()).map_err(|e| e.to_string())?;
+
+    // The market: the embedded simulated exchange is a server the feed connects to.
+    let (url, _sim) = match config.feed.source {
+        FeedSource::Sim => {
+            let sim = SimServer::start(&config.sim, &config.feed.pairs, config.feed.book_depth, config.run.speed)?;
+            tracing::info!(actor = "engine", url = %sim.url(), "simulated Kraken exchange listening");
+            (sim.url(), Some(sim))
+        }
+        FeedSource::Kraken => (config.feed.ws_url.clone(), None),
+    };
+
+    // Journal on its own thread: an fsync never stalls the market data path.
+    let journal = Journal::open(
+        &run_dir.journal(),
+        config.journal.durability,
+        config.journal.interval_ms,
+        JournalPosition::default(),
+    )?;
+    let journal_arbiter = Arbiter::new();
+    let journal = Journal::start_in_arbiter(&journal_arbiter.handle(), move |_| journal);
+    let start_record = Entry::new(
+        EventTime::ZERO,
+        "run_started",
+        &json!({
+            "journal_version": JOURNAL_VERSION,
+            "config_fingerprint": config.fingerprint(),
+            "seed": config.sim.seed,
+            "source": match config.feed.source { FeedSource::Sim => "sim", FeedSource::Kraken => "kraken" },
+            "pairs": config.feed.pairs,
+            "currency": config.account.currency,
+            "starting_balances": config.account.balances,
+        }),
+    );
+    journal.do_send(Append(vec![start_record]));
+
+    // Actors that refer to each other get their addresses before they start.
+    let pb_ctx = Context::<PositionBook>::new();
+    let risk_ctx = Context::<RiskManager>::new();
+    let agg_ctx = Context::<SignalAggregator>::new();
+    let (pb, risk, agg) = (pb_ctx.address(), risk_ctx.address(), agg_ctx.address());
+
+    let mut models = config.signals.build()?;
+    models.extend(extra_models);
+    let mut signal_inputs: Vec<Recipient<MarketData>> = Vec::new();
+    let mut stop_receivers: Vec<Recipient<EmergencyStop>> = vec![pb.clone().recipient(), agg.clone().recipient()];
+    for model in models {
+        let aggregator = agg.clone().recipient();
+        let host = Supervisor::start(move |_| SignalHost::new(model, aggregator));
+        signal_inputs.push(host.clone().recipient());
+        stop_receivers.push(host.recipient());
+    }
+    for factory in extra_actors {
+        signal_inputs.push(factory(agg.clone().recipient()));
+    }
+
+    let rate_limiter = {
+        let model = RateLimitModel::new(1.0, Tier::Intermediate);
+        Supervisor::start(move |_| RateLimiter::new(model))
+    };
+
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<FeedEnded>();
+    let pipeline = Pipeline {
+        position_book: pb.clone().recipient(),
+        position_book_barrier: pb.clone().recipient(),
+        risk: risk.clone().recipient(),
+        risk_barrier: risk.clone().recipient(),
+        signals: signal_inputs,
+        aggregator: agg.clone().recipient(),
+        journal_flush: journal.clone().recipient(),
+        journal: journal.clone().recipient(),
+    };
+    let settings = feed_settings(&config, url);
+    let feed = Supervisor::start(move |_| MarketFeed::new(settings, pipeline, ended_tx));
+    stop_receivers.push(feed.clone().recipient());
+
+    let exchange = PaperExchange::new(&config.execution, &config.account.currency, &config.account.balances);
+    pb_ctx.run(PositionBook::new(
+        exchange,
+        PositionBookOutputs {
+            journal: journal.clone().recipient(),
+            risk: risk.clone().recipient(),
+            trades_closed: vec![agg.clone().recipient(), risk.clone().recipient()],
+        },
+        config.run.equity_interval,
+        true,
+    ));
+    risk_ctx.run(RiskManager::new(
+        RiskCore::new(&config.risk, config.execution.entry),
+        RiskOutputs {
+            position_book: pb.clone().recipient(),
+            journal: journal.clone().recipient(),
+            emergency_stop: stop_receivers,
+            halt_lifted: vec![agg.clone().recipient()],
+        },
+    ));
+    agg_ctx.run(SignalAggregator::new(
+        Aggregator::new(&config.aggregator),
+        AggregatorOutputs { risk: risk.clone().recipient(), journal: journal.clone().recipient() },
+    ));
+    let _ = &rate_limiter;
+
+    // Wait for the end: duration reached, or a signal. A second signal exits at once.
+    let ended = wait_for_end(&mut ended_rx, &feed).await;
+    let (reason, end_time) = match &ended {
+        FeedEnded::DurationReached(t) => ("duration".to_string(), *t),
+        FeedEnded::Stopped(t) => ("signal".to_string(), *t),
+        FeedEnded::PipelineFailed(e) => (format!("failed: {e}"), EventTime::ZERO),
+    };
+
+    let shutdown = Shutdown { time: end_time, flatten: config.run.flatten_on_exit };
+    let _ = pb.send(shutdown.clone()).await;
+    let _ = risk.send(shutdown.clone()).await;
+    let _ = feed.send(shutdown.clone()).await;
+    let snapshot = pb.send(crate::actors::position_book::GetPortfolio).await.map_err(|e| e.to_string())?;
+    journal.do_send(Append(vec![Entry::new(
+        end_time,
+        "run_ended",
+        &json!({
+            "reason": reason,
+            "final_equity": snapshot.view.equity,
+            "open_positions": snapshot.open_positions,
+        }),
+    )]));
+    journal.send(Close).await.map_err(|e| e.to_string())??;
+    journal_arbiter.stop();
+
+    let report = crate::report::write_reports(run_dir.path())?;
+    Ok(RunOutcome { report, run_dir: run_dir.path().to_path_buf(), reason })
+}
+
+fn feed_settings(config: &Config, url: String) -> FeedSettings {
+    let f = &config.feed;
+    FeedSettings {
+        url,
+        pairs: f.pairs.clone(),
+        depth: f.book_depth,
+        ping_interval: std::time::Duration::from_millis(f.ping_interval_ms),
+        liveness_timeout: std::time::Duration::from_millis(f.liveness_timeout_ms),
+        initial_backoff_ms: f.reconnect.initial_backoff_ms,
+        max_backoff_ms: f.reconnect.max_backoff_ms,
+        jitter: f.reconnect.jitter,
+        healthy_after: std::time::Duration::from_millis(f.reconnect.healthy_after_ms),
+        duration_micros: config.run.duration.as_micros(),
+        jitter_seed: config.sim.seed,
+        first_seq: 1,
+        end_time: None,
+    }
+}
+
+/// Waits for the feed to end or for SIGINT/SIGTERM (then stops the feed gracefully).
+async fn wait_for_end(ended: &mut mpsc::UnboundedReceiver<FeedEnded>, feed: &Addr<MarketFeed>) -> FeedEnded {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(actor = "engine", error = %e, "cannot watch SIGTERM");
+            None
+        }
+    };
+    let term_recv = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        e = ended.recv() => return e.unwrap_or(FeedEnded::PipelineFailed("feed channel closed".into())),
+        _ = tokio::signal::ctrl_c() => tracing::warn!(actor = "engine", signal = "SIGINT", "stopping gracefully (again to exit at once)"),
+        _ = term_recv => tracing::warn!(actor = "engine", signal = "SIGTERM", "stopping gracefully (again to exit at once)"),
+    }
+    // A second signal exits at once.
+    actix::spawn(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let t = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = t => {},
+        }
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    feed.do_send(StopFeed);
+    // The feed stops after the batch in flight; a silent live connection gets a deadline.
+    match tokio::time::timeout(std::time::Duration::from_secs(15), ended.recv()).await {
+        Ok(Some(e)) => e,
+        _ => FeedEnded::Stopped(EventTime::ZERO),
+    }
+}

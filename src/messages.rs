@@ -1,0 +1,129 @@
+//! The messages actors exchange, in the order data flows through the engine.
+//!
+//! ```text
+//! MarketFeed ──MarketData──► PositionBook ──PortfolioUpdate──► RiskManager
+//!            ──MarketData──► RiskManager                       (drawdown → EmergencyStop ──► all)
+//!            ──MarketData──► signal actors ──SignalBatch──► SignalAggregator
+//!            ──MarketData──► SignalAggregator ──TradeIntents──► RiskManager
+//!            ──Barrier────► RiskManager ──PlaceOrders──► PositionBook
+//!            ──Barrier────► PositionBook                      ──TradesClosed──► SignalAggregator, RiskManager
+//!            ──Flush──────► Journal   (every actor ──Append──► Journal)
+//! ```
+//!
+//! The feed drives one pass per market batch and awaits every hop, so each batch is fully
+//! handled (orders placed, records appended) before the next one starts: the order of
+//! everything is fixed by the data, which is what makes journals byte-identical.
+//! Actix mailboxes are FIFO, so a message an actor sends while handling a hop is handled by
+//! its receiver before the feed's next hop to that receiver (the `Barrier`).
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::core::decisions::{Signal, TradeIntent};
+use crate::core::execution::ClosedTrade;
+use crate::core::market::MarketBatch;
+use crate::core::orders::OrderRequest;
+use crate::core::portfolio::PortfolioView;
+use crate::core::time::EventTime;
+
+/// A batch of verified market events (MarketFeed → PositionBook, RiskManager, signal actors,
+/// SignalAggregator). Answered when the receiver has handled every event of the batch.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct MarketData {
+    /// The events; event `i` has global sequence number `batch.first_seq + i`.
+    pub batch: Arc<MarketBatch>,
+}
+
+/// Signals computed from one batch (signal actors → SignalAggregator).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct SignalBatch {
+    /// The signals, in event order.
+    pub signals: Vec<Signal>,
+}
+
+/// The aggregator's decisions (SignalAggregator → RiskManager).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct TradeIntents {
+    /// Intents, in decision order.
+    pub intents: Vec<TradeIntent>,
+}
+
+/// Orders for the paper exchange (RiskManager → PositionBook). Opening orders can only be
+/// built by the risk core (see `core::orders::OrderRequest::opening`).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PlaceOrders {
+    /// The orders.
+    pub orders: Vec<OrderRequest>,
+}
+
+/// The account after a batch (PositionBook → RiskManager).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct PortfolioUpdate {
+    /// Equity, positions, quotes.
+    pub view: Arc<PortfolioView>,
+}
+
+/// Round trips that closed (PositionBook → SignalAggregator and RiskManager: feedback).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct TradesClosed {
+    /// The trades.
+    pub trades: Vec<ClosedTrade>,
+}
+
+/// Trading halt (RiskManager → every actor). Awaited by its sender, so it is handled by
+/// everyone before the next market event is processed.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct EmergencyStop {
+    /// Event time of the breach.
+    pub time: EventTime,
+    /// Drawdown from the equity peak (fraction).
+    pub drawdown: f64,
+    /// Configured limit (fraction).
+    pub limit: f64,
+    /// Why (`max_drawdown`, `operator`).
+    pub reason: String,
+}
+
+/// The halt was lifted (RiskManager → every actor).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct HaltLifted {
+    /// Event time.
+    pub time: EventTime,
+    /// Who lifted it (`cooldown`, `operator`).
+    pub by: String,
+}
+
+/// "Handle everything sent to you before this" (MarketFeed → RiskManager, PositionBook).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Barrier;
+
+/// End of the run (engine → PositionBook, RiskManager, SignalAggregator, MarketFeed): write the
+/// final records. Answered when they are appended.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    /// Last event time seen.
+    pub time: EventTime,
+    /// Close every position before stopping.
+    pub flatten: bool,
+}
+
+/// An operator command from the HTTP API (engine → RiskManager).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<String, String>")]
+pub enum OperatorCommand {
+    /// Halt trading now, as on a drawdown breach.
+    EmergencyStop,
+    /// Lift a halt in force.
+    Resume,
+}
