@@ -179,6 +179,21 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     ));
     let _ = &rate_limiter;
 
+    let http = match _http {
+        Some(addr) => crate::http::start(
+            addr,
+            crate::http::ApiState {
+                position_book: pb.clone(),
+                risk: risk.clone(),
+                feed: feed.clone(),
+                token: std::env::var(&config.http.token_env).ok(),
+                pairs: config.feed.pairs.clone(),
+                currency: config.account.currency.clone(),
+            },
+        ),
+        None => None,
+    };
+
     // Wait for the end: duration reached, or a signal. A second signal exits at once.
     let ended = wait_for_end(&mut ended_rx, &feed).await;
     let (reason, end_time) = match &ended {
@@ -203,6 +218,9 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     )]));
     journal.send(Close).await.map_err(|e| e.to_string())??;
     journal_arbiter.stop();
+    if let Some(h) = http {
+        h.stop().await;
+    }
 
     let report = crate::report::write_reports(run_dir.path())?;
     Ok(RunOutcome { report, run_dir: run_dir.path().to_path_buf(), reason })

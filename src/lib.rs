@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod engine;
+pub mod http;
 pub mod messages;
 pub mod report;
 pub mod run_dir;

@@ -36,7 +36,24 @@ pub struct PortfolioSnapshot {
     pub stats: ExecStats,
     /// Open positions.
     pub open_positions: usize,
+    /// Equity curve (event time, equity), thinned to at most `CURVE_POINTS` points.
+    pub equity_curve: Vec<(EventTime, Decimal)>,
+    /// The most recent closed trades (newest last).
+    pub recent_trades: Vec<crate::core::execution::ClosedTrade>,
+    /// Closed trades so far.
+    pub trades_closed: u64,
+    /// Closed trades with positive P&L.
+    pub trades_won: u64,
+    /// Starting equity.
+    pub starting_equity: Decimal,
+    /// Highest equity seen.
+    pub peak_equity: Decimal,
 }
+
+/// Points kept of the equity curve for the dashboard (older points are thinned 2:1).
+pub const CURVE_POINTS: usize = 2000;
+/// Closed trades kept for the dashboard.
+pub const RECENT_TRADES: usize = 200;
 
 /// Where PositionBook sends what it produces.
 pub struct PositionBookOutputs {
@@ -58,6 +75,11 @@ pub struct PositionBook {
     last_time: EventTime,
     scratch: Vec<ExecEvent>,
     check_identity: bool,
+    curve: Vec<(EventTime, Decimal)>,
+    recent: std::collections::VecDeque<crate::core::execution::ClosedTrade>,
+    trades_closed: u64,
+    trades_won: u64,
+    starting_equity: Decimal,
 }
 
 impl PositionBook {
@@ -73,6 +95,11 @@ impl PositionBook {
             last_time: EventTime::ZERO,
             scratch: Vec::new(),
             check_identity,
+            curve: Vec::new(),
+            recent: Default::default(),
+            trades_closed: 0,
+            trades_won: 0,
+            starting_equity: peak_equity,
         }
     }
 
@@ -87,7 +114,17 @@ impl PositionBook {
         for ev in self.scratch.drain(..) {
             entries.push(Entry::new(ev.time(), ev.kind(), &ev));
             match ev {
-                ExecEvent::TradeClosed(t) => closed.push(t),
+                ExecEvent::TradeClosed(t) => {
+                    self.trades_closed += 1;
+                    if t.pnl > Decimal::ZERO {
+                        self.trades_won += 1;
+                    }
+                    self.recent.push_back(t.clone());
+                    if self.recent.len() > RECENT_TRADES {
+                        self.recent.pop_front();
+                    }
+                    closed.push(t)
+                }
                 ExecEvent::Fill(_) => had_fill = true,
                 _ => {}
             }
@@ -118,6 +155,16 @@ impl PositionBook {
         } else {
             0.0
         };
+        self.curve.push((time, equity));
+        if self.curve.len() > CURVE_POINTS {
+            // Keep the shape: drop every second point of the older half.
+            let half = self.curve.len() / 2;
+            let mut i = 0;
+            self.curve.retain(|_| {
+                i += 1;
+                i > half || i % 2 == 0
+            });
+        }
         let unrealized: Decimal = view.positions.iter().map(|p| p.unrealized).sum();
         let exposure: Decimal = view.positions.iter().map(|p| p.notional).sum();
         Entry::new(
@@ -236,6 +283,12 @@ impl Handler<GetPortfolio> for PositionBook {
             view: self.exchange.portfolio(),
             stats: self.exchange.stats().clone(),
             open_positions: self.exchange.open_positions(),
+            equity_curve: self.curve.clone(),
+            recent_trades: self.recent.iter().cloned().collect(),
+            trades_closed: self.trades_closed,
+            trades_won: self.trades_won,
+            starting_equity: self.starting_equity,
+            peak_equity: self.peak_equity,
         })
     }
 }

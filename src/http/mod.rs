@@ -1,0 +1,282 @@
+//! The HTTP server (actix-web): dashboard page, health, Prometheus metrics, JSON API and the
+//! token-protected control endpoints. Bound to 127.0.0.1 unless configured otherwise.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /` | the live dashboard (self-contained HTML, no CDN) |
+//! | `GET /health` | 200 + feed status per pair and actor restarts |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /api/dashboard` | portfolio value and return, positions, win rate, Sharpe, drawdown, exposure, equity curve |
+//! | `GET /api/positions` | open positions |
+//! | `GET /api/trades` | recent closed trades |
+//! | `POST /api/emergency-stop` | halt trading (Bearer token) |
+//! | `POST /api/resume` | lift the halt (Bearer token) |
+//!
+//! The token comes from the environment variable named by `http.token_env`; with no token
+//! configured the control endpoints always answer 401.
+
+use std::net::SocketAddr;
+
+use actix::Addr;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use crate::actors::market_feed::{FeedHealth, GetFeedHealth, MarketFeed};
+use crate::actors::position_book::{GetPortfolio, PortfolioSnapshot, PositionBook};
+use crate::actors::risk_manager::{GetRiskMetrics, RiskManager};
+use crate::messages::OperatorCommand;
+
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+/// What the handlers ask.
+#[derive(Clone)]
+pub struct ApiState {
+    /// PositionBook (portfolio, trades, equity curve).
+    pub position_book: Addr<PositionBook>,
+    /// RiskManager (risk metrics, operator commands).
+    pub risk: Addr<RiskManager>,
+    /// MarketFeed (health).
+    pub feed: Addr<MarketFeed>,
+    /// Bearer token for control endpoints (None: they always answer 401).
+    pub token: Option<String>,
+    /// Pairs traded.
+    pub pairs: Vec<String>,
+    /// Account currency.
+    pub currency: String,
+}
+
+/// A running server; `stop` ends it.
+pub struct HttpHandle {
+    handle: actix_web::dev::ServerHandle,
+    /// The bound address.
+    pub addr: SocketAddr,
+}
+
+impl HttpHandle {
+    /// Stops the server gracefully.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// Starts the server on `addr`; a port that is taken is a warning, not a failure.
+pub fn start(addr: SocketAddr, state: ApiState) -> Option<HttpHandle> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/", web::get().to(dashboard))
+            .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(metrics))
+            .route("/api/dashboard", web::get().to(api_dashboard))
+            .route("/api/positions", web::get().to(api_positions))
+            .route("/api/trades", web::get().to(api_trades))
+            .route("/api/emergency-stop", web::post().to(api_emergency_stop))
+            .route("/api/resume", web::post().to(api_resume))
+    })
+    .workers(1)
+    .disable_signals();
+    let server = match server.bind(addr) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(actor = "http", addr = %addr, error = %e, "cannot bind the HTTP server; continuing without it");
+            return None;
+        }
+    };
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    let running = server.run();
+    let handle = running.handle();
+    actix::spawn(async move {
+        if let Err(e) = running.await {
+            tracing::warn!(actor = "http", error = %e, "HTTP server stopped");
+        }
+    });
+    tracing::info!(actor = "http", addr = %bound, "dashboard at http://{bound}/");
+    Some(HttpHandle { handle, addr: bound })
+}
+
+async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(DASHBOARD_HTML)
+}
+
+struct Gathered {
+    p: PortfolioSnapshot,
+    risk: Value,
+    feed: FeedHealth,
+}
+
+async fn gather(st: &ApiState) -> Result<Gathered, HttpResponse> {
+    let unavailable = |what: &str| HttpResponse::ServiceUnavailable().json(json!({ "error": format!("{what} is not running") }));
+    let p = st.position_book.send(GetPortfolio).await.map_err(|_| unavailable("position_book"))?;
+    let risk = st.risk.send(GetRiskMetrics).await.map_err(|_| unavailable("risk_manager"))?;
+    let feed = st.feed.send(GetFeedHealth).await.unwrap_or_default();
+    Ok(Gathered { p, risk, feed })
+}
+
+fn positions_json(p: &PortfolioSnapshot) -> Value {
+    Value::Array(
+        p.view
+            .positions
+            .iter()
+            .map(|x| {
+                json!({
+                    "pair": x.pair, "qty": x.qty, "avg_price": x.avg_price, "mark": x.mark,
+                    "notional": x.notional, "unrealized_pnl": x.unrealized,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Sharpe of the equity curve's step returns, annualised for a 24/7 market on the curve's
+/// own sampling (a live estimate; report.json has the stated convention).
+fn live_sharpe(curve: &[(crate::core::time::EventTime, Decimal)]) -> Option<f64> {
+    let r: Vec<f64> = curve
+        .windows(2)
+        .filter_map(|w| {
+            let (a, b) = (crate::core::money::to_f64(w[0].1), crate::core::money::to_f64(w[1].1));
+            (a > 0.0).then(|| b / a - 1.0)
+        })
+        .collect();
+    if r.len() < 3 {
+        return None;
+    }
+    let n = r.len() as f64;
+    let mean = r.iter().sum::<f64>() / n;
+    let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let span = curve.last()?.0.micros_since(curve.first()?.0) as f64 / 1e6;
+    if sd <= 0.0 || span <= 0.0 {
+        return None;
+    }
+    let per_year = n / span * 365.0 * 86_400.0;
+    Some(mean / sd * per_year.sqrt())
+}
+
+async fn api_dashboard(st: web::Data<ApiState>) -> HttpResponse {
+    let g = match gather(&st).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let p = &g.p;
+    let equity = p.view.equity;
+    let ret = if p.starting_equity > Decimal::ZERO {
+        crate::core::money::to_f64((equity - p.starting_equity) / p.starting_equity) * 100.0
+    } else {
+        0.0
+    };
+    let win_rate = (p.trades_closed > 0).then(|| p.trades_won as f64 / p.trades_closed as f64);
+    let dd = if p.peak_equity > Decimal::ZERO { crate::core::money::to_f64((p.peak_equity - equity) / p.peak_equity) } else { 0.0 };
+    let curve: Vec<Value> = p.equity_curve.iter().map(|(t, e)| json!([t.to_rfc3339(), e])).collect();
+    HttpResponse::Ok().json(json!({
+        "currency": st.currency,
+        "portfolio_value": equity,
+        "return_pct": ret,
+        "positions": positions_json(p),
+        "open_positions": p.open_positions,
+        "trades": p.trades_closed,
+        "win_rate": win_rate,
+        "sharpe": live_sharpe(&p.equity_curve),
+        "drawdown": dd,
+        "exposure": g.risk.get("exposure").cloned().unwrap_or(Value::Null),
+        "correlation_exposure": g.risk.get("correlation_exposure").cloned().unwrap_or(Value::Null),
+        "risk": g.risk,
+        "execution": p.stats,
+        "feed": g.feed,
+        "equity_curve": curve,
+        "recent_trades": p.recent_trades.iter().rev().take(50).collect::<Vec<_>>(),
+        "time": p.view.time,
+    }))
+}
+
+async fn api_positions(st: web::Data<ApiState>) -> HttpResponse {
+    match st.position_book.send(GetPortfolio).await {
+        Ok(p) => HttpResponse::Ok().json(json!({ "positions": positions_json(&p), "open_positions": p.open_positions })),
+        Err(_) => HttpResponse::ServiceUnavailable().json(json!({ "error": "position_book is not running" })),
+    }
+}
+
+async fn api_trades(st: web::Data<ApiState>) -> HttpResponse {
+    match st.position_book.send(GetPortfolio).await {
+        Ok(p) => HttpResponse::Ok().json(json!({ "trades": p.recent_trades, "total": p.trades_closed })),
+        Err(_) => HttpResponse::ServiceUnavailable().json(json!({ "error": "position_book is not running" })),
+    }
+}
+
+async fn health(st: web::Data<ApiState>) -> HttpResponse {
+    let feed = st.feed.send(GetFeedHealth).await.unwrap_or_default();
+    let pairs: serde_json::Map<String, Value> = st
+        .pairs
+        .iter()
+        .map(|p| {
+            let trusted = feed.connected && !feed.untrusted_pairs.contains(p);
+            (p.clone(), json!({ "book": if trusted { "ok" } else { "untrusted" } }))
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "status": if feed.connected { "ok" } else { "degraded" },
+        "feed": { "connected": feed.connected, "pairs": pairs, "last_event_time": feed.last_event_time,
+                  "reconnects": feed.reconnects, "resyncs": feed.counters.resyncs },
+        "actor_restarts": { "market_feed": feed.restarts },
+    }))
+}
+
+async fn metrics(st: web::Data<ApiState>) -> HttpResponse {
+    let g = match gather(&st).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let f = crate::core::money::to_f64;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, v: f64| {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    };
+    let p = &g.p;
+    gauge("kraken_paper_equity", "Account equity in the account currency.", "gauge", f(p.view.equity));
+    gauge("kraken_paper_pnl", "Equity minus starting equity.", "gauge", f(p.view.equity - p.starting_equity));
+    gauge("kraken_paper_open_positions", "Open positions.", "gauge", p.open_positions as f64);
+    let open_orders: usize = p.view.open_orders.iter().map(|(_, n)| *n).sum();
+    gauge("kraken_paper_open_orders", "Open orders.", "gauge", open_orders as f64);
+    gauge("kraken_paper_fills_total", "Fills.", "counter", p.stats.fills as f64);
+    gauge("kraken_paper_fees_paid_total", "Fees paid.", "counter", f(p.stats.fees_paid));
+    gauge("kraken_paper_trades_total", "Closed round trips.", "counter", p.trades_closed as f64);
+    gauge("kraken_paper_book_resyncs_total", "Book resyncs.", "counter", g.feed.counters.resyncs as f64);
+    gauge("kraken_paper_feed_reconnects_total", "Feed reconnects.", "counter", g.feed.reconnects as f64);
+    gauge("kraken_paper_actor_restarts_total", "Supervised actor restarts.", "counter", g.feed.restarts as f64);
+    gauge("kraken_paper_feed_events_total", "Market events decoded.", "counter", g.feed.counters.events as f64);
+    gauge("kraken_paper_feed_connected", "1 when the feed is connected.", "gauge", if g.feed.connected { 1.0 } else { 0.0 });
+    let lag = (p.view.time.micros_since(g.feed.last_event_time) as f64 / 1e6).abs();
+    gauge("kraken_paper_feed_lag_seconds", "Event-time lag of the portfolio behind the feed.", "gauge", lag);
+    let dd = g.risk.get("current_drawdown").and_then(Value::as_f64).unwrap_or(0.0);
+    gauge("kraken_paper_drawdown", "Current drawdown from the equity peak (fraction).", "gauge", dd);
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+}
+
+fn authorized(st: &ApiState, req: &HttpRequest) -> bool {
+    let Some(token) = st.token.as_deref().filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison: the token is a secret.
+    given.is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
+}
+
+async fn control(st: web::Data<ApiState>, req: HttpRequest, cmd: OperatorCommand) -> HttpResponse {
+    if !authorized(&st, &req) {
+        return HttpResponse::Unauthorized().json(json!({ "error": "missing or wrong bearer token" }));
+    }
+    match st.risk.send(cmd).await {
+        Ok(Ok(msg)) => HttpResponse::Ok().json(json!({ "ok": true, "result": msg })),
+        Ok(Err(e)) => HttpResponse::Conflict().json(json!({ "ok": false, "error": e })),
+        Err(_) => HttpResponse::ServiceUnavailable().json(json!({ "error": "risk_manager is not running" })),
+    }
+}
+
+async fn api_emergency_stop(st: web::Data<ApiState>, req: HttpRequest) -> HttpResponse {
+    control(st, req, OperatorCommand::EmergencyStop).await
+}
+
+async fn api_resume(st: web::Data<ApiState>, req: HttpRequest) -> HttpResponse {
+    control(st, req, OperatorCommand::Resume).await
+}
