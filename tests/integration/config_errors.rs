@@ -1,0 +1,46 @@
+//! Bad configs are clear errors naming the key and the file — never a panic.
+
+use crate::support::*;
+
+fn validate(dir: &TempDir, name: &str, yaml: &str) -> (bool, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    let out = run_cli(&["validate-config", path.to_str().unwrap()], &[]);
+    (out.status.success(), text(&out))
+}
+
+#[test]
+fn typo_key_is_named() {
+    let dir = TempDir::new("cfg-typo");
+    let (ok, msg) = validate(&dir, "typo.yaml", "risk:\n  max_drawdwn: 0.2\n");
+    assert!(!ok, "accepted a typo'd key");
+    assert!(msg.contains("risk.max_drawdwn"), "{msg}");
+    assert!(msg.contains("typo.yaml"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+}
+
+#[test]
+fn negative_max_drawdown_is_named() {
+    let dir = TempDir::new("cfg-neg");
+    let (ok, msg) = validate(&dir, "neg.yaml", "risk:\n  max_drawdown: -0.1\n");
+    assert!(!ok, "accepted a negative max_drawdown");
+    assert!(msg.contains("risk.max_drawdown"), "{msg}");
+}
+
+#[test]
+fn environment_override_is_validated_too() {
+    let out = run_cli(&["run", "--no-http", "--duration", "1m"], &[("KRAKEN_PAPER__RISK__MAX_DRAWDOWN", "-1")]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("risk.max_drawdown"), "{}", text(&out));
+}
+
+#[test]
+fn malformed_yaml_and_wrong_types_are_errors_not_panics() {
+    let dir = TempDir::new("cfg-bad");
+    let (ok, msg) = validate(&dir, "bad.yaml", "garbage: [unclosed\n");
+    assert!(!ok && !msg.contains("panicked"), "{msg}");
+    let (ok, msg) = validate(&dir, "type.yaml", "feed:\n  book_depth: deep\n");
+    assert!(!ok && msg.contains("feed.book_depth"), "{msg}");
+    let (ok, _) = validate(&dir, "good.yaml", &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.yaml")).unwrap());
+    assert!(ok, "the shipped default config must validate");
+}

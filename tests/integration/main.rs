@@ -1,0 +1,9 @@
+//! Integration tests: one test binary, one file per behaviour. They run the real binary (or
+//! the engine in-process) against the embedded simulated exchange on 127.0.0.1 only.
+
+mod support;
+
+mod config_errors;
+mod determinism;
+mod end_to_end;
+mod supervision;
