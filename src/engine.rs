@@ -52,12 +52,25 @@ pub struct EngineSetup {
     pub extra_models: Vec<Box<dyn SignalModel>>,
     /// Extra signal actors (full actix actors).
     pub extra_actors: Vec<SignalActorFactory>,
+    /// Continue the run folder's journal instead of starting one.
+    pub resume: Option<Resume>,
+}
+
+/// How to continue a run: deterministic re-execution. The same config and seed regenerate
+/// the journal's records, which are checked byte for byte against the file instead of being
+/// written again; from the first record past the file's end on, the run appends as usual.
+#[derive(Clone, Debug)]
+pub struct Resume {
+    /// Last complete record in the journal (after a torn tail was cut).
+    pub last_seq: u64,
+    /// Lift a trading halt in force once caught up (`run --resume DIR --lift-halt`).
+    pub lift_halt: bool,
 }
 
 impl EngineSetup {
     /// A setup with no plug-ins.
     pub fn new(config: Config, run_dir: RunDir) -> Self {
-        EngineSetup { config, run_dir, http: None, command_line: Vec::new(), extra_models: Vec::new(), extra_actors: Vec::new() }
+        EngineSetup { config, run_dir, http: None, command_line: Vec::new(), extra_models: Vec::new(), extra_actors: Vec::new(), resume: None }
     }
 }
 
@@ -74,10 +87,12 @@ pub struct RunOutcome {
 
 /// Runs a session to its end (duration reached, or SIGINT/SIGTERM), then writes the report.
 pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
-    let EngineSetup { config, run_dir, http: _http, command_line, extra_models, extra_actors } = setup;
-    run_dir.write_atomic(files::CONFIG, config.to_yaml().as_bytes()).map_err(|e| e.to_string())?;
-    let cmd = json!({ "argv": command_line });
-    run_dir.write_atomic(files::COMMAND, cmd.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    let EngineSetup { config, run_dir, http: _http, command_line, extra_models, extra_actors, resume } = setup;
+    if resume.is_none() {
+        run_dir.write_atomic(files::CONFIG, config.to_yaml().as_bytes()).map_err(|e| e.to_string())?;
+        let cmd = json!({ "argv": command_line });
+        run_dir.write_atomic(files::COMMAND, cmd.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    }
 
     // The market: the embedded simulated exchange is a server the feed connects to.
     let (url, _sim) = match config.feed.source {
@@ -96,6 +111,11 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         config.journal.interval_ms,
         JournalPosition::default(),
     )?;
+    let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<u64>();
+    let journal = match &resume {
+        Some(r) => journal.verify_prefix(r.last_seq, caught_up_tx)?,
+        None => journal,
+    };
     let journal_arbiter = Arbiter::new();
     let journal = Journal::start_in_arbiter(&journal_arbiter.handle(), move |_| journal);
     let start_record = Entry::new(
@@ -193,6 +213,19 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         ),
         None => None,
     };
+
+    if let Some(r) = &resume {
+        let (risk, lift, last_seq) = (risk.clone(), r.lift_halt, r.last_seq);
+        tracing::info!(actor = "engine", last_seq, "resuming: re-executing the run up to its last journaled record");
+        actix::spawn(async move {
+            if caught_up_rx.await.is_ok() && lift {
+                match risk.send(crate::messages::OperatorCommand::Resume).await {
+                    Ok(Ok(m)) => tracing::info!(actor = "engine", result = %m, "--lift-halt"),
+                    other => tracing::warn!(actor = "engine", result = ?other, "--lift-halt failed"),
+                }
+            }
+        });
+    }
 
     // Wait for the end: duration reached, or a signal. A second signal exits at once.
     let ended = wait_for_end(&mut ended_rx, &feed).await;

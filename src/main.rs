@@ -95,8 +95,8 @@ fn install_tls_provider() {
 }
 
 fn cmd_run(args: RunArgs) -> Result<()> {
-    if args.resume.is_some() {
-        return Err(anyhow!("run --resume is not available in this build yet"));
+    if let Some(dir) = &args.resume {
+        return cmd_resume(dir, &args);
     }
     let (mut cfg, source) = config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
     apply_engine_opts(&mut cfg, &args.engine)?;
@@ -121,6 +121,50 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
     let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
     print_summary(&outcome.report, &outcome.run_dir, &outcome.reason);
+    Ok(())
+}
+
+/// `run --resume RUN_DIR`: continue a run from its journal (see `engine::Resume`).
+fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
+    let run_dir = RunDir::open(dir).map_err(|e| anyhow!("{e}"))?;
+    let source = ConfigSource::File(run_dir.file(kraken_paper::run_dir::files::CONFIG));
+    let mut cfg = Config::load(&source).map_err(|e| anyhow!("{e}"))?;
+    if let Some(f) = args.engine.log_format {
+        cfg.logging.format = f;
+    }
+    if let Some(a) = args.engine.http {
+        cfg.http.enabled = true;
+        cfg.http.bind = a;
+    }
+    if args.engine.no_http {
+        cfg.http.enabled = false;
+    }
+    let _guard = init_logging(&cfg, &run_dir)?;
+    let path = run_dir.journal();
+    let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    let scan = kraken_paper::core::journal::scan(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if let Some(torn) = &scan.torn {
+        tracing::warn!(
+            actor = "engine",
+            offset = torn.offset,
+            bytes = torn.bytes,
+            reason = %torn.reason,
+            "journal ends in a torn record (interrupted write); cutting it off"
+        );
+        let f = std::fs::OpenOptions::new().write(true).open(&path).with_context(|| format!("open {}", path.display()))?;
+        f.set_len(scan.valid_len).with_context(|| format!("truncate {}", path.display()))?;
+        f.sync_all().ok();
+    }
+    if scan.records.iter().any(|r| r.kind == "run_ended") {
+        return Err(anyhow!("run folder {} holds a finished run; nothing to resume", dir.display()));
+    }
+    let last_seq = scan.records.last().map(|r| r.seq).unwrap_or(0);
+    install_tls_provider();
+    let mut setup = EngineSetup::new(cfg.clone(), run_dir);
+    setup.http = cfg.http.enabled.then_some(cfg.http.bind);
+    setup.resume = Some(engine::Resume { last_seq, lift_halt: args.lift_halt });
+    let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
+    print_summary(&outcome.report, &outcome.run_dir, &format!("resumed after seq {last_seq}; {}", outcome.reason));
     Ok(())
 }
 

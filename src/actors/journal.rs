@@ -56,8 +56,20 @@ pub struct Journal {
     buf: Vec<u8>,
     dirty: bool,
     pos: JournalPosition,
-    last_sync: Option<std::time::Instant>,
+    last_sync: Option<tokio::time::Instant>,
     error: Option<String>,
+    verify: Option<VerifyPrefix>,
+}
+
+/// Resume by deterministic re-execution: the records a resumed run regenerates for
+/// `seq <= until_seq` must equal, byte for byte, the lines already in the journal; they are
+/// checked, not written again. Past `until_seq` records are appended as usual.
+struct VerifyPrefix {
+    reader: std::io::BufReader<File>,
+    until_seq: u64,
+    line: Vec<u8>,
+    encoded: Vec<u8>,
+    caught_up: Option<tokio::sync::oneshot::Sender<u64>>,
 }
 
 impl Journal {
@@ -78,7 +90,53 @@ impl Journal {
             pos: JournalPosition { written: 0, ..last },
             last_sync: None,
             error: None,
+            verify: None,
         })
+    }
+
+    /// Resume mode: the first `until_seq` records must reproduce the existing journal (which
+    /// must already be cut to its last complete record); `caught_up` fires once they have.
+    pub fn verify_prefix(
+        mut self,
+        until_seq: u64,
+        caught_up: tokio::sync::oneshot::Sender<u64>,
+    ) -> Result<Journal, String> {
+        let f = File::open(&self.path).map_err(|e| format!("cannot read journal {}: {e}", self.path.display()))?;
+        self.verify = Some(VerifyPrefix {
+            reader: std::io::BufReader::with_capacity(1 << 16, f),
+            until_seq,
+            line: Vec::new(),
+            encoded: Vec::new(),
+            caught_up: Some(caught_up),
+        });
+        Ok(self)
+    }
+
+    /// Checks one regenerated record against the journal; false when it diverges.
+    fn check_prefix(&mut self, seq: u64, entry: &Entry) -> bool {
+        use std::io::BufRead;
+        let Some(v) = self.verify.as_mut() else { return true };
+        v.encoded.clear();
+        journal::encode(seq, entry, &mut v.encoded);
+        v.line.clear();
+        match v.reader.read_until(b'\n', &mut v.line) {
+            Ok(_) if v.line == v.encoded => true,
+            Ok(_) => {
+                let msg = format!(
+                    "resume: the continued run diverges from {} at seq {seq} (the config, seed or build differ from the original run)\n  journal: {}\n  now:     {}",
+                    self.path.display(),
+                    String::from_utf8_lossy(&v.line).trim_end(),
+                    String::from_utf8_lossy(&v.encoded).trim_end()
+                );
+                tracing::error!(actor = "journal", seq, "resume diverged from the journal");
+                self.error = Some(msg);
+                false
+            }
+            Err(e) => {
+                self.error = Some(format!("resume: cannot read {}: {e}", self.path.display()));
+                false
+            }
+        }
     }
 
     fn write_out(&mut self, sync: bool) -> Result<JournalPosition, String> {
@@ -116,8 +174,7 @@ impl Journal {
             Durability::Interval => {
                 // Wall time is right here: this bounds data loss on power failure, it decides
                 // nothing that is journaled.
-                #[allow(clippy::disallowed_methods)]
-                let now = std::time::Instant::now();
+                let now = tokio::time::Instant::now();
                 let due = self
                     .last_sync
                     .is_none_or(|t| now.duration_since(t).as_millis() as u64 >= self.interval_ms);
@@ -152,8 +209,22 @@ impl Handler<Append> for Journal {
             return;
         }
         for entry in &msg.0 {
+            if self.error.is_some() {
+                return;
+            }
             self.pos.last_seq += 1;
             self.pos.last_event_time = entry.event_time;
+            if let Some(until) = self.verify.as_ref().map(|v| v.until_seq) {
+                if self.pos.last_seq <= until {
+                    if self.check_prefix(self.pos.last_seq, entry) && self.pos.last_seq == until {
+                        if let Some(tx) = self.verify.take().and_then(|mut v| v.caught_up.take()) {
+                            tracing::info!(actor = "journal", seq = until, "resume caught up with the journal; continuing");
+                            let _ = tx.send(until);
+                        }
+                    }
+                    continue;
+                }
+            }
             self.pos.written += 1;
             journal::encode(self.pos.last_seq, entry, &mut self.buf);
         }
