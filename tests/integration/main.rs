@@ -6,4 +6,5 @@ mod support;
 mod config_errors;
 mod determinism;
 mod end_to_end;
+mod rest;
 mod supervision;

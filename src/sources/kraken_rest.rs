@@ -1,0 +1,1 @@
+//! Kraken REST client (public endpoints) through the RateLimiter. OWNER: rest helper.
