@@ -106,8 +106,10 @@ pub struct ReplayArgs {
     /// Instrument metadata: Kraken's AssetPairs JSON or a WS v2 `instrument` message.
     #[arg(long, value_name = "FILE")]
     pub instruments: Option<PathBuf>,
-    /// Events per pipeline batch (results do not depend on it).
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    /// Frames per pipeline batch. 1 (the default) gives exactly the decisions a live run
+    /// would make; larger batches replay faster, but decisions inside a batch then see the
+    /// portfolio as of the batch's start (see docs/market-data.md).
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub batch_events: usize,
 }
 

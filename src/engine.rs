@@ -54,6 +54,8 @@ pub struct EngineSetup {
     pub extra_actors: Vec<SignalActorFactory>,
     /// Continue the run folder's journal instead of starting one.
     pub resume: Option<Resume>,
+    /// Play a recording instead of connecting to an exchange (`kraken-paper replay`).
+    pub replay: Option<crate::actors::market_feed::ReplayInput>,
 }
 
 /// How to continue a run: deterministic re-execution. The same config and seed regenerate
@@ -70,7 +72,7 @@ pub struct Resume {
 impl EngineSetup {
     /// A setup with no plug-ins.
     pub fn new(config: Config, run_dir: RunDir) -> Self {
-        EngineSetup { config, run_dir, http: None, command_line: Vec::new(), extra_models: Vec::new(), extra_actors: Vec::new(), resume: None }
+        EngineSetup { config, run_dir, http: None, command_line: Vec::new(), extra_models: Vec::new(), extra_actors: Vec::new(), resume: None, replay: None }
     }
 }
 
@@ -87,7 +89,7 @@ pub struct RunOutcome {
 
 /// Runs a session to its end (duration reached, or SIGINT/SIGTERM), then writes the report.
 pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
-    let EngineSetup { config, run_dir, http: _http, command_line, extra_models, extra_actors, resume } = setup;
+    let EngineSetup { config, run_dir, http: _http, command_line, extra_models, extra_actors, resume, replay } = setup;
     if resume.is_none() {
         run_dir.write_atomic(files::CONFIG, config.to_yaml().as_bytes()).map_err(|e| e.to_string())?;
         let cmd = json!({ "argv": command_line });
@@ -96,6 +98,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
 
     // The market: the embedded simulated exchange is a server the feed connects to.
     let (url, _sim) = match config.feed.source {
+        _ if replay.is_some() => (String::new(), None),
         FeedSource::Sim => {
             let sim = SimServer::start(&config.sim, &config.feed.pairs, config.feed.book_depth, config.run.speed)?;
             tracing::info!(actor = "engine", url = %sim.url(), "simulated Kraken exchange listening");
@@ -125,7 +128,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
             "journal_version": JOURNAL_VERSION,
             "config_fingerprint": config.fingerprint(),
             "seed": config.sim.seed,
-            "source": match config.feed.source { FeedSource::Sim => "sim", FeedSource::Kraken => "kraken" },
+            "source": if replay.is_some() { "replay" } else { match config.feed.source { FeedSource::Sim => "sim", FeedSource::Kraken => "kraken" } },
             "pairs": config.feed.pairs,
             "currency": config.account.currency,
             "starting_balances": config.account.balances,
@@ -169,7 +172,8 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         journal_flush: journal.clone().recipient(),
         journal: journal.clone().recipient(),
     };
-    let settings = feed_settings(&config, url);
+    let mut settings = feed_settings(&config, url);
+    settings.replay = replay;
     let feed = Supervisor::start(move |_| MarketFeed::new(settings, pipeline, ended_tx));
     stop_receivers.push(feed.clone().recipient());
 
@@ -275,6 +279,7 @@ fn feed_settings(config: &Config, url: String) -> FeedSettings {
         jitter_seed: config.sim.seed,
         first_seq: 1,
         end_time: None,
+        replay: None,
     }
 }
 

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Command::Record(args) => cmd_record(args),
         Command::Report(args) => cmd_report(&args.run_dir),
         Command::Export(args) => cmd_export(&args.run_dir, args.format),
-        Command::Replay(_) => Err(anyhow!("replay is not available in this build yet")),
+        Command::Replay(args) => cmd_replay(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,6 +119,39 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let mut setup = EngineSetup::new(cfg.clone(), run_dir);
     setup.command_line = std::env::args().collect();
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
+    let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
+    print_summary(&outcome.report, &outcome.run_dir, &outcome.reason);
+    Ok(())
+}
+
+/// `replay FILE`: a recording through the same feed code and the whole engine.
+fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
+    let (mut cfg, source) = config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let explicit_duration = args.engine.duration.is_some();
+    apply_engine_opts(&mut cfg, &args.engine)?;
+    if !explicit_duration {
+        // A replay ends with its recording.
+        cfg.run.duration = Span(i64::MAX / 4);
+    }
+    if let Some(d) = args.depth {
+        cfg.feed.book_depth = d;
+    }
+    if args.engine.http.is_none() {
+        cfg.http.enabled = false;
+    }
+    revalidate(&cfg, &source)?;
+    if !args.file.exists() {
+        return Err(anyhow!("recording {} does not exist", args.file.display()));
+    }
+    let run_dir = new_run_dir(args.engine.run_dir.as_deref())?;
+    let _guard = init_logging(&cfg, &run_dir)?;
+    let mut setup = EngineSetup::new(cfg.clone(), run_dir);
+    setup.command_line = std::env::args().collect();
+    setup.http = cfg.http.enabled.then_some(cfg.http.bind);
+    setup.replay = Some(kraken_paper::actors::market_feed::ReplayInput {
+        path: args.file.clone(),
+        batch_lines: args.batch_events.max(1),
+    });
     let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
     print_summary(&outcome.report, &outcome.run_dir, &outcome.reason);
     Ok(())

@@ -138,6 +138,17 @@ pub struct FeedSettings {
     pub first_seq: u64,
     /// Event time the run ends at, if already known (resume).
     pub end_time: Option<EventTime>,
+    /// Play this recording instead of connecting.
+    pub replay: Option<ReplayInput>,
+}
+
+/// A recording to play (`kraken-paper replay FILE`).
+#[derive(Clone, Debug)]
+pub struct ReplayInput {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Lines (frames) per pipeline batch.
+    pub batch_lines: usize,
 }
 
 /// What survives restarts of the actor (the supervisor reuses the struct).
@@ -214,40 +225,16 @@ impl MarketFeed {
                 liveness_timeout: settings.liveness_timeout,
                 max_batch: 1,
             };
+            if let Some(replay) = settings.replay.clone() {
+                return replay_file(&replay, &state, &settings, &pipeline, &tx, &ended).await;
+            }
             let consume = |frames| {
                 let state = state.clone();
                 let pipeline = pipeline.clone();
                 let tx = tx.clone();
                 let ended = ended.clone();
                 let settings = settings.clone();
-                async move {
-                    let Some(batch) = decode_frames(&state, &settings, &tx, frames) else {
-                        return Ok(Flow::Continue);
-                    };
-                    let last = batch.events.last().map(|e| e.time());
-                    if !batch.events.is_empty() {
-                        if let Err(e) = pipeline.run(batch).await {
-                            tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
-                            state.borrow_mut().finished = true;
-                            let _ = ended.send(FeedEnded::PipelineFailed(e));
-                            return Ok(Flow::Stop);
-                        }
-                    }
-                    let mut st = state.borrow_mut();
-                    st.connected = true;
-                    let t = last.unwrap_or(st.decoder.last_time());
-                    if st.end_time.is_some_and(|end| t >= end) {
-                        st.finished = true;
-                        let _ = ended.send(FeedEnded::DurationReached(t));
-                        return Ok(Flow::Stop);
-                    }
-                    if st.stop_requested {
-                        st.finished = true;
-                        let _ = ended.send(FeedEnded::Stopped(t));
-                        return Ok(Flow::Stop);
-                    }
-                    Ok(Flow::Continue)
-                }
+                async move { process_frames(&state, &settings, &pipeline, &tx, &ended, frames).await }
             };
             run_connection(&conn, rx, |_| {}, consume).await
         };
@@ -277,6 +264,74 @@ impl MarketFeed {
             }
         }));
     }
+}
+
+/// One pass of the pipeline over decoded frames; says whether to go on.
+async fn process_frames(
+    state: &Rc<RefCell<FeedState>>,
+    settings: &FeedSettings,
+    pipeline: &Pipeline,
+    tx: &mpsc::UnboundedSender<String>,
+    ended: &mpsc::UnboundedSender<FeedEnded>,
+    frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
+) -> Result<Flow, String> {
+    let Some(batch) = decode_frames(state, settings, tx, frames) else {
+        return Ok(Flow::Continue);
+    };
+    let last = batch.events.last().map(|e| e.time());
+    if !batch.events.is_empty() {
+        if let Err(e) = pipeline.run(batch).await {
+            tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
+            state.borrow_mut().finished = true;
+            let _ = ended.send(FeedEnded::PipelineFailed(e));
+            return Ok(Flow::Stop);
+        }
+    }
+    let mut st = state.borrow_mut();
+    st.connected = true;
+    let t = last.unwrap_or(st.decoder.last_time());
+    if st.end_time.is_some_and(|end| t >= end) {
+        st.finished = true;
+        let _ = ended.send(FeedEnded::DurationReached(t));
+        return Ok(Flow::Stop);
+    }
+    if st.stop_requested {
+        st.finished = true;
+        let _ = ended.send(FeedEnded::Stopped(t));
+        return Ok(Flow::Stop);
+    }
+    Ok(Flow::Continue)
+}
+
+/// Plays a recording through the same decoder and pipeline as a live connection; the file is
+/// read on another thread (`sources::replay`), memory stays flat.
+async fn replay_file(
+    replay: &ReplayInput,
+    state: &Rc<RefCell<FeedState>>,
+    settings: &FeedSettings,
+    pipeline: &Pipeline,
+    tx: &mpsc::UnboundedSender<String>,
+    ended: &mpsc::UnboundedSender<FeedEnded>,
+) -> Result<(), crate::sources::kraken_ws::ConnectionError> {
+    let mut rx = crate::sources::replay::spawn_reader(&replay.path, replay.batch_lines, 0)
+        .map_err(|e| crate::sources::kraken_ws::ConnectionError::Consumer(e.to_string()))?;
+    while let Some(batch) = rx.recv().await {
+        let lines = match batch {
+            Ok(b) => b.lines,
+            Err(e) => {
+                tracing::error!(actor = "market_feed", error = %e, "recording unreadable; ending the replay");
+                break;
+            }
+        };
+        if let Ok(Flow::Stop) = process_frames(state, settings, pipeline, tx, ended, lines).await {
+            return Ok(());
+        }
+    }
+    let mut st = state.borrow_mut();
+    st.finished = true;
+    let t = st.decoder.last_time();
+    let _ = ended.send(FeedEnded::DurationReached(t));
+    Ok(())
 }
 
 /// Decodes frames into one batch; handles notices (resync requests, subscription errors).
