@@ -13,6 +13,7 @@ pub mod actors;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod report;
 pub mod run_dir;
 pub mod sources;
 pub mod telemetry;
