@@ -62,7 +62,12 @@ pub struct Journal {
 
 impl Journal {
     /// Opens `path` for appending; `next_seq` continues a resumed journal (1 for a new one).
-    pub fn open(path: &Path, durability: Durability, interval_ms: u64, last: JournalPosition) -> Result<Journal, String> {
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        interval_ms: u64,
+        last: JournalPosition,
+    ) -> Result<Journal, String> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -139,7 +144,12 @@ impl Actor for Journal {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         let _ = self.write_out(true);
-        tracing::info!(event = "actor_stopped", actor = "journal", last_seq = self.pos.last_seq, "journal closed");
+        tracing::info!(
+            event = "actor_stopped",
+            actor = "journal",
+            last_seq = self.pos.last_seq,
+            "journal closed"
+        );
     }
 }
 

@@ -189,7 +189,11 @@ pub struct PaperExchange {}
 
 impl PaperExchange {
     /// A new account in `currency` holding `balances`.
-    pub fn new(_cfg: &ExecutionConfig, _currency: &str, _balances: &BTreeMap<String, Decimal>) -> PaperExchange {
+    pub fn new(
+        _cfg: &ExecutionConfig,
+        _currency: &str,
+        _balances: &BTreeMap<String, Decimal>,
+    ) -> PaperExchange {
         todo!()
     }
     /// Applies one market event (`seq` = its global sequence number): books and marks,
