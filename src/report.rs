@@ -5,7 +5,7 @@
 //!   `execution`, `risk`, `feed`, `per_pair`, `per_signal`, `stats`, `run`.
 //! - [`write_reports`] writes `report.json` and a self-contained `report.html` (inline CSS
 //!   and SVG, no external requests) into the run folder, each atomically.
-//! - [`export`] writes `trades`, `orders`, `fills` and `equity` as CSV or JSON.
+//! - [`export()`] writes `trades`, `orders`, `fills` and `equity` as CSV or JSON.
 //!
 //! All of them work on a finished run, a run still writing its journal, and a crashed one
 //! (the torn last line is left out). The same journal always gives byte-identical output:
