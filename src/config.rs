@@ -107,7 +107,10 @@ pub struct AccountConfig {
 
 impl Default for AccountConfig {
     fn default() -> Self {
-        AccountConfig { currency: "USD".into(), balances: BTreeMap::from([("USD".into(), Decimal::from(10_000))]) }
+        AccountConfig {
+            currency: "USD".into(),
+            balances: BTreeMap::from([("USD".into(), Decimal::from(10_000))]),
+        }
     }
 }
 
@@ -127,7 +130,12 @@ pub struct ReconnectConfig {
 
 impl Default for ReconnectConfig {
     fn default() -> Self {
-        ReconnectConfig { initial_backoff_ms: 500, max_backoff_ms: 60_000, jitter: 0.2, healthy_after_ms: 60_000 }
+        ReconnectConfig {
+            initial_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            jitter: 0.2,
+            healthy_after_ms: 60_000,
+        }
     }
 }
 
@@ -396,7 +404,8 @@ impl Config {
             )
             .build()
             .map_err(|e| load_err(e.to_string()))?;
-        let cfg: Config = built.try_deserialize().map_err(|e| load_err(explain_serde_error(&e.to_string())))?;
+        let cfg: Config =
+            built.try_deserialize().map_err(|e| load_err(explain_serde_error(&e.to_string())))?;
         let issues = cfg.validate();
         if issues.is_empty() { Ok(cfg) } else { Err(ConfigError::Invalid { source_name, issues }) }
     }
@@ -408,9 +417,12 @@ impl Config {
         for (asset, amount) in &self.account.balances {
             is.non_negative(&format!("account.balances.{asset}"), *amount);
         }
-        is.check(!self.feed.pairs.is_empty(), "feed.pairs", || "list at least one pair, e.g. [BTC/USD]".into());
+        is.check(!self.feed.pairs.is_empty(), "feed.pairs", || {
+            "list at least one pair, e.g. [BTC/USD]".into()
+        });
         for (i, p) in self.feed.pairs.iter().enumerate() {
-            let ok = p.split_once('/').is_some_and(|(b, q)| !b.is_empty() && !q.is_empty() && !q.contains('/'));
+            let ok =
+                p.split_once('/').is_some_and(|(b, q)| !b.is_empty() && !q.is_empty() && !q.contains('/'));
             is.check(ok, &format!("feed.pairs[{i}]"), || format!("{p:?} is not a WS v2 symbol like BTC/USD"));
         }
         is.check([10, 25, 100, 500, 1000].contains(&self.feed.book_depth), "feed.book_depth", || {
@@ -432,20 +444,26 @@ impl Config {
         });
         is.check(self.feed.stale_book.as_micros() > 0, "feed.stale_book", || "must be positive".into());
         let rc = &self.feed.reconnect;
-        is.check(rc.initial_backoff_ms > 0, "feed.reconnect.initial_backoff_ms", || "must be positive".into());
+        is.check(rc.initial_backoff_ms > 0, "feed.reconnect.initial_backoff_ms", || {
+            "must be positive".into()
+        });
         is.check(rc.max_backoff_ms >= rc.initial_backoff_ms, "feed.reconnect.max_backoff_ms", || {
             format!("must be ≥ initial_backoff_ms ({})", rc.initial_backoff_ms)
         });
         is.fraction_f64("feed.reconnect.jitter", rc.jitter, true);
         is.check(self.feed.batch_max_frames >= 1, "feed.batch_max_frames", || "must be at least 1".into());
         is.check(self.run.duration.as_micros() > 0, "run.duration", || "must be positive, e.g. 6h".into());
-        is.check(self.run.equity_interval.as_micros() > 0, "run.equity_interval", || "must be positive".into());
+        is.check(self.run.equity_interval.as_micros() > 0, "run.equity_interval", || {
+            "must be positive".into()
+        });
         is.check(self.run.mark_sample_interval.as_micros() > 0, "run.mark_sample_interval", || {
             "must be positive".into()
         });
         is.check(self.journal.interval_ms > 0, "journal.interval_ms", || "must be positive".into());
         is.check(self.logging.file.max_files >= 1, "logging.file.max_files", || "must be at least 1".into());
-        is.check(!self.http.token_env.is_empty(), "http.token_env", || "must name an environment variable".into());
+        is.check(!self.http.token_env.is_empty(), "http.token_env", || {
+            "must name an environment variable".into()
+        });
         self.sim.validate(&mut is);
         self.execution.validate(&mut is);
         self.risk.validate(&mut is);

@@ -72,7 +72,16 @@ pub struct Resume {
 impl EngineSetup {
     /// A setup with no plug-ins.
     pub fn new(config: Config, run_dir: RunDir) -> Self {
-        EngineSetup { config, run_dir, http: None, command_line: Vec::new(), extra_models: Vec::new(), extra_actors: Vec::new(), resume: None, replay: None }
+        EngineSetup {
+            config,
+            run_dir,
+            http: None,
+            command_line: Vec::new(),
+            extra_models: Vec::new(),
+            extra_actors: Vec::new(),
+            resume: None,
+            replay: None,
+        }
     }
 }
 
@@ -89,7 +98,16 @@ pub struct RunOutcome {
 
 /// Runs a session to its end (duration reached, or SIGINT/SIGTERM), then writes the report.
 pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
-    let EngineSetup { config, run_dir, http: _http, command_line, extra_models, extra_actors, resume, replay } = setup;
+    let EngineSetup {
+        config,
+        run_dir,
+        http: _http,
+        command_line,
+        extra_models,
+        extra_actors,
+        resume,
+        replay,
+    } = setup;
     if resume.is_none() {
         run_dir.write_atomic(files::CONFIG, config.to_yaml().as_bytes()).map_err(|e| e.to_string())?;
         let cmd = json!({ "argv": command_line });
@@ -100,7 +118,8 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     let (url, _sim) = match config.feed.source {
         _ if replay.is_some() => (String::new(), None),
         FeedSource::Sim => {
-            let sim = SimServer::start(&config.sim, &config.feed.pairs, config.feed.book_depth, config.run.speed)?;
+            let sim =
+                SimServer::start(&config.sim, &config.feed.pairs, config.feed.book_depth, config.run.speed)?;
             tracing::info!(actor = "engine", url = %sim.url(), "simulated Kraken exchange listening");
             (sim.url(), Some(sim))
         }
@@ -145,7 +164,8 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     let mut models = config.signals.build()?;
     models.extend(extra_models);
     let mut signal_inputs: Vec<Recipient<MarketData>> = Vec::new();
-    let mut stop_receivers: Vec<Recipient<EmergencyStop>> = vec![pb.clone().recipient(), agg.clone().recipient()];
+    let mut stop_receivers: Vec<Recipient<EmergencyStop>> =
+        vec![pb.clone().recipient(), agg.clone().recipient()];
     for model in models {
         let aggregator = agg.clone().recipient();
         let host = Supervisor::start(move |_| SignalHost::new(model, aggregator));
@@ -220,7 +240,11 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
 
     if let Some(r) = &resume {
         let (risk, lift, last_seq) = (risk.clone(), r.lift_halt, r.last_seq);
-        tracing::info!(actor = "engine", last_seq, "resuming: re-executing the run up to its last journaled record");
+        tracing::info!(
+            actor = "engine",
+            last_seq,
+            "resuming: re-executing the run up to its last journaled record"
+        );
         actix::spawn(async move {
             if caught_up_rx.await.is_ok() && lift {
                 match risk.send(crate::messages::OperatorCommand::Resume).await {

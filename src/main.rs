@@ -98,7 +98,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     if let Some(dir) = &args.resume {
         return cmd_resume(dir, &args);
     }
-    let (mut cfg, source) = config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let (mut cfg, source) =
+        config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
     apply_engine_opts(&mut cfg, &args.engine)?;
     if let Some(seed) = args.seed {
         cfg.sim.seed = seed;
@@ -126,7 +127,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
 
 /// `replay FILE`: a recording through the same feed code and the whole engine.
 fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
-    let (mut cfg, source) = config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let (mut cfg, source) =
+        config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
     let explicit_duration = args.engine.duration.is_some();
     apply_engine_opts(&mut cfg, &args.engine)?;
     if !explicit_duration {
@@ -184,7 +186,10 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
             reason = %torn.reason,
             "journal ends in a torn record (interrupted write); cutting it off"
         );
-        let f = std::fs::OpenOptions::new().write(true).open(&path).with_context(|| format!("open {}", path.display()))?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
         f.set_len(scan.valid_len).with_context(|| format!("truncate {}", path.display()))?;
         f.sync_all().ok();
     }
@@ -197,21 +202,39 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
     setup.resume = Some(engine::Resume { last_seq, lift_halt: args.lift_halt });
     let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
-    print_summary(&outcome.report, &outcome.run_dir, &format!("resumed after seq {last_seq}; {}", outcome.reason));
+    print_summary(
+        &outcome.report,
+        &outcome.run_dir,
+        &format!("resumed after seq {last_seq}; {}", outcome.reason),
+    );
     Ok(())
 }
 
 /// The readable end-of-run summary.
 fn print_summary(r: &serde_json::Value, dir: &Path, reason: &str) {
-    let g = |k: &str| r.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_else(|| "-".into());
+    let g =
+        |k: &str| r.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_else(|| "-".into());
     let ex = r.get("execution");
-    let e = |k: &str| ex.and_then(|x| x.get(k)).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+    let e = |k: &str| {
+        ex.and_then(|x| x.get(k)).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default()
+    };
     println!("kraken-paper run finished ({reason})");
-    println!("  final equity     {} {}", g("final_equity"), r.get("currency").and_then(|c| c.as_str()).unwrap_or(""));
+    println!(
+        "  final equity     {} {}",
+        g("final_equity"),
+        r.get("currency").and_then(|c| c.as_str()).unwrap_or("")
+    );
     println!("  return           {} %", g("return_pct"));
     println!("  trades           {} (win rate {})", g("trades"), g("win_rate"));
     println!("  max drawdown     {} %", g("max_drawdown_pct"));
-    println!("  fills            {} (maker {}, taker {}, partial {}, stops {})", g("fills"), e("maker_fills"), e("taker_fills"), e("partial_fills"), e("stops_triggered"));
+    println!(
+        "  fills            {} (maker {}, taker {}, partial {}, stops {})",
+        g("fills"),
+        e("maker_fills"),
+        e("taker_fills"),
+        e("partial_fills"),
+        e("stops_triggered")
+    );
     println!("  fees paid        {}", e("fees_paid"));
     println!("  open positions   {}", g("open_positions"));
     println!("  run folder       {}", dir.display());

@@ -23,7 +23,9 @@ pub mod files {
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirError {
     /// The folder already holds a journal and this is not a resume.
-    #[error("run folder {0} already holds a journal; use `run --resume {0}` to continue it, or choose another --run-dir")]
+    #[error(
+        "run folder {0} already holds a journal; use `run --resume {0}` to continue it, or choose another --run-dir"
+    )]
     HasJournal(String),
     /// The folder to resume has no journal.
     #[error("run folder {0} has no journal.jsonl to resume")]
@@ -51,7 +53,8 @@ impl RunDir {
         if dir.journal().exists() {
             return Err(RunDirError::HasJournal(path.display().to_string()));
         }
-        std::fs::create_dir_all(path).map_err(|source| RunDirError::Io { path: path.display().to_string(), source })?;
+        std::fs::create_dir_all(path)
+            .map_err(|source| RunDirError::Io { path: path.display().to_string(), source })?;
         Ok(dir)
     }
 

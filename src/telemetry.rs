@@ -51,13 +51,18 @@ pub struct LogFiles<'a> {
 }
 
 /// Installs the global subscriber. `level` is an EnvFilter directive; `RUST_LOG` wins.
-pub fn init(format: LogFormat, level: &str, files: Option<LogFiles<'_>>) -> anyhow_free::Result<TelemetryGuard> {
+pub fn init(
+    format: LogFormat,
+    level: &str,
+    files: Option<LogFiles<'_>>,
+) -> anyhow_free::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .map_err(|e| format!("logging.level {level:?} is not a valid filter: {e}"))?;
     let (file_layer, guard) = match files {
         Some(f) => {
-            std::fs::create_dir_all(f.dir).map_err(|e| format!("cannot create log folder {}: {e}", f.dir.display()))?;
+            std::fs::create_dir_all(f.dir)
+                .map_err(|e| format!("cannot create log folder {}: {e}", f.dir.display()))?;
             let rotation = match f.rotation {
                 Rotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
                 Rotation::Daily => tracing_appender::rolling::Rotation::DAILY,
@@ -93,9 +98,9 @@ pub fn init(format: LogFormat, level: &str, files: Option<LogFiles<'_>>) -> anyh
                     .with_writer(std::io::stderr.with_max_level(tracing::Level::TRACE)),
             )
             .try_init(),
-        LogFormat::Human => {
-            registry.with(tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr)).try_init()
-        }
+        LogFormat::Human => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr))
+            .try_init(),
     };
     // A second init (tests, examples) keeps the first subscriber; that is not an error.
     let _ = result;

@@ -74,7 +74,12 @@ struct VerifyPrefix {
 
 impl Journal {
     /// Opens `path` for appending; `next_seq` continues a resumed journal (1 for a new one).
-    pub fn open(path: &Path, durability: Durability, interval_ms: u64, last: JournalPosition) -> Result<Journal, String> {
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        interval_ms: u64,
+        last: JournalPosition,
+    ) -> Result<Journal, String> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -101,7 +106,8 @@ impl Journal {
         until_seq: u64,
         caught_up: tokio::sync::oneshot::Sender<u64>,
     ) -> Result<Journal, String> {
-        let f = File::open(&self.path).map_err(|e| format!("cannot read journal {}: {e}", self.path.display()))?;
+        let f = File::open(&self.path)
+            .map_err(|e| format!("cannot read journal {}: {e}", self.path.display()))?;
         self.verify = Some(VerifyPrefix {
             reader: std::io::BufReader::with_capacity(1 << 16, f),
             until_seq,
@@ -196,7 +202,12 @@ impl Actor for Journal {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         let _ = self.write_out(true);
-        tracing::info!(event = "actor_stopped", actor = "journal", last_seq = self.pos.last_seq, "journal closed");
+        tracing::info!(
+            event = "actor_stopped",
+            actor = "journal",
+            last_seq = self.pos.last_seq,
+            "journal closed"
+        );
     }
 }
 
@@ -218,7 +229,11 @@ impl Handler<Append> for Journal {
                 if self.pos.last_seq <= until {
                     if self.check_prefix(self.pos.last_seq, entry) && self.pos.last_seq == until {
                         if let Some(tx) = self.verify.take().and_then(|mut v| v.caught_up.take()) {
-                            tracing::info!(actor = "journal", seq = until, "resume caught up with the journal; continuing");
+                            tracing::info!(
+                                actor = "journal",
+                                seq = until,
+                                "resume caught up with the journal; continuing"
+                            );
                             let _ = tx.send(until);
                         }
                     }

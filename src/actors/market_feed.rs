@@ -412,7 +412,8 @@ impl Supervised for MarketFeed {
         let healthy = self.connected_since.is_some_and(|t| t.elapsed() >= self.settings.healthy_after);
         self.attempt = if healthy { 1 } else { self.attempt + 1 };
         let s = &self.settings;
-        self.next_delay = backoff(self.attempt, s.initial_backoff_ms, s.max_backoff_ms, s.jitter, self.jitter.uniform());
+        self.next_delay =
+            backoff(self.attempt, s.initial_backoff_ms, s.max_backoff_ms, s.jitter, self.jitter.uniform());
         let mut st = self.state.borrow_mut();
         st.restarts += 1;
         st.decoder.reset_books();
@@ -446,7 +447,11 @@ impl MarketFeed {
             .settings
             .pairs
             .iter()
-            .map(|p| MarketEvent::BookInvalid { symbol: p.as_str().into(), time, reason: BookInvalidReason::Disconnected })
+            .map(|p| MarketEvent::BookInvalid {
+                symbol: p.as_str().into(),
+                time,
+                reason: BookInvalidReason::Disconnected,
+            })
             .collect();
         let first_seq = st.next_seq;
         st.next_seq += events.len() as u64;

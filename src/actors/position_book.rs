@@ -20,7 +20,9 @@ use crate::core::execution::{ExecEvent, ExecStats, PaperExchange};
 use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
 use crate::core::time::{EventTime, Span};
-use crate::messages::{Barrier, EmergencyStop, MarketData, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed};
+use crate::messages::{
+    Barrier, EmergencyStop, MarketData, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
+};
 
 /// Asks for the current account (dashboard, tests).
 #[derive(Message)]
@@ -84,7 +86,12 @@ pub struct PositionBook {
 
 impl PositionBook {
     /// A PositionBook over `exchange`, writing equity snapshots every `equity_interval`.
-    pub fn new(exchange: PaperExchange, out: PositionBookOutputs, equity_interval: Span, check_identity: bool) -> Self {
+    pub fn new(
+        exchange: PaperExchange,
+        out: PositionBookOutputs,
+        equity_interval: Span,
+        check_identity: bool,
+    ) -> Self {
         let peak_equity = exchange.equity();
         PositionBook {
             exchange,

@@ -53,7 +53,12 @@ impl RiskManager {
     }
 
     /// Journals and logs a stop, and returns the future that delivers it to every actor.
-    fn broadcast_stop(&mut self, stop: EmergencyStop, equity: String, peak: String) -> impl Future<Output = ()> + 'static {
+    fn broadcast_stop(
+        &mut self,
+        stop: EmergencyStop,
+        equity: String,
+        peak: String,
+    ) -> impl Future<Output = ()> + 'static {
         tracing::error!(
             event = "emergency_stop",
             actor = "risk_manager",
@@ -76,7 +81,11 @@ impl RiskManager {
 
     fn lifted(&mut self, time: EventTime, by: &str) {
         tracing::warn!(event = "halt_lifted", actor = "risk_manager", by, event_time = %time, "trading halt lifted");
-        self.out.journal.do_send(Append(vec![Entry::new(time, "halt_lifted", &serde_json::json!({ "by": by }))]));
+        self.out.journal.do_send(Append(vec![Entry::new(
+            time,
+            "halt_lifted",
+            &serde_json::json!({ "by": by }),
+        )]));
         for r in &self.out.halt_lifted {
             r.do_send(HaltLifted { time, by: by.to_string() });
         }
@@ -110,7 +119,12 @@ impl Handler<PortfolioUpdate> for RiskManager {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         };
         self.out.journal.do_send(Append(vec![Entry::new(b.time, "emergency_stop", &b)]));
-        let stop = EmergencyStop { time: b.time, drawdown: b.drawdown, limit: b.limit, reason: "max_drawdown".into() };
+        let stop = EmergencyStop {
+            time: b.time,
+            drawdown: b.drawdown,
+            limit: b.limit,
+            reason: "max_drawdown".into(),
+        };
         let f = self.broadcast_stop(stop, b.equity.to_string(), b.peak.to_string());
         AtomicResponse::new(Box::pin(f.into_actor(self)))
     }
@@ -184,7 +198,12 @@ impl Handler<OperatorCommand> for RiskManager {
                     return AtomicResponse::new(Box::pin(fut::ready(Ok("already halted".to_string()))));
                 };
                 self.out.journal.do_send(Append(vec![Entry::new(b.time, "emergency_stop", &b)]));
-                let stop = EmergencyStop { time: b.time, drawdown: b.drawdown, limit: b.limit, reason: "operator".into() };
+                let stop = EmergencyStop {
+                    time: b.time,
+                    drawdown: b.drawdown,
+                    limit: b.limit,
+                    reason: "operator".into(),
+                };
                 let f = self.broadcast_stop(stop, b.equity.to_string(), b.peak.to_string());
                 AtomicResponse::new(Box::pin(f.into_actor(self).map(|_, _, _| Ok("halted".to_string()))))
             }

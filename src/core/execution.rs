@@ -46,7 +46,12 @@ pub struct ExecutionConfig {
 
 impl Default for ExecutionConfig {
     fn default() -> Self {
-        ExecutionConfig { latency: Span::from_millis(50), mark: MarkConvention::Mid, fill_at_touch: false, entry: Default::default() }
+        ExecutionConfig {
+            latency: Span::from_millis(50),
+            mark: MarkConvention::Mid,
+            fill_at_touch: false,
+            entry: Default::default(),
+        }
     }
 }
 
@@ -191,7 +196,11 @@ pub struct PaperExchange {}
 
 impl PaperExchange {
     /// A new account in `currency` holding `balances`.
-    pub fn new(_cfg: &ExecutionConfig, _currency: &str, _balances: &BTreeMap<String, Decimal>) -> PaperExchange {
+    pub fn new(
+        _cfg: &ExecutionConfig,
+        _currency: &str,
+        _balances: &BTreeMap<String, Decimal>,
+    ) -> PaperExchange {
         todo!()
     }
     /// Applies one market event (`seq` = its global sequence number): books and marks,

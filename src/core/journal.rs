@@ -146,10 +146,7 @@ pub fn decode_line(line: &str) -> Result<StoredRecord, String> {
         .and_then(|t| t.as_str().map(str::to_string))
         .ok_or("missing `event_time`")
         .and_then(|t| EventTime::parse_rfc3339(&t).map_err(|_| "invalid `event_time`"))?;
-    let kind = m
-        .remove("type")
-        .and_then(|t| t.as_str().map(str::to_string))
-        .ok_or("missing `type`")?;
+    let kind = m.remove("type").and_then(|t| t.as_str().map(str::to_string)).ok_or("missing `type`")?;
     Ok(StoredRecord { seq, event_time, kind, body: m })
 }
 
@@ -189,14 +186,18 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, JournalError> {
         };
         let next = offset + line.len() + usize::from(complete);
         let is_last = next >= bytes.len();
-        let parsed = std::str::from_utf8(line).map_err(|e| e.to_string()).and_then(|s| {
-            if s.trim().is_empty() { Err("empty line".to_string()) } else { decode_line(s) }
-        });
+        let parsed = std::str::from_utf8(line)
+            .map_err(|e| e.to_string())
+            .and_then(|s| if s.trim().is_empty() { Err("empty line".to_string()) } else { decode_line(s) });
         match parsed {
             Ok(rec) if complete => {
                 if let Some(prev) = out.records.last() {
                     if rec.seq <= prev.seq {
-                        return Err(JournalError::Sequence { line: line_no, seq: rec.seq, previous: prev.seq });
+                        return Err(JournalError::Sequence {
+                            line: line_no,
+                            seq: rec.seq,
+                            previous: prev.seq,
+                        });
                     }
                 }
                 out.records.push(rec);
@@ -207,7 +208,8 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, JournalError> {
                     Ok(_) => "last record has no terminating newline".to_string(),
                     Err(e) => format!("last record is incomplete: {e}"),
                 };
-                out.torn = Some(TornTail { offset: offset as u64, bytes: (bytes.len() - offset) as u64, reason });
+                out.torn =
+                    Some(TornTail { offset: offset as u64, bytes: (bytes.len() - offset) as u64, reason });
                 break;
             }
             bad => {
@@ -255,7 +257,10 @@ mod tests {
         assert_eq!(f, FillLike { fill_id: 2, price: dec!(50000.10), score: 0.25 });
         assert_eq!(f.price.to_string(), "50000.10");
         let text = String::from_utf8(sample(1)).unwrap();
-        assert!(text.starts_with("{\"seq\":1,\"event_time\":\"2023-11-14T22:13:20.000001Z\",\"type\":\"fill\","), "{text}");
+        assert!(
+            text.starts_with("{\"seq\":1,\"event_time\":\"2023-11-14T22:13:20.000001Z\",\"type\":\"fill\","),
+            "{text}"
+        );
     }
 
     #[test]

@@ -107,7 +107,9 @@ struct Gathered {
 }
 
 async fn gather(st: &ApiState) -> Result<Gathered, HttpResponse> {
-    let unavailable = |what: &str| HttpResponse::ServiceUnavailable().json(json!({ "error": format!("{what} is not running") }));
+    let unavailable = |what: &str| {
+        HttpResponse::ServiceUnavailable().json(json!({ "error": format!("{what} is not running") }))
+    };
     let p = st.position_book.send(GetPortfolio).await.map_err(|_| unavailable("position_book"))?;
     let risk = st.risk.send(GetRiskMetrics).await.map_err(|_| unavailable("risk_manager"))?;
     let feed = st.feed.send(GetFeedHealth).await.unwrap_or_default();
@@ -166,7 +168,11 @@ async fn api_dashboard(st: web::Data<ApiState>) -> HttpResponse {
         0.0
     };
     let win_rate = (p.trades_closed > 0).then(|| p.trades_won as f64 / p.trades_closed as f64);
-    let dd = if p.peak_equity > Decimal::ZERO { crate::core::money::to_f64((p.peak_equity - equity) / p.peak_equity) } else { 0.0 };
+    let dd = if p.peak_equity > Decimal::ZERO {
+        crate::core::money::to_f64((p.peak_equity - equity) / p.peak_equity)
+    } else {
+        0.0
+    };
     let curve: Vec<Value> = p.equity_curve.iter().map(|(t, e)| json!([t.to_rfc3339(), e])).collect();
     HttpResponse::Ok().json(json!({
         "currency": st.currency,
@@ -191,7 +197,8 @@ async fn api_dashboard(st: web::Data<ApiState>) -> HttpResponse {
 
 async fn api_positions(st: web::Data<ApiState>) -> HttpResponse {
     match st.position_book.send(GetPortfolio).await {
-        Ok(p) => HttpResponse::Ok().json(json!({ "positions": positions_json(&p), "open_positions": p.open_positions })),
+        Ok(p) => HttpResponse::Ok()
+            .json(json!({ "positions": positions_json(&p), "open_positions": p.open_positions })),
         Err(_) => HttpResponse::ServiceUnavailable().json(json!({ "error": "position_book is not running" })),
     }
 }
@@ -243,9 +250,24 @@ async fn metrics(st: web::Data<ApiState>) -> HttpResponse {
     gauge("kraken_paper_trades_total", "Closed round trips.", "counter", p.trades_closed as f64);
     gauge("kraken_paper_book_resyncs_total", "Book resyncs.", "counter", g.feed.counters.resyncs as f64);
     gauge("kraken_paper_feed_reconnects_total", "Feed reconnects.", "counter", g.feed.reconnects as f64);
-    gauge("kraken_paper_actor_restarts_total", "Supervised actor restarts.", "counter", g.feed.restarts as f64);
-    gauge("kraken_paper_feed_events_total", "Market events decoded.", "counter", g.feed.counters.events as f64);
-    gauge("kraken_paper_feed_connected", "1 when the feed is connected.", "gauge", if g.feed.connected { 1.0 } else { 0.0 });
+    gauge(
+        "kraken_paper_actor_restarts_total",
+        "Supervised actor restarts.",
+        "counter",
+        g.feed.restarts as f64,
+    );
+    gauge(
+        "kraken_paper_feed_events_total",
+        "Market events decoded.",
+        "counter",
+        g.feed.counters.events as f64,
+    );
+    gauge(
+        "kraken_paper_feed_connected",
+        "1 when the feed is connected.",
+        "gauge",
+        if g.feed.connected { 1.0 } else { 0.0 },
+    );
     let lag = (p.view.time.micros_since(g.feed.last_event_time) as f64 / 1e6).abs();
     gauge("kraken_paper_feed_lag_seconds", "Event-time lag of the portfolio behind the feed.", "gauge", lag);
     let dd = g.risk.get("current_drawdown").and_then(Value::as_f64).unwrap_or(0.0);
@@ -257,9 +279,15 @@ fn authorized(st: &ApiState, req: &HttpRequest) -> bool {
     let Some(token) = st.token.as_deref().filter(|t| !t.is_empty()) else {
         return false;
     };
-    let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     // Constant-time comparison: the token is a secret.
-    given.is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
+    given.is_some_and(|g| {
+        g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    })
 }
 
 async fn control(st: web::Data<ApiState>, req: HttpRequest, cmd: OperatorCommand) -> HttpResponse {

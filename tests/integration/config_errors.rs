@@ -29,7 +29,8 @@ fn negative_max_drawdown_is_named() {
 
 #[test]
 fn environment_override_is_validated_too() {
-    let out = run_cli(&["run", "--no-http", "--duration", "1m"], &[("KRAKEN_PAPER__RISK__MAX_DRAWDOWN", "-1")]);
+    let out =
+        run_cli(&["run", "--no-http", "--duration", "1m"], &[("KRAKEN_PAPER__RISK__MAX_DRAWDOWN", "-1")]);
     assert!(!out.status.success());
     assert!(text(&out).contains("risk.max_drawdown"), "{}", text(&out));
 }
@@ -41,6 +42,10 @@ fn malformed_yaml_and_wrong_types_are_errors_not_panics() {
     assert!(!ok && !msg.contains("panicked"), "{msg}");
     let (ok, msg) = validate(&dir, "type.yaml", "feed:\n  book_depth: deep\n");
     assert!(!ok && msg.contains("feed.book_depth"), "{msg}");
-    let (ok, _) = validate(&dir, "good.yaml", &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.yaml")).unwrap());
+    let (ok, _) = validate(
+        &dir,
+        "good.yaml",
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.yaml")).unwrap(),
+    );
     assert!(ok, "the shipped default config must validate");
 }

@@ -11,14 +11,21 @@ use crate::support::*;
 fn short_simulated_session_trades_and_journals_every_fill() {
     let dir = TempDir::new("e2e");
     let run = dir.join("run");
-    let out = run_cli(&["run", "--no-http", "--duration", "3h", "--seed", "3", "--run-dir", run.to_str().unwrap()], &[]);
+    let out = run_cli(
+        &["run", "--no-http", "--duration", "3h", "--seed", "3", "--run-dir", run.to_str().unwrap()],
+        &[],
+    );
     assert!(out.status.success(), "run failed:\n{}", text(&out));
 
     let journal = journal(&run);
     let fills = records(&journal, "fill");
     let report = report(&run);
     assert!(report["trades"].as_u64().unwrap() > 0, "no closed trades: {report}");
-    assert_eq!(report["fills"].as_u64().unwrap() as usize, fills.len(), "report and journal disagree on fills");
+    assert_eq!(
+        report["fills"].as_u64().unwrap() as usize,
+        fills.len(),
+        "report and journal disagree on fills"
+    );
     assert!(!fills.is_empty());
 
     // The PositionBook checks equity = cash + Σ qty × mark after every fill and journals any

@@ -12,12 +12,23 @@ fn dropped_connection_restarts_the_feed_and_trading_resumes() {
     );
     let run = dir.join("run");
     let out = run_cli(
-        &["run", "--config", cfg.to_str().unwrap(), "--duration", "6h", "--log-format", "json", "--run-dir", run.to_str().unwrap()],
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--duration",
+            "6h",
+            "--log-format",
+            "json",
+            "--run-dir",
+            run.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(out.status.success(), "run failed:\n{}", text(&out));
     let logs = json_logs(&out);
-    let restarted: Vec<_> = logs.iter().filter(|l| l["event"] == "actor_restarted" && l["actor"] == "market_feed").collect();
+    let restarted: Vec<_> =
+        logs.iter().filter(|l| l["event"] == "actor_restarted" && l["actor"] == "market_feed").collect();
     assert!(!restarted.is_empty(), "no actor_restarted event for market_feed in the JSON log");
     assert!(restarted[0].get("attempt").is_some(), "actor_restarted carries no attempt: {}", restarted[0]);
     assert!(logs.iter().any(|l| l["event"] == "feed_reconnect"), "no feed_reconnect event");
@@ -27,7 +38,10 @@ fn dropped_connection_restarts_the_feed_and_trading_resumes() {
     let reconnect = records(&journal, "feed_reconnect");
     assert_eq!(reconnect.len(), 1, "expected one reconnect record");
     let at = reconnect[0]["event_time"].as_str().unwrap().to_string();
-    let later_fills = records(&journal, "fill").into_iter().filter(|f| f["event_time"].as_str().unwrap() > at.as_str()).count();
+    let later_fills = records(&journal, "fill")
+        .into_iter()
+        .filter(|f| f["event_time"].as_str().unwrap() > at.as_str())
+        .count();
     assert!(later_fills > 0, "no fills after the reconnect at {at}");
     let report = report(&run);
     assert_eq!(report["feed"]["reconnects"], 1, "{}", report["feed"]);

@@ -108,8 +108,11 @@ pub fn write_config(dir: &Path, extra_yaml: &str) -> PathBuf {
     let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.yaml"))
         .expect("read default config");
     let mut doc: serde_json::Value = yaml_serde::from_str(&base).expect("default config parses");
-    let extra: serde_json::Value =
-        if extra_yaml.trim().is_empty() { serde_json::json!({}) } else { yaml_serde::from_str(extra_yaml).expect("extra yaml") };
+    let extra: serde_json::Value = if extra_yaml.trim().is_empty() {
+        serde_json::json!({})
+    } else {
+        yaml_serde::from_str(extra_yaml).expect("extra yaml")
+    };
     merge(&mut doc, &extra);
     let path = dir.join("test-config.yaml");
     std::fs::write(&path, yaml_serde::to_string(&doc).expect("yaml")).expect("write config");
