@@ -274,6 +274,10 @@ fn cmd_report(run_dir: &PathBuf) -> Result<()> {
 }
 
 fn cmd_export(run_dir: &Path, format: kraken_paper::cli::ExportFormat) -> Result<()> {
-    let _ = (run_dir, format);
-    Err(anyhow!("export is not available in this build yet"))
+    let summary = kraken_paper::report::export(run_dir, format).map_err(|e| anyhow!(e))?;
+    for f in &summary.files {
+        println!("wrote {}", f.display());
+    }
+    println!("trades={} orders={} fills={}", summary.trades, summary.orders, summary.fills);
+    Ok(())
 }
