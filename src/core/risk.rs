@@ -331,7 +331,7 @@ pub struct Refusal {
     pub intent_id: u64,
     /// Pair.
     pub pair: super::instrument::Symbol,
-    /// Reason code (`halted`, `max_open_positions`, `max_exposure`, `below_minimum`, …).
+    /// Reason code, one of [`reason`] (`halted`, `max_open_positions`, `below_minimum`, …).
     pub reason: String,
     /// Human detail with the numbers.
     pub detail: String,
