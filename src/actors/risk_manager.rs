@@ -138,7 +138,7 @@ impl Handler<TradeIntents> for RiskManager {
         let mut records = Vec::new();
         for intent in &msg.intents {
             match self.core.evaluate(intent) {
-                Verdict::Approved(req) => orders.push(*req),
+                Verdict::Approved(req) | Verdict::Exit(req) => orders.push(*req),
                 Verdict::Refused(r) => {
                     tracing::info!(actor = "risk_manager", pair = %r.pair, reason = %r.reason, detail = %r.detail, "intent refused");
                     records.push(Entry::new(r.time, "risk_refusal", &r));
