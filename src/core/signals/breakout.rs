@@ -155,7 +155,8 @@ mod tests {
     #[test]
     fn one_signal_per_excursion_and_band_excludes_current_price() {
         let sym: Symbol = Arc::from("X/USD");
-        let cfg = BreakoutConfig { sample_interval: Span::from_secs(1), lookback: 4, k: 1.0, ..Default::default() };
+        let cfg =
+            BreakoutConfig { sample_interval: Span::from_secs(1), lookback: 4, k: 1.0, ..Default::default() };
         let mut m = Breakout::new(&cfg);
         // Window 100, 101, 100, 101: m = ln 100.5 (about), s ≈ 0.005. 110 is far above → signal;
         // 111 next: band now {101, 100, 101, 110}, still above → same excursion, no new signal.

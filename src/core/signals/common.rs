@@ -24,7 +24,8 @@ pub fn mid_of(ev: &MarketEvent) -> Option<(&Symbol, EventTime, f64)> {
         MarketEvent::Ticker(t) => {
             let m = (to_f64(t.bid) + to_f64(t.ask)) / 2.0;
             // A ticker with a crossed or empty side is not a usable quote.
-            (t.bid > rust_decimal::Decimal::ZERO && t.ask >= t.bid && m.is_finite()).then_some((&t.symbol, t.time, m))
+            (t.bid > rust_decimal::Decimal::ZERO && t.ask >= t.bid && m.is_finite())
+                .then_some((&t.symbol, t.time, m))
         }
         _ => None,
     }
@@ -201,7 +202,9 @@ pub fn count_in(is: &mut Issues, key: &str, v: u32, lo: u32, hi: u32) {
 
 /// Config check: a finite float in `[lo, hi]`.
 pub fn float_in(is: &mut Issues, key: &str, v: f64, lo: f64, hi: f64) {
-    is.check(v.is_finite() && (lo..=hi).contains(&v), key, || format!("must be between {lo} and {hi}, got {v}"));
+    is.check(v.is_finite() && (lo..=hi).contains(&v), key, || {
+        format!("must be between {lo} and {hi}, got {v}")
+    });
 }
 
 #[cfg(test)]

@@ -41,9 +41,9 @@ pub struct EmaCrossConfig {
     pub slow: u32,
     /// EWMA length in samples of the squared returns that give σ_r (default 48).
     pub vol_samples: u32,
-    /// |z| the normalised gap must exceed to flip the regime (hysteresis; default 1.0).
+    /// |z| the normalised gap must exceed to flip the regime (hysteresis; default 0.6).
     pub band: f64,
-    /// |z| at which confidence reaches 1 (default 2.0, so a fresh cross has ≈ 0.5).
+    /// |z| at which confidence reaches 1 (default 1.2, so a fresh cross has ≈ 0.5).
     pub full_confidence_z: f64,
     /// How long a signal stays valid (default 10m).
     pub horizon: Span,
@@ -58,8 +58,8 @@ impl Default for EmaCrossConfig {
             fast: 12,
             slow: 48,
             vol_samples: 48,
-            band: 1.0,
-            full_confidence_z: 2.0,
+            band: 0.6,
+            full_confidence_z: 1.2,
             horizon: Span::from_secs(600),
             repeat_every: 0,
         }
@@ -235,7 +235,7 @@ mod tests {
         let sigs = testdata::run(&mut m, &events);
         for p in pairs {
             let n = sigs.iter().filter(|s| &*s.pair == p).count();
-            assert!((12..=150).contains(&n), "{p}: {n} signals in 6 h");
+            assert!((15..=80).contains(&n), "{p}: {n} signals in 6 h");
         }
     }
 
@@ -250,7 +250,8 @@ mod tests {
 
     #[test]
     fn validation_names_keys() {
-        let cfg = EmaCrossConfig { fast: 50, slow: 48, band: -1.0, horizon: Span(0), ..EmaCrossConfig::default() };
+        let cfg =
+            EmaCrossConfig { fast: 50, slow: 48, band: -1.0, horizon: Span(0), ..EmaCrossConfig::default() };
         let mut is = Issues::default();
         cfg.validate(&mut is);
         let keys: Vec<_> = is.list.iter().map(|i| i.key.as_str()).collect();

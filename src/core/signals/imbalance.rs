@@ -63,7 +63,9 @@ impl ImbalanceConfig {
             format!("must be below signals.imbalance.threshold ({}), got {}", self.threshold, self.rearm)
         });
         is.fraction_f64("signals.imbalance.full_confidence", self.full_confidence, false);
-        is.check(self.cooldown.as_micros() >= 0, "signals.imbalance.cooldown", || "must not be negative".into());
+        is.check(self.cooldown.as_micros() >= 0, "signals.imbalance.cooldown", || {
+            "must not be negative".into()
+        });
         positive_span(is, "signals.imbalance.horizon", self.horizon);
     }
 }
@@ -150,7 +152,9 @@ mod tests {
         depths
             .iter()
             .enumerate()
-            .filter_map(|(i, (s, b, a))| m.on_event(i as u64, &testdata::book(&sym, testdata::at(*s), 100.0, *b, *a)))
+            .filter_map(|(i, (s, b, a))| {
+                m.on_event(i as u64, &testdata::book(&sym, testdata::at(*s), 100.0, *b, *a))
+            })
             .collect()
     }
 
@@ -169,7 +173,8 @@ mod tests {
 
     #[test]
     fn one_signal_per_side_until_rearmed_and_cooldown_holds() {
-        let mut m = Imbalance::new(&ImbalanceConfig { half_life: Span::from_millis(1), ..Default::default() });
+        let mut m =
+            Imbalance::new(&ImbalanceConfig { half_life: Span::from_millis(1), ..Default::default() });
         // With a 1 ms half-life Ī ≈ raw. Long at 0 s; still long at 10 s (no repeat); flips short
         // at 20 s but the 60 s cooldown blocks it; short again at 70 s → signal.
         let out = feed(&mut m, &[(0, 15.0, 5.0), (10, 15.0, 5.0), (20, 5.0, 15.0), (70, 5.0, 15.0)]);

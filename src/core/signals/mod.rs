@@ -140,7 +140,8 @@ mod tests {
 
     #[test]
     fn builds_every_built_in_under_its_name() {
-        let cfg = SignalsConfig { enabled: BUILT_IN.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let cfg =
+            SignalsConfig { enabled: BUILT_IN.iter().map(|s| s.to_string()).collect(), ..Default::default() };
         let names: Vec<_> = cfg.build().unwrap().iter().map(|m| m.name().to_string()).collect();
         assert_eq!(names, BUILT_IN);
     }

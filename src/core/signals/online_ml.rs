@@ -21,7 +21,8 @@
 //! `g = σ(b + w·x) − y;  w ← w − η·(g·x + λ·w);  b ← b − η·g`. The label therefore uses
 //! prices up to t' only, and the prediction at any time uses only samples whose horizon has
 //! passed. Signals start after `warmup` training steps and are emitted when the predicted
-//! side changes (|2p − 1| ≥ `min_confidence` opens a side; falling below closes it).
+//! side changes (|2p − 1| ≥ `min_confidence` opens a side; falling below half of it closes
+//! it).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -36,7 +37,8 @@ use super::super::time::{EventTime, Span};
 use super::super::validate::Issues;
 use super::SignalModel;
 use super::common::{
-    GridSampler, Window, count_in, depth_imbalance, float_in, make_signal, mid_of, positive_span, relative_spread,
+    GridSampler, Window, count_in, depth_imbalance, float_in, make_signal, mid_of, positive_span,
+    relative_spread,
 };
 
 /// Standardised features are clipped to this many standard deviations.
@@ -61,7 +63,7 @@ pub struct OnlineMlConfig {
     pub l2: f64,
     /// Training steps before the first signal (default 200).
     pub warmup: u32,
-    /// |2p − 1| needed to open a side (default 0.2, i.e. p ≥ 0.6 or ≤ 0.4).
+    /// |2p − 1| needed to open a side (default 0.4, i.e. p ≥ 0.7 or ≤ 0.3).
     pub min_confidence: f64,
 }
 
@@ -75,7 +77,7 @@ impl Default for OnlineMlConfig {
             learning_rate: 0.02,
             l2: 1e-3,
             warmup: 200,
-            min_confidence: 0.2,
+            min_confidence: 0.4,
         }
     }
 }
@@ -299,12 +301,14 @@ impl SignalModel for OnlineMl {
             return None;
         }
         let score = 2.0 * p - 1.0;
-        let side: i8 = if score.abs() < cfg.min_confidence {
+        // Hysteresis: a side opens at |score| ≥ min_confidence and closes below half of it, so
+        // a prediction hovering at the threshold does not flicker into a stream of signals.
+        let side: i8 = if score.abs() >= cfg.min_confidence {
+            if score > 0.0 { 1 } else { -1 }
+        } else if score.abs() < cfg.min_confidence / 2.0 || score.signum() != f64::from(st.side) {
             0
-        } else if score > 0.0 {
-            1
         } else {
-            -1
+            st.side
         };
         let changed = side != st.side;
         st.side = side;

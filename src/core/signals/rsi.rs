@@ -27,7 +27,7 @@ use super::common::{GridSampler, count_in, float_in, make_signal, mid_of, positi
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RsiConfig {
-    /// Event-time grid the mid is sampled on (default 30s).
+    /// Event-time grid the mid is sampled on (default 10s).
     pub sample_interval: Span,
     /// RSI length in samples (default 14).
     pub period: u32,
@@ -44,7 +44,7 @@ pub struct RsiConfig {
 impl Default for RsiConfig {
     fn default() -> Self {
         RsiConfig {
-            sample_interval: Span::from_secs(30),
+            sample_interval: Span::from_secs(10),
             period: 14,
             oversold: 30.0,
             overbought: 70.0,
@@ -159,7 +159,8 @@ impl SignalModel for Rsi {
             0
         };
         let entered = zone != 0 && zone != st.zone;
-        let repeat = zone != 0 && zone == st.zone && cfg.repeat_every > 0 && st.since_emit >= cfg.repeat_every;
+        let repeat =
+            zone != 0 && zone == st.zone && cfg.repeat_every > 0 && st.since_emit >= cfg.repeat_every;
         st.zone = zone;
         if !(entered || repeat) {
             return None;
