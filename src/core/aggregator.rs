@@ -786,8 +786,8 @@ mod tests {
 
     #[test]
     fn ema_cross_alone_makes_trades_in_six_hours_of_three_pairs() {
-        use super::super::signals::testdata::random_walk;
         use super::super::signals::SignalsConfig;
+        use super::super::signals::testdata::random_walk;
         let events = random_walk(&["BTC/USD", "ETH/USD", "SOL/USD"], 6 * 3600, 5);
         let mut models = SignalsConfig::default().build().unwrap();
         let mut a = Aggregator::new(&AggregatorConfig::default());
