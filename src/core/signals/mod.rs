@@ -1,12 +1,41 @@
 //! Signal models (pure) and the plug-in trait. OWNER: signals helper.
 //!
 //! Interface contract (used by the SignalHost actor, the engine and examples/custom_signal.rs).
+//! A model sees every market event in exchange order and sometimes returns a [`Signal`]; it
+//! keeps its state per pair (`BTreeMap` by symbol) and reads only event time. The built-in
+//! models are documented with their formulas in their files and in docs/signals.md:
+//!
+//! | name | file | idea |
+//! |---|---|---|
+//! | `ema_cross` | [`ema_cross`] | EMA-cross momentum on a 10 s grid (default) |
+//! | `rsi` | [`rsi`] | RSI mean reversion |
+//! | `breakout` | [`breakout`] | volatility breakout out of a rolling band |
+//! | `imbalance` | [`imbalance`] | order-book depth imbalance |
+//! | `online_ml` | [`online_ml`] | walk-forward online logistic regression |
 
 use serde::{Deserialize, Serialize};
 
 use super::decisions::Signal;
 use super::market::MarketEvent;
 use super::validate::Issues;
+
+pub mod breakout;
+pub mod common;
+pub mod ema_cross;
+pub mod imbalance;
+pub mod online_ml;
+pub mod rsi;
+#[cfg(test)]
+pub(crate) mod testdata;
+
+pub use breakout::{Breakout, BreakoutConfig};
+pub use ema_cross::{EmaCross, EmaCrossConfig};
+pub use imbalance::{Imbalance, ImbalanceConfig};
+pub use online_ml::{OnlineMl, OnlineMlConfig};
+pub use rsi::{Rsi, RsiConfig};
+
+/// Names of the built-in models, in the order `signals.enabled` may list them.
+pub const BUILT_IN: [&str; 5] = ["ema_cross", "rsi", "breakout", "imbalance", "online_ml"];
 
 /// A signal model: reads market events in order, sometimes says something.
 ///
@@ -24,21 +53,135 @@ pub trait SignalModel: Send {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignalsConfig {
-    /// Built-in models to run, by name (`ema_cross`, …).
+    /// Built-in models to run, by name (`ema_cross`, `rsi`, `breakout`, `imbalance`,
+    /// `online_ml`); default `[ema_cross]`.
     pub enabled: Vec<String>,
+    /// `signals.ema_cross.*`: EMA-cross momentum.
+    pub ema_cross: EmaCrossConfig,
+    /// `signals.rsi.*`: RSI mean reversion.
+    pub rsi: RsiConfig,
+    /// `signals.breakout.*`: volatility breakout.
+    pub breakout: BreakoutConfig,
+    /// `signals.imbalance.*`: order-book imbalance.
+    pub imbalance: ImbalanceConfig,
+    /// `signals.online_ml.*`: online logistic regression.
+    pub online_ml: OnlineMlConfig,
 }
 
 impl Default for SignalsConfig {
     fn default() -> Self {
-        SignalsConfig { enabled: vec!["ema_cross".into()] }
+        SignalsConfig {
+            enabled: vec!["ema_cross".into()],
+            ema_cross: EmaCrossConfig::default(),
+            rsi: RsiConfig::default(),
+            breakout: BreakoutConfig::default(),
+            imbalance: ImbalanceConfig::default(),
+            online_ml: OnlineMlConfig::default(),
+        }
     }
 }
 
 impl SignalsConfig {
     /// Adds a problem for every out-of-range key (`signals.…`).
-    pub fn validate(&self, _is: &mut Issues) {}
+    ///
+    /// Every model's section is checked, enabled or not, so that a typo in a section that is
+    /// switched on later does not wait until then to be found.
+    pub fn validate(&self, is: &mut Issues) {
+        for (i, name) in self.enabled.iter().enumerate() {
+            let key = format!("signals.enabled[{i}]");
+            if !BUILT_IN.contains(&name.as_str()) {
+                is.push(key, format!("unknown signal model {name:?} (built-in: {})", BUILT_IN.join(", ")));
+            } else if self.enabled[..i].contains(name) {
+                is.push(key, format!("{name:?} is listed twice"));
+            }
+        }
+        self.ema_cross.validate(is);
+        self.rsi.validate(is);
+        self.breakout.validate(is);
+        self.imbalance.validate(is);
+        self.online_ml.validate(is);
+    }
+
     /// The enabled built-in models, one instance per name.
+    ///
+    /// Fails with every config problem (one per line, each naming its key) when the config
+    /// does not validate, e.g. `signals.enabled[1]: unknown signal model "macd" (…)`.
     pub fn build(&self) -> Result<Vec<Box<dyn SignalModel>>, String> {
-        todo!()
+        let mut is = Issues::default();
+        self.validate(&mut is);
+        if !is.is_empty() {
+            return Err(is.list.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+        }
+        let mut out: Vec<Box<dyn SignalModel>> = Vec::with_capacity(self.enabled.len());
+        for (i, name) in self.enabled.iter().enumerate() {
+            out.push(match name.as_str() {
+                "ema_cross" => Box::new(EmaCross::new(&self.ema_cross)),
+                "rsi" => Box::new(Rsi::new(&self.rsi)),
+                "breakout" => Box::new(Breakout::new(&self.breakout)),
+                "imbalance" => Box::new(Imbalance::new(&self.imbalance)),
+                "online_ml" => Box::new(OnlineMl::new(&self.online_ml)),
+                other => return Err(format!("signals.enabled[{i}]: unknown signal model {other:?}")),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_builds_ema_cross_only() {
+        let models = SignalsConfig::default().build().unwrap();
+        let names: Vec<_> = models.iter().map(|m| m.name().to_string()).collect();
+        assert_eq!(names, ["ema_cross"]);
+    }
+
+    #[test]
+    fn builds_every_built_in_under_its_name() {
+        let cfg =
+            SignalsConfig { enabled: BUILT_IN.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let names: Vec<_> = cfg.build().unwrap().iter().map(|m| m.name().to_string()).collect();
+        assert_eq!(names, BUILT_IN);
+    }
+
+    #[test]
+    fn unknown_name_is_an_error_naming_its_index() {
+        let cfg = SignalsConfig { enabled: vec!["ema_cross".into(), "macd".into()], ..Default::default() };
+        let err = cfg.build().err().unwrap();
+        assert!(err.starts_with("signals.enabled[1]: unknown signal model \"macd\""), "{err}");
+        let mut is = Issues::default();
+        cfg.validate(&mut is);
+        assert_eq!(is.list.len(), 1);
+        assert_eq!(is.list[0].key, "signals.enabled[1]");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let cfg = SignalsConfig { enabled: vec!["rsi".into(), "rsi".into()], ..Default::default() };
+        let mut is = Issues::default();
+        cfg.validate(&mut is);
+        assert_eq!(is.list[0].key, "signals.enabled[1]");
+    }
+
+    #[test]
+    fn config_reads_nested_keys_and_refuses_unknown_ones() {
+        let cfg: SignalsConfig = yaml_serde::from_str(
+            "enabled: [ema_cross, online_ml]\nema_cross: {fast: 8, sample_interval: 5s}\nonline_ml: {lags: [1, 2]}\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.ema_cross.fast, 8);
+        assert_eq!(cfg.ema_cross.slow, 48, "other keys keep their defaults");
+        assert_eq!(cfg.ema_cross.sample_interval, super::super::time::Span::from_secs(5));
+        assert_eq!(cfg.online_ml.lags, [1, 2]);
+        assert!(yaml_serde::from_str::<SignalsConfig>("ema_cross: {fats: 8}\n").is_err());
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let mut is = Issues::default();
+        SignalsConfig::default().validate(&mut is);
+        assert!(is.is_empty(), "{is}");
     }
 }

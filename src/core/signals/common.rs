@@ -1,0 +1,251 @@
+//! Building blocks shared by the built-in signal models: reading mids and depths out of
+//! market events, sampling on an event-time grid, exponential averages and rolling windows.
+//!
+//! Everything here only ever looks at the event it is given and at state built from earlier
+//! events, so a model assembled from these parts cannot look ahead.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::super::decisions::Signal;
+use super::super::instrument::Symbol;
+use super::super::market::MarketEvent;
+use super::super::money::to_f64;
+use super::super::time::{EventTime, Span};
+use super::super::validate::Issues;
+
+/// Mid price carried by a book or ticker event, as a float (statistics only).
+pub fn mid_of(ev: &MarketEvent) -> Option<(&Symbol, EventTime, f64)> {
+    match ev {
+        MarketEvent::Book(b) => {
+            let m = to_f64(b.top.mid()?);
+            (m > 0.0 && m.is_finite()).then_some((&b.symbol, b.time, m))
+        }
+        MarketEvent::Ticker(t) => {
+            let m = (to_f64(t.bid) + to_f64(t.ask)) / 2.0;
+            // A ticker with a crossed or empty side is not a usable quote.
+            (t.bid > rust_decimal::Decimal::ZERO && t.ask >= t.bid && m.is_finite())
+                .then_some((&t.symbol, t.time, m))
+        }
+        _ => None,
+    }
+}
+
+/// Depth imbalance of the 10 best levels, `(bid − ask) / (bid + ask)` in [−1, 1], for a book
+/// event whose sides are not both empty.
+pub fn depth_imbalance(ev: &MarketEvent) -> Option<f64> {
+    let MarketEvent::Book(b) = ev else { return None };
+    let (bid, ask) = (to_f64(b.top.bid_depth), to_f64(b.top.ask_depth));
+    let total = bid + ask;
+    (total > 0.0 && total.is_finite()).then(|| ((bid - ask) / total).clamp(-1.0, 1.0))
+}
+
+/// Relative spread `(ask − bid) / mid` of a book event with both sides.
+pub fn relative_spread(ev: &MarketEvent) -> Option<f64> {
+    let MarketEvent::Book(b) = ev else { return None };
+    let (spread, mid) = (to_f64(b.top.spread()?), to_f64(b.top.mid()?));
+    (mid > 0.0).then(|| (spread / mid).max(0.0))
+}
+
+/// Samples a stream on an event-time grid: the first mid seen in each new grid bucket
+/// `[k·interval, (k+1)·interval)` becomes the sample for that bucket.
+///
+/// Taking the first observation inside the bucket (rather than the last one before its
+/// end) means a sample is known the moment it is taken: no waiting for the bucket to
+/// close, no look-ahead. Empty buckets produce no sample (nothing is invented in gaps).
+#[derive(Clone, Debug)]
+pub struct GridSampler {
+    interval_us: i64,
+    last_bucket: Option<i64>,
+}
+
+impl GridSampler {
+    /// A sampler with buckets of `interval` (must be positive; validated in config).
+    pub fn new(interval: Span) -> Self {
+        GridSampler { interval_us: interval.as_micros().max(1), last_bucket: None }
+    }
+    /// True when `t` opens a new bucket (and records it).
+    pub fn offer(&mut self, t: EventTime) -> bool {
+        let bucket = t.as_micros().div_euclid(self.interval_us);
+        match self.last_bucket {
+            Some(b) if bucket <= b => false,
+            _ => {
+                self.last_bucket = Some(bucket);
+                true
+            }
+        }
+    }
+}
+
+/// Exponential moving average with `α = 2 / (n + 1)`, seeded with its first input.
+#[derive(Clone, Debug)]
+pub struct Ema {
+    alpha: f64,
+    value: Option<f64>,
+}
+
+impl Ema {
+    /// An EMA over `n` samples (n ≥ 1).
+    pub fn new(n: u32) -> Self {
+        Ema { alpha: alpha_for(n), value: None }
+    }
+    /// The smoothing factor α.
+    pub fn alpha(&self) -> f64 {
+        self.alpha
+    }
+    /// Takes in `x`, returns the new average.
+    pub fn update(&mut self, x: f64) -> f64 {
+        let v = match self.value {
+            None => x,
+            Some(v) => v + self.alpha * (x - v),
+        };
+        self.value = Some(v);
+        v
+    }
+    /// The current average, once it has seen a value.
+    pub fn value(&self) -> Option<f64> {
+        self.value
+    }
+}
+
+/// `α = 2 / (n + 1)`, the usual "n-period" EMA factor.
+pub fn alpha_for(n: u32) -> f64 {
+    2.0 / (f64::from(n.max(1)) + 1.0)
+}
+
+/// A fixed-length window of the most recent values.
+#[derive(Clone, Debug)]
+pub struct Window {
+    cap: usize,
+    values: VecDeque<f64>,
+}
+
+impl Window {
+    /// A window of at most `cap` values (cap ≥ 1).
+    pub fn new(cap: usize) -> Self {
+        Window { cap: cap.max(1), values: VecDeque::with_capacity(cap.max(1) + 1) }
+    }
+    /// Appends `x`, dropping the oldest value when full.
+    pub fn push(&mut self, x: f64) {
+        if self.values.len() == self.cap {
+            self.values.pop_front();
+        }
+        self.values.push_back(x);
+    }
+    /// True when the window holds `cap` values.
+    pub fn is_full(&self) -> bool {
+        self.values.len() == self.cap
+    }
+    /// Number of values held.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    /// The value `lag` steps back (0 = newest).
+    pub fn back(&self, lag: usize) -> Option<f64> {
+        let n = self.values.len();
+        if lag < n { self.values.get(n - 1 - lag).copied() } else { None }
+    }
+    /// Mean and population standard deviation (None when empty).
+    pub fn mean_std(&self) -> Option<(f64, f64)> {
+        let n = self.values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = self.values.iter().sum::<f64>() / n as f64;
+        let var = self.values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+        Some((mean, var.max(0.0).sqrt()))
+    }
+    /// Root mean square of the values (None when empty).
+    pub fn rms(&self) -> Option<f64> {
+        let n = self.values.len();
+        (n > 0).then(|| (self.values.iter().map(|v| v * v).sum::<f64>() / n as f64).sqrt())
+    }
+}
+
+/// Builds a signal with the fields every model fills the same way.
+#[allow(clippy::too_many_arguments)]
+pub fn make_signal(
+    source: &Arc<str>,
+    pair: &Symbol,
+    score: f64,
+    confidence: f64,
+    horizon: Span,
+    time: EventTime,
+    seq: u64,
+    explanation: String,
+) -> Signal {
+    Signal {
+        source: source.clone(),
+        pair: pair.clone(),
+        score: if score.is_finite() { score.clamp(-1.0, 1.0) } else { 0.0 },
+        confidence: if confidence.is_finite() { confidence.clamp(0.0, 1.0) } else { 0.0 },
+        horizon,
+        event_time: time,
+        event_seq: seq,
+        explanation: Some(explanation),
+    }
+}
+
+/// Config check shared by the models: a span key must be positive.
+pub fn positive_span(is: &mut Issues, key: &str, s: Span) {
+    is.check(s.as_micros() > 0, key, || format!("must be a positive duration such as 10s, got {s}"));
+}
+
+/// Config check: an integer count in `[lo, hi]`.
+pub fn count_in(is: &mut Issues, key: &str, v: u32, lo: u32, hi: u32) {
+    is.in_range(key, i64::from(v), i64::from(lo), i64::from(hi));
+}
+
+/// Config check: a finite float in `[lo, hi]`.
+pub fn float_in(is: &mut Issues, key: &str, v: f64, lo: f64, hi: f64) {
+    is.check(v.is_finite() && (lo..=hi).contains(&v), key, || {
+        format!("must be between {lo} and {hi}, got {v}")
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_sampler_takes_first_event_of_each_bucket() {
+        let mut g = GridSampler::new(Span::from_secs(10));
+        let t = |s: i64| EventTime::from_micros(s * 1_000_000);
+        // Buckets of 10 s: 3 s opens [0,10), 9 s does not, 10 s opens [10,20), 35 s opens [30,40).
+        assert!(g.offer(t(3)));
+        assert!(!g.offer(t(9)));
+        assert!(g.offer(t(10)));
+        assert!(!g.offer(t(19)));
+        assert!(g.offer(t(35)));
+        // Time going backwards never opens a bucket again.
+        assert!(!g.offer(t(31)));
+    }
+
+    #[test]
+    fn ema_matches_hand_computation() {
+        // n = 3 → α = 0.5: 10, then 10 + 0.5·(20 − 10) = 15, then 15 + 0.5·(0 − 15) = 7.5.
+        let mut e = Ema::new(3);
+        assert_eq!(e.update(10.0), 10.0);
+        assert_eq!(e.update(20.0), 15.0);
+        assert_eq!(e.update(0.0), 7.5);
+    }
+
+    #[test]
+    fn window_keeps_latest_values() {
+        let mut w = Window::new(3);
+        for x in [1.0, 2.0, 3.0, 4.0] {
+            w.push(x);
+        }
+        // Holds 2, 3, 4: mean 3, population std sqrt(2/3).
+        let (m, s) = w.mean_std().unwrap();
+        assert!((m - 3.0).abs() < 1e-12);
+        assert!((s - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(w.back(0), Some(4.0));
+        assert_eq!(w.back(2), Some(2.0));
+        assert_eq!(w.back(3), None);
+    }
+}
