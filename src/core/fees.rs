@@ -201,6 +201,7 @@ impl RateCounter {
         self.value += amount;
     }
     /// Counter value at `now` (decayed, not stored).
+    #[cfg(test)]
     pub fn value_at(&self, now: EventTime, tier: Tier) -> Decimal {
         let mut c = self.clone();
         c.decay(now, tier);
