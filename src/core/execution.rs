@@ -814,10 +814,12 @@ impl PaperExchange {
             }
         };
         if o.stage == Stage::Pending {
-            let valid = self.pairs.get(&o.spec.pair).is_some_and(|s| s.book.valid);
-            if valid {
-                let since = self.pairs.get(&o.spec.pair).map(|s| s.book.valid_since).unwrap_or_default();
-                consider(o.arrive_at.max(since), Due::Arrive);
+            // A known pair whose book is untrusted holds arrivals until its next snapshot;
+            // an unknown pair arrives at once (and is refused by validation).
+            match self.pairs.get(&o.spec.pair) {
+                Some(st) if st.inst.is_some() && !st.book.valid => {}
+                Some(st) if st.inst.is_some() => consider(o.arrive_at.max(st.book.valid_since), Due::Arrive),
+                _ => consider(o.arrive_at, Due::Arrive),
             }
         }
         if let Some((t, _)) = &o.cancel_due {
@@ -2637,6 +2639,14 @@ mod tests {
         assert_eq!(view.quote("ETH/BTC").unwrap().quote_to_account, dec!(100));
         // Unrealized: (2 × 0.05 − 0.1002) BTC × 100 = −0.02 USD.
         assert_eq!(view.position("ETH/BTC").unwrap().unrealized, dec!(-0.02));
+    }
+
+    #[test]
+    fn unknown_pair_is_refused() {
+        let mut r = Rig::new(ExecutionConfig::default(), dec!(10000));
+        standard_book(&mut r);
+        r.open(OrderSpec::market("XYZ/USD".into(), Side::Buy, dec!(1)), Protection::default(), 1000);
+        assert_eq!(rejections(&r.tick(1100))[0].error, "EQuery:Unknown asset pair");
     }
 
     #[test]
