@@ -2650,6 +2650,22 @@ mod tests {
     }
 
     #[test]
+    fn config_reads_every_key_with_defaults() {
+        let cfg: ExecutionConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(cfg, ExecutionConfig::default());
+        let cfg: ExecutionConfig = serde_json::from_str(
+            r#"{"tier":"pro","entry_timeout":"10s","fee_tier_volume":"50000","max_open_orders_per_pair":5,
+                "entry":{"type":"post_only","offset_ticks":1},"mark":"exit","fill_at_touch":true,"latency":"0ms"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (cfg.tier, cfg.entry_timeout, cfg.max_open_orders_per_pair),
+            (Tier::Pro, Span::from_secs(10), Some(5))
+        );
+        assert!(serde_json::from_str::<ExecutionConfig>(r#"{"allow_shorts":true}"#).is_err());
+    }
+
+    #[test]
     fn kinds_and_times() {
         let e = ExecEvent::OrderCanceled { time: t(5), order_id: OrderId(1), reason: "x".into() };
         assert_eq!((e.kind(), e.time()), ("order_canceled", t(5)));
