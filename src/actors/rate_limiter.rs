@@ -58,13 +58,19 @@ impl Handler<Acquire> for RateLimiter {
     type Result = ResponseFuture<f64>;
 
     fn handle(&mut self, msg: Acquire, _ctx: &mut Self::Context) -> Self::Result {
-        let now = self.origin.elapsed().as_secs_f64();
-        let wait = self.model.reserve(&msg.call, now);
+        let now = tokio::time::Instant::now();
+        let now_us =
+            i64::try_from(now.saturating_duration_since(self.origin).as_micros()).unwrap_or(i64::MAX);
+        let wait_us = self.model.reserve_micros(&msg.call, now_us);
+        // Sleep until the absolute slot (origin + slot), not `now + wait`: slots one interval
+        // apart then stay exactly one interval apart whatever the timer's rounding.
+        let slot = u64::try_from(now_us.saturating_add(wait_us)).unwrap_or(0);
+        let deadline = self.origin + std::time::Duration::from_micros(slot);
         Box::pin(async move {
-            if wait > 0.0 {
-                tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+            if wait_us > 0 {
+                tokio::time::sleep_until(deadline).await;
             }
-            wait
+            wait_us as f64 / 1e6
         })
     }
 }
