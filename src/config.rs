@@ -163,6 +163,8 @@ pub struct FeedConfig {
     pub reconnect: ReconnectConfig,
     /// At most this many frames are decoded into one pipeline batch.
     pub batch_max_frames: usize,
+    /// REST client (retries, timeouts) for live runs.
+    pub rest: crate::sources::kraken_rest::RestSettings,
 }
 
 impl Default for FeedConfig {
@@ -178,6 +180,7 @@ impl Default for FeedConfig {
             stale_book: Span::from_secs(120),
             reconnect: ReconnectConfig::default(),
             batch_max_frames: 512,
+            rest: Default::default(),
         }
     }
 }
@@ -464,6 +467,7 @@ impl Config {
         is.check(!self.http.token_env.is_empty(), "http.token_env", || {
             "must name an environment variable".into()
         });
+        self.feed.rest.validate("feed.rest", &mut is);
         self.sim.validate(&mut is);
         self.execution.validate(&mut is);
         self.risk.validate(&mut is);
