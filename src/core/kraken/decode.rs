@@ -2,11 +2,51 @@
 //! [`MarketEvent`]s, with every book checksum verified. OWNER: feed helper.
 //!
 //! Interface contract (used by the MarketFeed actor and `replay`); internals are free.
+//!
+//! One [`FeedDecoder`] per connection or recording. It keeps one [`L2Book`] per pair, the
+//! instruments it has seen (their precisions pad the checksum digits), the subscribed book
+//! depth per pair, and the last event time. Rules in detail: docs/market-data.md.
+//!
+//! Hot path: `book` and `trade` frames (v2 objects and v1 arrays) are read with the
+//! zero-allocation scanner in [`super::scan`]; numbers go from their JSON text straight into
+//! `Decimal` (`parse_decimal_bytes`), never through `f64`. Cold messages (acks, status,
+//! instruments, v1 events) go through `serde_json::Value` with `arbitrary_precision`.
+//!
+//! Real v2 book update (shared/kraken/websocket-v2.md §4.5):
+//! ```json
+//! {"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":66786.5,
+//!  "qty":0.00000000}],"asks":[],"checksum":902440905,"timestamp":"2024-05-19T16:45:24.204654Z"}]}
+//! ```
+//! Real v1 book update (checksum in the last object, `"r"` = republished level):
+//! ```json
+//! [336,{"b":[["27117.40000","0.00000000","1693415330.886651"],
+//!  ["27116.80000","0.14741986","1693415325.036931","r"]],"c":"3139033408"},"book-10","XBT/USD"]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::core::market::{BookInvalidReason, MarketEvent};
-use crate::core::time::EventTime;
+use super::instruments::instrument_from_v2;
+use super::scan::{JStr, Scan, ScanError};
+use super::symbols::v2_symbol;
+use crate::core::book::L2Book;
+use crate::core::instrument::{Instrument, Symbol};
+use crate::core::market::{
+    BookEvent, BookInvalidReason, Level, MarketEvent, Side, SystemStatus, TickerEvent, TradeEvent,
+};
+use crate::core::money::parse_decimal_bytes;
+use crate::core::time::{EventTime, parse_rfc3339_bytes};
+
+pub use super::instruments::load_instruments;
+pub use super::symbols::{v2_asset, v2_symbol as v1_to_v2_symbol};
+
+/// Kraken's book depth when a subscription names none.
+const KRAKEN_DEFAULT_DEPTH: u16 = 10;
+/// How many sent requests are remembered to name failed acks (oldest forgotten first).
+const MAX_REMEMBERED_REQUESTS: usize = 1024;
 
 /// Something the feed must act on or log (not a market event).
 #[derive(Clone, Debug, PartialEq)]
@@ -68,42 +108,1114 @@ pub struct FeedCounters {
     pub malformed: u64,
     /// Frames of unknown type skipped.
     pub unknown: u64,
+    /// Book updates dropped because the pair's book awaits a snapshot (after a mismatch,
+    /// an unsubscribe or `reset_books`, or before the pair's first snapshot).
+    #[serde(default)]
+    pub book_updates_ignored: u64,
+}
+
+/// One pair's book and whether it can be trusted.
+struct PairBook {
+    book: L2Book,
+    /// False after a mismatch / reset / unsubscribe: updates are ignored until a snapshot.
+    live: bool,
+    /// Built from v1 strings: checksum digits use the strings as sent (no precision).
+    v1: bool,
+}
+
+/// A request we sent, remembered by `req_id` to name the pair of a failed ack.
+#[derive(Clone, Debug)]
+struct SentRequest {
+    method: String,
+    channel: String,
+    symbols: Vec<String>,
+}
+
+/// Why a frame was skipped.
+enum Skip {
+    Malformed(String),
+    Unknown(String),
+}
+
+impl From<ScanError> for Skip {
+    fn from(e: ScanError) -> Self {
+        Skip::Malformed(format!("invalid JSON: {e}"))
+    }
+}
+
+fn malformed(what: impl Into<String>) -> Skip {
+    Skip::Malformed(what.into())
+}
+
+/// Keys and raw value texts of one object's top level (no allocation; extra keys dropped).
+struct Fields<'a> {
+    n: usize,
+    kv: [(&'a str, &'a str); 16],
+}
+
+impl<'a> Fields<'a> {
+    fn read(s: &mut Scan<'a>) -> Result<Self, ScanError> {
+        let mut f = Fields { n: 0, kv: [("", ""); 16] };
+        let mut first = true;
+        while let Some(k) = s.key(&mut first)? {
+            let v = s.skip()?;
+            if f.n < f.kv.len() && !k.escaped {
+                f.kv[f.n] = (k.raw, v);
+                f.n += 1;
+            }
+        }
+        Ok(f)
+    }
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.kv[..self.n].iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+    /// The value of `key` if it is a string without escapes.
+    fn str(&self, key: &str) -> Option<&'a str> {
+        self.get(key).and_then(|v| Scan::new(v).str().ok()).map(|j| j.raw)
+    }
 }
 
 /// Decoder state: one book per pair, instrument metadata, subscribed depth.
-pub struct FeedDecoder {}
+pub struct FeedDecoder {
+    default_depth: u16,
+    counters: FeedCounters,
+    last_time: EventTime,
+    books: BTreeMap<Symbol, PairBook>,
+    instruments: BTreeMap<Symbol, Arc<Instrument>>,
+    /// Subscribed depth per pair (from acks, sent requests, v1 channel names, snapshots).
+    depths: BTreeMap<Symbol, u16>,
+    /// Interned symbols, so events share one `Arc<str>` per pair.
+    symbols: BTreeSet<Symbol>,
+    /// v1 pair name → v2 symbol (the mapping itself is [`v2_symbol`]).
+    v1_names: BTreeMap<Box<str>, Symbol>,
+    requests: BTreeMap<u64, SentRequest>,
+}
 
 impl FeedDecoder {
     /// A decoder for books of `depth` levels (10, 25, 100, 500, 1000).
-    pub fn new(_depth: u16) -> FeedDecoder {
-        todo!()
+    pub fn new(depth: u16) -> FeedDecoder {
+        FeedDecoder {
+            default_depth: depth.max(1),
+            counters: FeedCounters::default(),
+            last_time: EventTime::ZERO,
+            books: BTreeMap::new(),
+            instruments: BTreeMap::new(),
+            depths: BTreeMap::new(),
+            symbols: BTreeSet::new(),
+            v1_names: BTreeMap::new(),
+            requests: BTreeMap::new(),
+        }
     }
+
     /// Decodes one frame; appends market events and notices. Event time is the exchange's
     /// timestamp where the message has one, else the last event time seen.
-    pub fn decode(&mut self, _frame: &str, _events: &mut Vec<MarketEvent>, _notices: &mut Vec<FeedNotice>) {
-        todo!()
+    pub fn decode(&mut self, frame: &str, events: &mut Vec<MarketEvent>, notices: &mut Vec<FeedNotice>) {
+        self.counters.frames += 1;
+        let mark = events.len();
+        if let Err(skip) = self.decode_frame(frame, false, events, notices) {
+            // A frame is all or nothing: drop events of a partly decoded frame.
+            events.truncate(mark);
+            match skip {
+                Skip::Malformed(reason) => {
+                    self.counters.malformed += 1;
+                    notices.push(FeedNotice::Malformed { reason });
+                }
+                Skip::Unknown(what) => {
+                    self.counters.unknown += 1;
+                    notices.push(FeedNotice::Unknown { what });
+                }
+            }
+        }
     }
+
     /// Forgets every book (after a disconnect; snapshots follow the resubscription).
     pub fn reset_books(&mut self) {
-        todo!()
+        for pb in self.books.values_mut() {
+            pb.book.clear();
+            pb.live = false;
+        }
     }
+
     /// Counters so far.
     pub fn counters(&self) -> &FeedCounters {
-        todo!()
+        &self.counters
     }
+
     /// Last event time seen.
     pub fn last_time(&self) -> EventTime {
-        todo!()
+        self.last_time
     }
+
+    /// Stores instruments (e.g. from [`load_instruments`]) before any `instrument` message:
+    /// their precisions pad the checksum digits of v2 books. Emits no events.
+    pub fn preload_instruments(&mut self, instruments: impl IntoIterator<Item = Instrument>) {
+        for i in instruments {
+            self.store_instrument(Arc::new(i));
+        }
+    }
+
+    /// Tells the decoder about a request sent to Kraken (a text from [`subscribe_requests`]
+    /// or [`resubscribe_book`], or a v1 subscribe): book requests set the pair's depth, and
+    /// failed acks carrying only a `req_id` can then name the channel and pair.
+    pub fn note_sent(&mut self, request: &str) {
+        if let Ok(v) = serde_json::from_str::<Value>(request) {
+            self.note_sent_value(&v);
+        }
+    }
+
+    /// The verified book of `symbol` (None while it awaits a snapshot).
+    pub fn book(&self, symbol: &str) -> Option<&L2Book> {
+        self.books.get(symbol).filter(|b| b.live).map(|b| &b.book)
+    }
+
+    /// Instrument metadata of `symbol`, if seen.
+    pub fn instrument(&self, symbol: &str) -> Option<&Arc<Instrument>> {
+        self.instruments.get(symbol)
+    }
+
+    /// Book depth used for `symbol`'s next snapshot.
+    pub fn depth(&self, symbol: &str) -> u16 {
+        self.depths.get(symbol).copied().unwrap_or(self.default_depth)
+    }
+
+    // ---- dispatch -------------------------------------------------------------------
+
+    fn decode_frame(
+        &mut self,
+        frame: &str,
+        in_record: bool,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) -> Result<(), Skip> {
+        let mut s = Scan::new(frame);
+        match s.peek() {
+            Some(b'{') => {
+                let f = Fields::read(&mut s)?;
+                s.end()?;
+                self.decode_object(frame, &f, in_record, events, notices)
+            }
+            Some(b'[') => self.decode_v1_array(frame, events, notices),
+            Some(_) => Err(malformed("frame is neither a JSON object nor an array")),
+            None => Err(malformed("empty frame")),
+        }
+    }
+
+    fn decode_object(
+        &mut self,
+        frame: &str,
+        f: &Fields<'_>,
+        in_record: bool,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) -> Result<(), Skip> {
+        if let (Some(msg), Some(dir), false) = (f.get("msg"), f.get("dir"), in_record) {
+            return self.decode_record(f, msg, dir, events, notices);
+        }
+        if let Some(method) = f.str("method") {
+            return self.decode_response(frame, method, notices);
+        }
+        if let Some(channel) = f.str("channel") {
+            return match channel {
+                "book" => self.decode_v2_book(f, events, notices),
+                "trade" => self.decode_v2_trade(f, events),
+                "ticker" => self.decode_v2_ticker(f, events),
+                "heartbeat" => Ok(()),
+                "status" => self.decode_v2_status(f, events),
+                "instrument" => self.decode_v2_instrument(f, events, notices),
+                other => Err(Skip::Unknown(format!("channel {other}"))),
+            };
+        }
+        if let Some(event) = f.str("event") {
+            return self.decode_v1_event(frame, event, events, notices);
+        }
+        // `{"Error": "Exceeded msg rate"}` (rate limit) and similar bare errors.
+        if let Some(e) = f.get("Error").or_else(|| f.get("error")) {
+            return Err(Skip::Unknown(format!("error frame: {e}")));
+        }
+        Err(Skip::Unknown("object without method, channel or event".into()))
+    }
+
+    /// `{"ts": <unix secs>, "dir": "sent"|"recv", "msg": <frame>}`.
+    fn decode_record(
+        &mut self,
+        f: &Fields<'_>,
+        msg: &str,
+        dir: &str,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) -> Result<(), Skip> {
+        let dir = Scan::new(dir).str().map_err(|_| malformed("record `dir` must be a string"))?;
+        // A frame stored as a JSON string is unwrapped first.
+        let text;
+        let msg = if msg.starts_with('"') {
+            text = Scan::new(msg).str()?.text();
+            &*text
+        } else {
+            msg
+        };
+        if dir.is("sent") {
+            match serde_json::from_str::<Value>(msg) {
+                Ok(v) => self.note_sent_value(&v),
+                Err(e) => return Err(malformed(format!("record: sent message is not JSON: {e}"))),
+            }
+            return Ok(());
+        }
+        if !dir.is("recv") {
+            return Err(Skip::Unknown(format!("record dir {:?}", dir.raw)));
+        }
+        // The receive time only seeds the clock: exchange timestamps take over as soon as
+        // one is seen (docs/market-data.md, "Event time").
+        if self.last_time == EventTime::ZERO
+            && let Some(ts) = f.get("ts").and_then(|t| EventTime::parse_unix_seconds(t).ok())
+        {
+            self.last_time = ts;
+        }
+        self.decode_frame(msg, true, events, notices)
+    }
+
+    // ---- responses (v2 `method`) -----------------------------------------------------
+
+    fn decode_response(
+        &mut self,
+        frame: &str,
+        method: &str,
+        notices: &mut Vec<FeedNotice>,
+    ) -> Result<(), Skip> {
+        let v: Value = serde_json::from_str(frame).map_err(|e| malformed(format!("response: {e}")))?;
+        let req_id = v.get("req_id").and_then(Value::as_u64);
+        // time_out is the exchange's clock: it may seed or advance event time.
+        if let Some(t) =
+            v.get("time_out").and_then(Value::as_str).and_then(|t| EventTime::parse_rfc3339(t).ok())
+        {
+            self.advance(t);
+        }
+        let success = v.get("success").and_then(Value::as_bool);
+        match method {
+            "pong" => {
+                notices.push(FeedNotice::Pong { req_id });
+                Ok(())
+            }
+            "subscribe" | "unsubscribe" if success == Some(true) => {
+                let result = v.get("result");
+                let field = |k: &str| result.and_then(|r| r.get(k));
+                let channel = field("channel").and_then(Value::as_str).unwrap_or("").to_string();
+                let symbol = field("symbol").and_then(Value::as_str).map(str::to_string);
+                if channel == "book"
+                    && let Some(sym) = &symbol
+                {
+                    let sym = self.intern(sym);
+                    if method == "subscribe" {
+                        let depth = field("depth").and_then(Value::as_u64);
+                        let depth = depth.and_then(|d| u16::try_from(d).ok()).unwrap_or(KRAKEN_DEFAULT_DEPTH);
+                        self.depths.insert(sym, depth);
+                    } else if let Some(pb) = self.books.get_mut(&sym) {
+                        // Updates still in flight after an unsubscribe must not be applied.
+                        pb.book.clear();
+                        pb.live = false;
+                    }
+                }
+                if method == "subscribe" {
+                    notices.push(FeedNotice::Subscribed { channel, symbol });
+                }
+                Ok(())
+            }
+            "subscribe" | "unsubscribe" => {
+                let error = v.get("error").and_then(Value::as_str).unwrap_or("no error text").to_string();
+                self.subscribe_failed(&v, req_id, error, notices);
+                Ok(())
+            }
+            other => {
+                let err = v.get("error").and_then(Value::as_str);
+                Err(Skip::Unknown(match err {
+                    Some(e) => format!("method {other} failed: {e}"),
+                    None => format!("method {other}"),
+                }))
+            }
+        }
+    }
+
+    /// A failed ack: one notice per pair (the ack's `symbol`, else the pairs of the request
+    /// with that `req_id`; Kraken answers a failed unsubscribe with `method: subscribe`).
+    fn subscribe_failed(&self, v: &Value, req_id: Option<u64>, error: String, notices: &mut Vec<FeedNotice>) {
+        let sent = req_id.and_then(|id| self.requests.get(&id));
+        let error = match sent {
+            Some(r) if r.method == "unsubscribe" => format!("unsubscribe: {error}"),
+            _ => error,
+        };
+        let channel = v
+            .get("result")
+            .and_then(|r| r.get("channel"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| sent.map(|r| r.channel.clone()))
+            .unwrap_or_else(|| "unknown".into());
+        let symbol = v.get("symbol").and_then(Value::as_str).map(str::to_string);
+        let symbols: Vec<Option<String>> = match (symbol, sent) {
+            (Some(s), _) => vec![Some(s)],
+            (None, Some(r)) if !r.symbols.is_empty() => r.symbols.iter().cloned().map(Some).collect(),
+            _ => vec![None],
+        };
+        for symbol in symbols {
+            notices.push(FeedNotice::SubscribeFailed {
+                channel: channel.clone(),
+                symbol,
+                error: error.clone(),
+            });
+        }
+    }
+
+    fn note_sent_value(&mut self, v: &Value) {
+        let strs = |a: Option<&Value>| -> Vec<String> {
+            a.and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let depth_of = |d: Option<&Value>| {
+            d.and_then(Value::as_u64).and_then(|d| u16::try_from(d).ok()).unwrap_or(KRAKEN_DEFAULT_DEPTH)
+        };
+        if let Some(method) = v.get("method").and_then(Value::as_str) {
+            // v2: {"method":"subscribe","params":{"channel":"book","symbol":[…],"depth":10},"req_id":4}
+            let params = v.get("params");
+            let channel =
+                params.and_then(|p| p.get("channel")).and_then(Value::as_str).unwrap_or("").to_string();
+            let symbols = strs(params.and_then(|p| p.get("symbol")));
+            if method == "subscribe" && channel == "book" {
+                let depth = depth_of(params.and_then(|p| p.get("depth")));
+                for s in &symbols {
+                    let sym = self.intern(s);
+                    self.depths.insert(sym, depth);
+                }
+            }
+            if let Some(id) = v.get("req_id").and_then(Value::as_u64) {
+                self.remember(id, SentRequest { method: method.to_string(), channel, symbols });
+            }
+        } else if let Some(event) = v.get("event").and_then(Value::as_str) {
+            // v1: {"event":"subscribe","pair":[…],"subscription":{"name":"book","depth":1000}}
+            let sub = v.get("subscription");
+            let name = sub.and_then(|s| s.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+            let symbols: Vec<String> = strs(v.get("pair")).iter().map(|p| v2_symbol(p)).collect();
+            if event == "subscribe" && name == "book" {
+                let depth = depth_of(sub.and_then(|s| s.get("depth")));
+                for s in &symbols {
+                    let sym = self.intern(s);
+                    self.depths.insert(sym, depth);
+                }
+            }
+            if let Some(id) = v.get("reqid").and_then(Value::as_u64) {
+                self.remember(id, SentRequest { method: event.to_string(), channel: name, symbols });
+            }
+        }
+    }
+
+    fn remember(&mut self, id: u64, r: SentRequest) {
+        self.requests.insert(id, r);
+        while self.requests.len() > MAX_REMEMBERED_REQUESTS {
+            self.requests.pop_first();
+        }
+    }
+
+    // ---- v2 channels ------------------------------------------------------------------
+
+    fn decode_v2_book(
+        &mut self,
+        f: &Fields<'_>,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) -> Result<(), Skip> {
+        let snapshot = match f.str("type") {
+            Some("snapshot") => true,
+            Some("update") => false,
+            Some(t) => return Err(malformed(format!("book: unknown type {t:?}"))),
+            None => return Err(malformed("book: message without `type`")),
+        };
+        let data = f.get("data").ok_or_else(|| malformed("book: message without `data`"))?;
+        let mut s = Scan::new(data);
+        let mut first = true;
+        while s.item(&mut first)? {
+            let mut symbol: Option<JStr<'_>> = None;
+            let mut bids = Vec::new();
+            let mut asks = Vec::new();
+            let mut checksum = None;
+            let mut time = None;
+            let mut k_first = true;
+            while let Some(k) = s.key(&mut k_first)? {
+                match k.raw {
+                    "symbol" => symbol = Some(s.str()?),
+                    "bids" => read_v2_levels(&mut s, &mut bids)?,
+                    "asks" => read_v2_levels(&mut s, &mut asks)?,
+                    "checksum" => {
+                        let c = s.u64()?;
+                        checksum = Some(
+                            u32::try_from(c)
+                                .map_err(|_| malformed(format!("book: checksum {c} above u32")))?,
+                        );
+                    }
+                    "timestamp" => time = Some(read_rfc3339(&mut s)?),
+                    _ => {
+                        s.skip()?;
+                    }
+                }
+            }
+            let symbol = symbol.ok_or_else(|| malformed("book: data element without `symbol`"))?;
+            let symbol = self.intern(&symbol.text());
+            self.apply_book(&symbol, snapshot, bids, asks, checksum, time, false, events, notices);
+        }
+        Ok(())
+    }
+
+    fn decode_v2_trade(&mut self, f: &Fields<'_>, events: &mut Vec<MarketEvent>) -> Result<(), Skip> {
+        let data = f.get("data").ok_or_else(|| malformed("trade: message without `data`"))?;
+        let mark = events.len();
+        let mut latest = EventTime::ZERO;
+        let mut s = Scan::new(data);
+        let mut first = true;
+        while s.item(&mut first)? {
+            let (mut symbol, mut side, mut price, mut qty, mut id, mut time, mut market) =
+                (None, None, None, None, 0u64, None, false);
+            let mut k_first = true;
+            while let Some(k) = s.key(&mut k_first)? {
+                match k.raw {
+                    "symbol" => symbol = Some(s.str()?),
+                    "side" => {
+                        side = Some(match s.str()?.raw {
+                            "buy" => Side::Buy,
+                            "sell" => Side::Sell,
+                            other => return Err(malformed(format!("trade: unknown side {other:?}"))),
+                        })
+                    }
+                    "price" => price = Some(read_decimal(&mut s, "trade price")?),
+                    "qty" => qty = Some(read_decimal(&mut s, "trade qty")?),
+                    "ord_type" => market = s.str()?.is("market"),
+                    "trade_id" => id = s.u64()?,
+                    "timestamp" => time = Some(read_rfc3339(&mut s)?),
+                    _ => {
+                        s.skip()?;
+                    }
+                }
+            }
+            let (Some(symbol), Some(side), Some(price), Some(qty)) = (symbol, side, price, qty) else {
+                return Err(malformed("trade: element needs symbol, side, price and qty"));
+            };
+            let time = time.unwrap_or(self.last_time);
+            latest = latest.max(time);
+            let symbol = self.intern(&symbol.text());
+            events.push(MarketEvent::Trade(TradeEvent {
+                symbol,
+                time,
+                side,
+                price,
+                qty,
+                trade_id: id,
+                market_order: market,
+            }));
+        }
+        self.counters.events += (events.len() - mark) as u64;
+        self.advance(latest);
+        Ok(())
+    }
+
+    fn decode_v2_ticker(&mut self, f: &Fields<'_>, events: &mut Vec<MarketEvent>) -> Result<(), Skip> {
+        let data = f.get("data").ok_or_else(|| malformed("ticker: message without `data`"))?;
+        let mut latest = EventTime::ZERO;
+        let mut s = Scan::new(data);
+        let mut first = true;
+        while s.item(&mut first)? {
+            let (mut symbol, mut bid, mut ask, mut last, mut volume, mut vwap, mut time) =
+                (None, None, None, None, None, None, None);
+            let mut k_first = true;
+            while let Some(k) = s.key(&mut k_first)? {
+                match k.raw {
+                    "symbol" => symbol = Some(s.str()?),
+                    "bid" => bid = Some(read_decimal(&mut s, "ticker bid")?),
+                    "ask" => ask = Some(read_decimal(&mut s, "ticker ask")?),
+                    "last" => last = Some(read_decimal(&mut s, "ticker last")?),
+                    "volume" => volume = Some(read_decimal(&mut s, "ticker volume")?),
+                    "vwap" => vwap = Some(read_decimal(&mut s, "ticker vwap")?),
+                    "timestamp" => time = Some(read_rfc3339(&mut s)?),
+                    _ => {
+                        s.skip()?;
+                    }
+                }
+            }
+            let (Some(symbol), Some(bid), Some(ask), Some(last), Some(volume), Some(vwap)) =
+                (symbol, bid, ask, last, volume, vwap)
+            else {
+                return Err(malformed("ticker: element needs symbol, bid, ask, last, volume and vwap"));
+            };
+            let time = time.unwrap_or(self.last_time);
+            latest = latest.max(time);
+            let symbol = self.intern(&symbol.text());
+            events.push(MarketEvent::Ticker(TickerEvent { symbol, time, bid, ask, last, volume, vwap }));
+        }
+        self.advance(latest);
+        Ok(())
+    }
+
+    fn decode_v2_status(&mut self, f: &Fields<'_>, events: &mut Vec<MarketEvent>) -> Result<(), Skip> {
+        let data: Value = serde_json::from_str(f.get("data").unwrap_or("[]"))
+            .map_err(|e| malformed(format!("status: {e}")))?;
+        let items = data.as_array().ok_or_else(|| malformed("status: `data` must be an array"))?;
+        for item in items {
+            let system =
+                item.get("system").and_then(Value::as_str).ok_or_else(|| malformed("status: no `system`"))?;
+            events.push(MarketEvent::Status { time: self.last_time, system: system_status(system) });
+        }
+        Ok(())
+    }
+
+    fn decode_v2_instrument(
+        &mut self,
+        f: &Fields<'_>,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) -> Result<(), Skip> {
+        let data: Value =
+            serde_json::from_str(f.get("data").ok_or_else(|| malformed("instrument: no `data`"))?)
+                .map_err(|e| malformed(format!("instrument: {e}")))?;
+        let pairs = data.get("pairs").and_then(Value::as_array);
+        let mut first_error = None;
+        for p in pairs.into_iter().flatten() {
+            match instrument_from_v2(p) {
+                Ok(i) => {
+                    let i = Arc::new(i);
+                    self.store_instrument(i.clone());
+                    events.push(MarketEvent::Instrument { instrument: i, time: self.last_time });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Good pairs are kept; a bad pair is reported (and counted) without dropping them.
+        if let Some(reason) = first_error {
+            self.counters.malformed += 1;
+            notices.push(FeedNotice::Malformed { reason });
+        }
+        Ok(())
+    }
+
+    fn store_instrument(&mut self, i: Arc<Instrument>) {
+        let sym = self.intern(&i.symbol);
+        if let Some(pb) = self.books.get_mut(&sym)
+            && !pb.v1
+        {
+            pb.book.set_precision(Some(i.price_precision), Some(i.qty_precision));
+        }
+        self.instruments.insert(sym, i);
+    }
+
+    // ---- v1 ---------------------------------------------------------------------------
+
+    /// v1 data arrays: `[channelID, payload…, channelName, pair]`.
+    fn decode_v1_array(
+        &mut self,
+        frame: &str,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) -> Result<(), Skip> {
+        let mut s = Scan::new(frame);
+        let mut parts: [&str; 8] = [""; 8];
+        let mut n = 0;
+        let mut first = true;
+        while s.item(&mut first)? {
+            let v = s.skip()?;
+            if n == parts.len() {
+                return Err(Skip::Unknown("v1 array with more than 8 elements".into()));
+            }
+            parts[n] = v;
+            n += 1;
+        }
+        s.end()?;
+        if n < 3 {
+            return Err(Skip::Unknown("v1 array without channel name and pair".into()));
+        }
+        let (Ok(name), Ok(pair)) = (Scan::new(parts[n - 2]).str(), Scan::new(parts[n - 1]).str()) else {
+            return Err(Skip::Unknown("v1 array without channel name and pair".into()));
+        };
+        let symbol = self.v1_symbol(&pair.text());
+        let payloads = &parts[1..n - 2];
+        if let Some(depth) = name.raw.strip_prefix("book") {
+            let depth = match depth.strip_prefix('-') {
+                Some(d) => {
+                    d.parse::<u16>().map_err(|_| malformed(format!("v1 channel name {:?}", name.raw)))?
+                }
+                None => self.depth(&symbol),
+            };
+            return self.decode_v1_book(&symbol, depth, payloads, events, notices);
+        }
+        match name.raw {
+            "trade" => self.decode_v1_trade(&symbol, payloads, events),
+            "ticker" => self.decode_v1_ticker(&symbol, payloads, events),
+            other => Err(Skip::Unknown(format!("v1 channel {other}"))),
+        }
+    }
+
+    fn decode_v1_book(
+        &mut self,
+        symbol: &Symbol,
+        depth: u16,
+        payloads: &[&str],
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) -> Result<(), Skip> {
+        let (mut bids, mut asks) = (Vec::new(), Vec::new());
+        let (mut snapshot, mut checksum) = (false, None);
+        let mut latest = EventTime::ZERO;
+        for p in payloads {
+            let mut s = Scan::new(p);
+            let mut first = true;
+            while let Some(k) = s.key(&mut first)? {
+                match k.raw {
+                    "as" | "bs" | "a" | "b" => {
+                        snapshot |= k.raw.len() == 2;
+                        let out = if k.raw.starts_with('a') { &mut asks } else { &mut bids };
+                        read_v1_levels(&mut s, out, &mut latest)?;
+                    }
+                    "c" => {
+                        let c = s.str()?;
+                        checksum = Some(
+                            c.raw
+                                .parse::<u32>()
+                                .map_err(|_| malformed(format!("v1 book: checksum {:?}", c.raw)))?,
+                        );
+                    }
+                    _ => {
+                        s.skip()?;
+                    }
+                }
+            }
+        }
+        if snapshot || self.depths.get(symbol) != Some(&depth) {
+            self.depths.insert(symbol.clone(), depth);
+        }
+        let time = (latest != EventTime::ZERO).then_some(latest);
+        self.apply_book(symbol, snapshot, bids, asks, checksum, time, true, events, notices);
+        Ok(())
+    }
+
+    fn decode_v1_trade(
+        &mut self,
+        symbol: &Symbol,
+        payloads: &[&str],
+        events: &mut Vec<MarketEvent>,
+    ) -> Result<(), Skip> {
+        let [p] = payloads else { return Err(malformed("v1 trade: expected one payload")) };
+        let mark = events.len();
+        let mut latest = EventTime::ZERO;
+        let mut s = Scan::new(p);
+        let mut first = true;
+        while s.item(&mut first)? {
+            // [price, volume, time, side b/s, type l/m, misc]
+            let mut f: [Option<JStr<'_>>; 5] = [None; 5];
+            let mut i = 0;
+            let mut e_first = true;
+            while s.item(&mut e_first)? {
+                if i < f.len() {
+                    f[i] = Some(s.str()?);
+                } else {
+                    s.skip()?;
+                }
+                i += 1;
+            }
+            let [Some(price), Some(qty), Some(time), Some(side), Some(kind)] = f else {
+                return Err(malformed("v1 trade: expected [price, volume, time, side, type, misc]"));
+            };
+            let price =
+                parse_decimal_bytes(price.raw.as_bytes()).ok_or_else(|| malformed("v1 trade: bad price"))?;
+            let qty =
+                parse_decimal_bytes(qty.raw.as_bytes()).ok_or_else(|| malformed("v1 trade: bad volume"))?;
+            let time =
+                EventTime::parse_unix_seconds(time.raw).map_err(|e| malformed(format!("v1 trade: {e}")))?;
+            let side = match side.raw {
+                "b" => Side::Buy,
+                "s" => Side::Sell,
+                other => return Err(malformed(format!("v1 trade: unknown side {other:?}"))),
+            };
+            latest = latest.max(time);
+            events.push(MarketEvent::Trade(TradeEvent {
+                symbol: symbol.clone(),
+                time,
+                side,
+                price,
+                qty,
+                trade_id: 0,
+                market_order: kind.is("m"),
+            }));
+        }
+        self.counters.events += (events.len() - mark) as u64;
+        self.advance(latest);
+        Ok(())
+    }
+
+    fn decode_v1_ticker(
+        &mut self,
+        symbol: &Symbol,
+        payloads: &[&str],
+        events: &mut Vec<MarketEvent>,
+    ) -> Result<(), Skip> {
+        let [p] = payloads else { return Err(malformed("v1 ticker: expected one payload")) };
+        // a/b = [price, whole lot volume, lot volume]; c = [price, volume];
+        // v/p = [today, last 24 h].
+        let (mut ask, mut bid, mut last, mut volume, mut vwap) = (None, None, None, None, None);
+        let mut s = Scan::new(p);
+        let mut first = true;
+        while let Some(k) = s.key(&mut first)? {
+            let (slot, index) = match k.raw {
+                "a" => (&mut ask, 0),
+                "b" => (&mut bid, 0),
+                "c" => (&mut last, 0),
+                "v" => (&mut volume, 1),
+                "p" => (&mut vwap, 1),
+                _ => {
+                    s.skip()?;
+                    continue;
+                }
+            };
+            let mut i = 0;
+            let mut e_first = true;
+            while s.item(&mut e_first)? {
+                let v = s.skip()?;
+                if i == index {
+                    let text = v.trim_matches('"');
+                    *slot = Some(
+                        parse_decimal_bytes(text.as_bytes())
+                            .ok_or_else(|| malformed(format!("v1 ticker: bad number {v} in {:?}", k.raw)))?,
+                    );
+                }
+                i += 1;
+            }
+        }
+        let (Some(bid), Some(ask), Some(last), Some(volume), Some(vwap)) = (bid, ask, last, volume, vwap)
+        else {
+            return Err(malformed("v1 ticker: needs a, b, c, v and p"));
+        };
+        events.push(MarketEvent::Ticker(TickerEvent {
+            symbol: symbol.clone(),
+            time: self.last_time,
+            bid,
+            ask,
+            last,
+            volume,
+            vwap,
+        }));
+        Ok(())
+    }
+
+    /// v1 event objects: heartbeat, systemStatus, subscriptionStatus, pong, error.
+    fn decode_v1_event(
+        &mut self,
+        frame: &str,
+        event: &str,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) -> Result<(), Skip> {
+        if event == "heartbeat" {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(frame).map_err(|e| malformed(format!("v1 {event}: {e}")))?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str);
+        match event {
+            "systemStatus" => {
+                let status = text("status").ok_or_else(|| malformed("v1 systemStatus without status"))?;
+                events.push(MarketEvent::Status { time: self.last_time, system: system_status(status) });
+                Ok(())
+            }
+            "pong" => {
+                notices.push(FeedNotice::Pong { req_id: v.get("reqid").and_then(Value::as_u64) });
+                Ok(())
+            }
+            "subscriptionStatus" => {
+                let sub = v.get("subscription");
+                let name =
+                    sub.and_then(|s| s.get("name")).and_then(Value::as_str).unwrap_or("unknown").to_string();
+                let symbol = text("pair").map(v2_symbol);
+                match text("status") {
+                    Some("subscribed") => {
+                        if let (Some(sym), "book") = (&symbol, name.as_str()) {
+                            let depth = sub
+                                .and_then(|s| s.get("depth"))
+                                .and_then(Value::as_u64)
+                                .and_then(|d| u16::try_from(d).ok())
+                                .unwrap_or(KRAKEN_DEFAULT_DEPTH);
+                            let sym = self.intern(sym);
+                            self.depths.insert(sym, depth);
+                        }
+                        notices.push(FeedNotice::Subscribed { channel: name, symbol });
+                    }
+                    Some("unsubscribed") => {
+                        if let (Some(sym), "book") = (&symbol, name.as_str())
+                            && let Some(pb) = self.books.get_mut(sym.as_str())
+                        {
+                            pb.book.clear();
+                            pb.live = false;
+                        }
+                    }
+                    _ => {
+                        let error = text("errorMessage").unwrap_or("subscription error").to_string();
+                        notices.push(FeedNotice::SubscribeFailed { channel: name, symbol, error });
+                    }
+                }
+                Ok(())
+            }
+            "error" => Err(Skip::Unknown(format!("v1 error: {}", text("errorMessage").unwrap_or("?")))),
+            other => Err(Skip::Unknown(format!("v1 event {other}"))),
+        }
+    }
+
+    // ---- books ------------------------------------------------------------------------
+
+    /// Applies one parsed book message to `symbol`'s book, verifies the checksum, and
+    /// publishes the event (or invalidates the book).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_book(
+        &mut self,
+        symbol: &Symbol,
+        snapshot: bool,
+        bids: Vec<Level>,
+        asks: Vec<Level>,
+        checksum: Option<u32>,
+        time: Option<EventTime>,
+        v1: bool,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) {
+        let time = time.unwrap_or(self.last_time);
+        self.advance(time);
+        let (pp, qp) = match (v1, self.instruments.get(symbol)) {
+            (false, Some(i)) => (Some(i.price_precision), Some(i.qty_precision)),
+            _ => (None, None),
+        };
+        let mut depth = self.depth(symbol);
+        if snapshot {
+            // A snapshot longer than the subscribed depth shows the real depth.
+            let len = u16::try_from(bids.len().max(asks.len())).unwrap_or(u16::MAX);
+            if len > depth {
+                depth = len;
+                self.depths.insert(symbol.clone(), depth);
+            }
+        }
+        let pb = match self.books.get_mut(symbol) {
+            Some(pb) => pb,
+            None if snapshot => self.books.entry(symbol.clone()).or_insert(PairBook {
+                book: L2Book::new(usize::from(depth), pp, qp),
+                live: false,
+                v1,
+            }),
+            None => {
+                self.counters.book_updates_ignored += 1;
+                return;
+            }
+        };
+        if snapshot {
+            if pb.book.depth() != usize::from(depth) {
+                pb.book = L2Book::new(usize::from(depth), pp, qp);
+            } else {
+                pb.book.clear();
+                pb.book.set_precision(pp, qp);
+            }
+            pb.live = true;
+            pb.v1 = v1;
+        } else if !pb.live {
+            self.counters.book_updates_ignored += 1;
+            return;
+        } else if pb.book.depth() != usize::from(depth) {
+            // The v1 channel name changed the depth mid-stream: keep the levels.
+            pb.book = resized(&pb.book, usize::from(depth), pp, qp);
+        }
+        for l in &bids {
+            pb.book.apply(Side::Buy, l.price, l.qty);
+        }
+        for l in &asks {
+            pb.book.apply(Side::Sell, l.price, l.qty);
+        }
+        pb.book.truncate();
+        if let Some(expected) = checksum {
+            self.counters.checksums_verified += 1;
+            if pb.book.checksum() != expected {
+                self.counters.checksum_mismatches += 1;
+                self.counters.resyncs += 1;
+                pb.book.clear();
+                pb.live = false;
+                let reason = BookInvalidReason::ChecksumMismatch;
+                events.push(MarketEvent::BookInvalid { symbol: symbol.clone(), time, reason });
+                notices.push(FeedNotice::Resync { symbol: symbol.to_string(), reason });
+                return;
+            }
+        }
+        let top = pb.book.top();
+        let depth = u16::try_from(pb.book.depth()).unwrap_or(u16::MAX);
+        self.counters.events += 1;
+        events.push(MarketEvent::Book(BookEvent {
+            symbol: symbol.clone(),
+            time,
+            snapshot,
+            depth,
+            bids,
+            asks,
+            top,
+        }));
+    }
+
+    // ---- helpers ----------------------------------------------------------------------
+
+    fn advance(&mut self, t: EventTime) {
+        if t > self.last_time {
+            self.last_time = t;
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> Symbol {
+        if let Some(sym) = self.symbols.get(s) {
+            return sym.clone();
+        }
+        let sym: Symbol = Arc::from(s);
+        self.symbols.insert(sym.clone());
+        sym
+    }
+
+    fn v1_symbol(&mut self, v1: &str) -> Symbol {
+        if let Some(sym) = self.v1_names.get(v1) {
+            return sym.clone();
+        }
+        let sym = self.intern(&v2_symbol(v1));
+        self.v1_names.insert(v1.into(), sym.clone());
+        sym
+    }
+}
+
+/// A copy of `book` with another depth (levels kept, then cut to the new depth).
+fn resized(book: &L2Book, depth: usize, pp: Option<u32>, qp: Option<u32>) -> L2Book {
+    let mut b = L2Book::new(depth, pp, qp);
+    for side in [Side::Buy, Side::Sell] {
+        for l in book.levels(side) {
+            b.apply(side, l.price, l.qty);
+        }
+    }
+    b.truncate();
+    b
+}
+
+fn system_status(s: &str) -> SystemStatus {
+    match s {
+        "online" => SystemStatus::Online,
+        "cancel_only" => SystemStatus::CancelOnly,
+        "post_only" => SystemStatus::PostOnly,
+        // `maintenance` and anything unknown: refuse trading rather than guess.
+        _ => SystemStatus::Maintenance,
+    }
+}
+
+fn read_decimal(s: &mut Scan<'_>, what: &str) -> Result<rust_decimal::Decimal, Skip> {
+    let t = s.number()?;
+    parse_decimal_bytes(t.as_bytes()).ok_or_else(|| malformed(format!("{what}: {t} is not a decimal")))
+}
+
+fn read_rfc3339(s: &mut Scan<'_>) -> Result<EventTime, Skip> {
+    let t = s.str()?;
+    parse_rfc3339_bytes(t.raw.as_bytes()).ok_or_else(|| malformed(format!("bad timestamp {:?}", t.raw)))
+}
+
+/// v2 levels: `[{"price":29430.2,"qty":0.18967538}, …]`.
+fn read_v2_levels(s: &mut Scan<'_>, out: &mut Vec<Level>) -> Result<(), Skip> {
+    let mut first = true;
+    while s.item(&mut first)? {
+        let (mut price, mut qty) = (None, None);
+        let mut k_first = true;
+        while let Some(k) = s.key(&mut k_first)? {
+            match k.raw {
+                "price" => price = Some(read_decimal(s, "book price")?),
+                "qty" => qty = Some(read_decimal(s, "book qty")?),
+                _ => {
+                    s.skip()?;
+                }
+            }
+        }
+        match (price, qty) {
+            (Some(price), Some(qty)) if price.is_sign_positive() && qty.is_sign_positive() => {
+                out.push(Level { price, qty })
+            }
+            (Some(_), Some(_)) => return Err(malformed("book: negative price or qty")),
+            _ => return Err(malformed("book: level needs price and qty")),
+        }
+    }
+    Ok(())
+}
+
+/// v1 levels: `[["354.15000000","5.00000000","1618678133.365913"(,"r")], …]`.
+fn read_v1_levels(s: &mut Scan<'_>, out: &mut Vec<Level>, latest: &mut EventTime) -> Result<(), Skip> {
+    let mut first = true;
+    while s.item(&mut first)? {
+        let mut f: [Option<JStr<'_>>; 3] = [None; 3];
+        let mut i = 0;
+        let mut e_first = true;
+        while s.item(&mut e_first)? {
+            if i < f.len() {
+                f[i] = Some(s.str()?);
+            } else {
+                // 4th element: "r" (republished level) — an ordinary upsert.
+                s.skip()?;
+            }
+            i += 1;
+        }
+        let [Some(p), Some(q), t] = f else { return Err(malformed("v1 book: level needs price and volume")) };
+        let price = parse_decimal_bytes(p.raw.as_bytes())
+            .ok_or_else(|| malformed(format!("v1 book: price {:?}", p.raw)))?;
+        let qty = parse_decimal_bytes(q.raw.as_bytes())
+            .ok_or_else(|| malformed(format!("v1 book: volume {:?}", q.raw)))?;
+        if price.is_sign_negative() || qty.is_sign_negative() {
+            return Err(malformed("v1 book: negative price or volume"));
+        }
+        if let Some(t) = t {
+            let t = EventTime::parse_unix_seconds(t.raw).map_err(|e| malformed(format!("v1 book: {e}")))?;
+            *latest = (*latest).max(t);
+        }
+        out.push(Level { price, qty });
+    }
+    Ok(())
 }
 
 /// Subscription requests for `pairs`, in this order: instrument, ticker, trade, book (book
 /// last: the simulator starts its clock on the book subscription).
-pub fn subscribe_requests(_pairs: &[String], _depth: u16) -> Vec<String> {
-    todo!()
+pub fn subscribe_requests(pairs: &[String], depth: u16) -> Vec<String> {
+    let mut out = vec![r#"{"method":"subscribe","params":{"channel":"instrument"},"req_id":1}"#.to_string()];
+    if pairs.is_empty() {
+        return out;
+    }
+    let symbols = symbols_json(pairs);
+    out.push(format!(
+        r#"{{"method":"subscribe","params":{{"channel":"ticker","symbol":{symbols}}},"req_id":2}}"#
+    ));
+    // The trade snapshot (last 50 trades) is history, not market flow: ask for none.
+    out.push(format!(
+        r#"{{"method":"subscribe","params":{{"channel":"trade","symbol":{symbols},"snapshot":false}},"req_id":3}}"#
+    ));
+    out.push(book_request("subscribe", &symbols, depth, 4));
+    out
 }
 
 /// Requests that rebuild one pair's book: unsubscribe then subscribe `book` (a fresh snapshot).
-pub fn resubscribe_book(_pair: &str, _depth: u16, _req_id: u64) -> Vec<String> {
-    todo!()
+///
+/// The unsubscribe carries `req_id`, the subscribe `req_id + 1`: Kraken answers a failed
+/// unsubscribe with `"method":"subscribe"`, so only distinct ids tell the two apart.
+pub fn resubscribe_book(pair: &str, depth: u16, req_id: u64) -> Vec<String> {
+    let symbols = symbols_json(std::slice::from_ref(&pair));
+    vec![
+        book_request("unsubscribe", &symbols, depth, req_id),
+        book_request("subscribe", &symbols, depth, req_id.saturating_add(1)),
+    ]
 }
+
+fn book_request(method: &str, symbols: &str, depth: u16, req_id: u64) -> String {
+    format!(
+        r#"{{"method":"{method}","params":{{"channel":"book","symbol":{symbols},"depth":{depth}}},"req_id":{req_id}}}"#
+    )
+}
+
+fn symbols_json<S: AsRef<str>>(pairs: &[S]) -> String {
+    let list: Vec<&str> = pairs.iter().map(AsRef::as_ref).collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

@@ -1,0 +1,393 @@
+//! A small zero-allocation JSON scanner for the hot path of the frame decoder.
+//!
+//! Kraken's book and trade frames are parsed straight from the frame text: keys and
+//! strings are borrowed slices, numbers are handed over as their raw text (so
+//! `0.10000000` keeps its scale and `1e-08` never goes through `f64`), and values the
+//! decoder does not need are skipped. The scanner checks JSON syntax as it goes, so a
+//! truncated or garbled frame becomes an error naming the byte offset, never a panic.
+//! Cold-path messages (acks, instruments) use `serde_json` instead.
+
+use std::borrow::Cow;
+
+/// Nesting limit for skipped values (a hostile frame must not overflow the stack).
+const MAX_DEPTH: u32 = 128;
+
+/// A JSON syntax error: what was expected and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanError {
+    /// What was wrong.
+    pub what: &'static str,
+    /// Byte offset in the scanned text.
+    pub at: usize,
+}
+
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+/// Result of a scanner step.
+pub type ScanResult<T> = Result<T, ScanError>;
+
+/// A JSON string as it appears in the text: the bytes between the quotes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct JStr<'a> {
+    /// Raw text between the quotes (escapes not decoded).
+    pub raw: &'a str,
+    /// True when `raw` contains a backslash escape.
+    pub escaped: bool,
+}
+
+impl<'a> JStr<'a> {
+    /// The decoded string (borrowed unless it contained escapes).
+    pub fn text(&self) -> Cow<'a, str> {
+        if !self.escaped {
+            return Cow::Borrowed(self.raw);
+        }
+        Cow::Owned(unescape(self.raw))
+    }
+
+    /// True when the string is exactly `s` (escaped strings never match: Kraken's keys and
+    /// enum values contain no escapes).
+    pub fn is(&self, s: &str) -> bool {
+        !self.escaped && self.raw == s
+    }
+}
+
+/// Decodes JSON escapes (input already validated by the scanner).
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                let hi = u32::from_str_radix(&hex, 16).unwrap_or(0xFFFD);
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    // A surrogate pair: `\uD83D\uDE00`.
+                    let rest: String = chars.by_ref().take(6).collect();
+                    let lo = rest.strip_prefix("\\u").and_then(|h| u32::from_str_radix(h, 16).ok());
+                    match lo {
+                        Some(lo) if (0xDC00..0xE000).contains(&lo) => {
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        }
+                        _ => 0xFFFD,
+                    }
+                } else {
+                    hi
+                };
+                out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// A cursor over one JSON text.
+#[derive(Clone, Debug)]
+pub struct Scan<'a> {
+    s: &'a str,
+    i: usize,
+    depth: u32,
+}
+
+impl<'a> Scan<'a> {
+    /// A scanner at the start of `s`.
+    pub fn new(s: &'a str) -> Self {
+        Scan { s, i: 0, depth: 0 }
+    }
+
+    fn err<T>(&self, what: &'static str) -> ScanResult<T> {
+        Err(ScanError { what, at: self.i })
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.s.as_bytes()
+    }
+
+    /// Skips whitespace.
+    fn ws(&mut self) {
+        let b = self.bytes();
+        while self.i < b.len() && matches!(b[self.i], b' ' | b'\n' | b'\r' | b'\t') {
+            self.i += 1;
+        }
+    }
+
+    /// The next non-whitespace byte, not consumed.
+    pub fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.bytes().get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8, what: &'static str) -> ScanResult<()> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            self.err(what)
+        }
+    }
+
+    /// Succeeds when only whitespace is left.
+    pub fn end(&mut self) -> ScanResult<()> {
+        if self.peek().is_some() { self.err("trailing characters after the JSON value") } else { Ok(()) }
+    }
+
+    /// Reads a string.
+    pub fn str(&mut self) -> ScanResult<JStr<'a>> {
+        self.eat(b'"', "expected a string")?;
+        let b = self.bytes();
+        let start = self.i;
+        let mut escaped = false;
+        while self.i < b.len() {
+            match b[self.i] {
+                b'"' => {
+                    let raw = &self.s[start..self.i];
+                    self.i += 1;
+                    return Ok(JStr { raw, escaped });
+                }
+                b'\\' => {
+                    escaped = true;
+                    match b.get(self.i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 2,
+                        Some(b'u') => {
+                            let hex = b.get(self.i + 2..self.i + 6);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                return self.err("invalid \\u escape in string");
+                            }
+                            self.i += 6;
+                        }
+                        _ => return self.err("invalid escape in string"),
+                    }
+                }
+                0..=0x1F => return self.err("control character in string"),
+                _ => self.i += 1,
+            }
+        }
+        self.err("unterminated string")
+    }
+
+    /// Reads a number and returns its text (validated JSON number syntax).
+    pub fn number(&mut self) -> ScanResult<&'a str> {
+        self.ws();
+        let b = self.bytes();
+        let start = self.i;
+        let mut i = self.i;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let int_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == int_start {
+            return self.err("expected a number");
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let f = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == f {
+                self.i = i;
+                return self.err("digits expected after the decimal point");
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let e = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == e {
+                self.i = i;
+                return self.err("digits expected in the exponent");
+            }
+        }
+        self.i = i;
+        Ok(&self.s[start..i])
+    }
+
+    /// Reads a non-negative integer that fits in u64.
+    pub fn u64(&mut self) -> ScanResult<u64> {
+        let at = self.i;
+        let t = self.number()?;
+        t.parse::<u64>().map_err(|_| ScanError { what: "expected an unsigned integer", at })
+    }
+
+    /// Reads `true` or `false`.
+    pub fn bool(&mut self) -> ScanResult<bool> {
+        self.ws();
+        let rest = &self.bytes()[self.i..];
+        if rest.starts_with(b"true") {
+            self.i += 4;
+            Ok(true)
+        } else if rest.starts_with(b"false") {
+            self.i += 5;
+            Ok(false)
+        } else {
+            self.err("expected true or false")
+        }
+    }
+
+    /// Skips one value of any type and returns its text.
+    pub fn skip(&mut self) -> ScanResult<&'a str> {
+        self.ws();
+        let start = self.i;
+        match self.peek() {
+            Some(b'"') => {
+                self.str()?;
+            }
+            Some(b'{') => {
+                self.nest()?;
+                let mut first = true;
+                while self.key(&mut first)?.is_some() {
+                    self.skip()?;
+                }
+                self.depth -= 1;
+            }
+            Some(b'[') => {
+                self.nest()?;
+                let mut first = true;
+                while self.item(&mut first)? {
+                    self.skip()?;
+                }
+                self.depth -= 1;
+            }
+            Some(b't' | b'f') => {
+                self.bool()?;
+            }
+            Some(b'n') if self.bytes()[self.i..].starts_with(b"null") => self.i += 4,
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+            }
+            _ => return self.err("expected a JSON value"),
+        }
+        Ok(&self.s[start..self.i])
+    }
+
+    fn nest(&mut self) -> ScanResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH { self.err("JSON nested too deeply") } else { Ok(()) }
+    }
+
+    /// Iterates an object: call with `first = true` before the `{`; returns the next key
+    /// (the `:` consumed, the value next) or None after the closing `}`.
+    pub fn key(&mut self, first: &mut bool) -> ScanResult<Option<JStr<'a>>> {
+        if *first {
+            self.eat(b'{', "expected an object")?;
+            *first = false;
+            if self.peek() == Some(b'}') {
+                self.i += 1;
+                return Ok(None);
+            }
+        } else {
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(None);
+                }
+                _ => return self.err("expected , or } in object"),
+            }
+        }
+        let k = self.str()?;
+        self.eat(b':', "expected : after an object key")?;
+        Ok(Some(k))
+    }
+
+    /// Iterates an array: call with `first = true` before the `[`; returns true when an
+    /// element follows, false after the closing `]`.
+    pub fn item(&mut self, first: &mut bool) -> ScanResult<bool> {
+        if *first {
+            self.eat(b'[', "expected an array")?;
+            *first = false;
+            if self.peek() == Some(b']') {
+                self.i += 1;
+                return Ok(false);
+            }
+            return Ok(true);
+        }
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(b']') => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => self.err("expected , or ] in array"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_objects_arrays_numbers_and_strings() {
+        let mut s = Scan::new(r#" {"a": [1, -2.50, 1e-08], "b":"x\/y", "c": true, "d": null} "#);
+        let mut first = true;
+        let mut seen = Vec::new();
+        while let Some(k) = s.key(&mut first).unwrap() {
+            match k.raw {
+                "a" => {
+                    let mut f = true;
+                    while s.item(&mut f).unwrap() {
+                        seen.push(s.number().unwrap().to_string());
+                    }
+                }
+                "b" => {
+                    let v = s.str().unwrap();
+                    assert!(v.escaped);
+                    seen.push(v.text().into_owned());
+                }
+                _ => {
+                    s.skip().unwrap();
+                }
+            }
+        }
+        s.end().unwrap();
+        // Number text is kept verbatim (scale and exponent untouched).
+        assert_eq!(seen, ["1", "-2.50", "1e-08", "x/y"]);
+    }
+
+    #[test]
+    fn rejects_broken_json_with_an_offset() {
+        for bad in [r#"{"a":1"#, r#"{"a" 1}"#, "[1,]", r#"{"a":"x}"#, "[1.]", "[-]", "{\"a\":tru}", "[1] x"] {
+            let mut s = Scan::new(bad);
+            let r = s.skip().and_then(|_| s.end());
+            assert!(r.is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let deep = "[".repeat(10_000);
+        assert_eq!(Scan::new(&deep).skip().unwrap_err().what, "JSON nested too deeply");
+    }
+
+    #[test]
+    fn unescapes_unicode_and_surrogate_pairs() {
+        let mut s = Scan::new(r#""a\u00e9\ud83d\ude00\n""#);
+        assert_eq!(s.str().unwrap().text(), "aé😀\n");
+    }
+}
