@@ -1505,6 +1505,7 @@ mod tests {
         let mut m = SimMarket::new(&cfg, &pairs(&["BTC/USD", "ETH/USD", "ETH/BTC"]), 10).unwrap();
         let r = sampled_returns(&mut m, &["BTC/USD", "ETH/USD", "ETH/BTC"], 60, 400);
         let c = corr(&r[0], &r[1]);
+        println!("BTC/ETH 1-min correlation {c:.3}, BTC/ETH-BTC {:.3}", corr(&r[0], &r[2]));
         // Model: 0.92 × 0.85 = 0.78; with book discreteness and 400 samples, well above 0.5.
         assert!(c > 0.5 && c < 0.95, "BTC/ETH 1-min return correlation {c}");
         let sd = (r[0].iter().map(|x| x * x).sum::<f64>() / r[0].len() as f64).sqrt();
