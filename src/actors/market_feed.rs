@@ -381,7 +381,9 @@ fn decode_frames(
         }
     }
     if st.end_time.is_none() {
-        if let Some(first) = events.first() {
+        // The run's clock starts at the first event that carries exchange time (reference
+        // data before it carries none).
+        if let Some(first) = events.iter().find(|e| e.time() > EventTime::ZERO) {
             st.end_time = Some(first.time().plus_micros(settings.duration_micros));
         }
     }
