@@ -154,17 +154,14 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn read(s: &mut Scan<'a>) -> Result<Self, ScanError> {
-        let mut f = Fields { n: 0, kv: [("", ""); 16] };
-        let mut first = true;
-        while let Some(k) = s.key(&mut first)? {
-            let v = s.skip()?;
-            if f.n < f.kv.len() && !k.escaped {
-                f.kv[f.n] = (k.raw, v);
-                f.n += 1;
-            }
+    fn new() -> Self {
+        Fields { n: 0, kv: [("", ""); 16] }
+    }
+    fn push(&mut self, k: JStr<'a>, v: &'a str) {
+        if self.n < self.kv.len() && !k.escaped {
+            self.kv[self.n] = (k.raw, v);
+            self.n += 1;
         }
-        Ok(f)
     }
     fn get(&self, key: &str) -> Option<&'a str> {
         self.kv[..self.n].iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
@@ -173,6 +170,22 @@ impl<'a> Fields<'a> {
     fn str(&self, key: &str) -> Option<&'a str> {
         self.get(key).and_then(|v| Scan::new(v).str().ok()).map(|j| j.raw)
     }
+}
+
+/// Book or trade data parsed during the first pass over a frame.
+enum InPlace {
+    No,
+    Book { snapshot: bool },
+    Trade { latest: EventTime },
+}
+
+/// One element of a v2 book message's data, parsed but not yet applied.
+struct ParsedBook {
+    symbol: Symbol,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+    checksum: Option<u32>,
+    time: Option<EventTime>,
 }
 
 /// Decoder state: one book per pair, instrument metadata, subscribed depth.
@@ -189,6 +202,8 @@ pub struct FeedDecoder {
     /// v1 pair name → v2 symbol (the mapping itself is [`v2_symbol`]).
     v1_names: BTreeMap<Box<str>, Symbol>,
     requests: BTreeMap<u64, SentRequest>,
+    /// Book elements of the frame being decoded (reused buffer).
+    pending: Vec<ParsedBook>,
 }
 
 impl FeedDecoder {
@@ -204,6 +219,7 @@ impl FeedDecoder {
             symbols: BTreeSet::new(),
             v1_names: BTreeMap::new(),
             requests: BTreeMap::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -290,9 +306,48 @@ impl FeedDecoder {
         let mut s = Scan::new(frame);
         match s.peek() {
             Some(b'{') => {
-                let f = Fields::read(&mut s)?;
+                // Kraken writes `channel` and `type` before `data`: book and trade data are
+                // then parsed in place (one pass over the frame) and applied only once the
+                // whole frame has proved well-formed.
+                let mark = events.len();
+                let mut f = Fields::new();
+                let mut in_place = InPlace::No;
+                let mut first = true;
+                while let Some(k) = s.key(&mut first)? {
+                    if k.is("data")
+                        && matches!(in_place, InPlace::No)
+                        && f.get("method").is_none()
+                        && f.get("msg").is_none()
+                    {
+                        match (f.str("channel"), f.str("type")) {
+                            (Some("book"), Some(t @ ("snapshot" | "update"))) => {
+                                self.parse_v2_book_data(&mut s)?;
+                                in_place = InPlace::Book { snapshot: t == "snapshot" };
+                                continue;
+                            }
+                            (Some("trade"), _) => {
+                                let latest = self.parse_v2_trade_data(&mut s, events)?;
+                                in_place = InPlace::Trade { latest };
+                                continue;
+                            }
+                            _ => {}
+                        }
+                    }
+                    let v = s.skip()?;
+                    f.push(k, v);
+                }
                 s.end()?;
-                self.decode_object(frame, &f, in_record, events, notices)
+                match in_place {
+                    InPlace::Book { snapshot } => {
+                        self.apply_pending_books(snapshot, events, notices);
+                        Ok(())
+                    }
+                    InPlace::Trade { latest } => {
+                        self.finish_trades(events.len() - mark, latest);
+                        Ok(())
+                    }
+                    InPlace::No => self.decode_object(frame, &f, in_record, events, notices),
+                }
             }
             Some(b'[') => self.decode_v1_array(frame, events, notices),
             Some(_) => Err(malformed("frame is neither a JSON object nor an array")),
@@ -530,6 +585,14 @@ impl FeedDecoder {
         };
         let data = f.get("data").ok_or_else(|| malformed("book: message without `data`"))?;
         let mut s = Scan::new(data);
+        self.parse_v2_book_data(&mut s)?;
+        self.apply_pending_books(snapshot, events, notices);
+        Ok(())
+    }
+
+    /// Parses a v2 book `data` array into `self.pending` (nothing applied yet).
+    fn parse_v2_book_data(&mut self, s: &mut Scan<'_>) -> Result<(), Skip> {
+        self.pending.clear();
         let mut first = true;
         while s.item(&mut first)? {
             let mut symbol: Option<JStr<'_>> = None;
@@ -541,8 +604,8 @@ impl FeedDecoder {
             while let Some(k) = s.key(&mut k_first)? {
                 match k.raw {
                     "symbol" => symbol = Some(s.str()?),
-                    "bids" => read_v2_levels(&mut s, &mut bids)?,
-                    "asks" => read_v2_levels(&mut s, &mut asks)?,
+                    "bids" => read_v2_levels(s, &mut bids)?,
+                    "asks" => read_v2_levels(s, &mut asks)?,
                     "checksum" => {
                         let c = s.u64()?;
                         checksum = Some(
@@ -550,7 +613,7 @@ impl FeedDecoder {
                                 .map_err(|_| malformed(format!("book: checksum {c} above u32")))?,
                         );
                     }
-                    "timestamp" => time = Some(read_rfc3339(&mut s)?),
+                    "timestamp" => time = Some(read_rfc3339(s)?),
                     _ => {
                         s.skip()?;
                     }
@@ -558,16 +621,48 @@ impl FeedDecoder {
             }
             let symbol = symbol.ok_or_else(|| malformed("book: data element without `symbol`"))?;
             let symbol = self.intern(&symbol.text());
-            self.apply_book(&symbol, snapshot, bids, asks, checksum, time, false, events, notices);
+            self.pending.push(ParsedBook { symbol, bids, asks, checksum, time });
         }
         Ok(())
+    }
+
+    /// Applies the parsed elements of a well-formed frame.
+    fn apply_pending_books(
+        &mut self,
+        snapshot: bool,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for p in pending.drain(..) {
+            self.apply_book(&p.symbol, snapshot, p.bids, p.asks, p.checksum, p.time, false, events, notices);
+        }
+        // Keep the buffer's capacity for the next frame.
+        self.pending = pending;
     }
 
     fn decode_v2_trade(&mut self, f: &Fields<'_>, events: &mut Vec<MarketEvent>) -> Result<(), Skip> {
         let data = f.get("data").ok_or_else(|| malformed("trade: message without `data`"))?;
         let mark = events.len();
+        let latest = self.parse_v2_trade_data(&mut Scan::new(data), events)?;
+        self.finish_trades(events.len() - mark, latest);
+        Ok(())
+    }
+
+    /// Counts the trades of a well-formed frame and advances the clock to the latest.
+    fn finish_trades(&mut self, n: usize, latest: EventTime) {
+        self.counters.events += n as u64;
+        self.advance(latest);
+    }
+
+    /// Parses a v2 trade `data` array, pushing one event per trade; returns the latest time.
+    /// On error the caller (`decode`) drops the events pushed so far.
+    fn parse_v2_trade_data(
+        &mut self,
+        s: &mut Scan<'_>,
+        events: &mut Vec<MarketEvent>,
+    ) -> Result<EventTime, Skip> {
         let mut latest = EventTime::ZERO;
-        let mut s = Scan::new(data);
         let mut first = true;
         while s.item(&mut first)? {
             let (mut symbol, mut side, mut price, mut qty, mut id, mut time, mut market) =
@@ -583,11 +678,11 @@ impl FeedDecoder {
                             other => return Err(malformed(format!("trade: unknown side {other:?}"))),
                         })
                     }
-                    "price" => price = Some(read_decimal(&mut s, "trade price")?),
-                    "qty" => qty = Some(read_decimal(&mut s, "trade qty")?),
+                    "price" => price = Some(read_decimal(s, "trade price")?),
+                    "qty" => qty = Some(read_decimal(s, "trade qty")?),
                     "ord_type" => market = s.str()?.is("market"),
                     "trade_id" => id = s.u64()?,
-                    "timestamp" => time = Some(read_rfc3339(&mut s)?),
+                    "timestamp" => time = Some(read_rfc3339(s)?),
                     _ => {
                         s.skip()?;
                     }
@@ -609,9 +704,7 @@ impl FeedDecoder {
                 market_order: market,
             }));
         }
-        self.counters.events += (events.len() - mark) as u64;
-        self.advance(latest);
-        Ok(())
+        Ok(latest)
     }
 
     fn decode_v2_ticker(&mut self, f: &Fields<'_>, events: &mut Vec<MarketEvent>) -> Result<(), Skip> {

@@ -109,28 +109,34 @@ impl<'a> Scan<'a> {
         Scan { s, i: 0, depth: 0 }
     }
 
+    #[cold]
     fn err<T>(&self, what: &'static str) -> ScanResult<T> {
         Err(ScanError { what, at: self.i })
     }
 
+    #[inline]
     fn bytes(&self) -> &'a [u8] {
         self.s.as_bytes()
     }
 
     /// Skips whitespace.
+    #[inline]
     fn ws(&mut self) {
         let b = self.bytes();
-        while self.i < b.len() && matches!(b[self.i], b' ' | b'\n' | b'\r' | b'\t') {
+        // Kraken's frames are compact: the common case is no whitespace at all.
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(self.i) {
             self.i += 1;
         }
     }
 
     /// The next non-whitespace byte, not consumed.
+    #[inline]
     pub fn peek(&mut self) -> Option<u8> {
         self.ws();
         self.bytes().get(self.i).copied()
     }
 
+    #[inline]
     fn eat(&mut self, c: u8, what: &'static str) -> ScanResult<()> {
         if self.peek() == Some(c) {
             self.i += 1;
@@ -146,12 +152,19 @@ impl<'a> Scan<'a> {
     }
 
     /// Reads a string.
+    #[inline]
     pub fn str(&mut self) -> ScanResult<JStr<'a>> {
         self.eat(b'"', "expected a string")?;
         let b = self.bytes();
         let start = self.i;
         let mut escaped = false;
-        while self.i < b.len() {
+        loop {
+            // Jump to the next byte that needs a look (quote, backslash, control character).
+            let rest = b.get(self.i..).unwrap_or(&[]);
+            match rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20) {
+                Some(n) => self.i += n,
+                None => break,
+            }
             match b[self.i] {
                 b'"' => {
                     let raw = &self.s[start..self.i];
@@ -180,6 +193,7 @@ impl<'a> Scan<'a> {
     }
 
     /// Reads a number and returns its text (validated JSON number syntax).
+    #[inline]
     pub fn number(&mut self) -> ScanResult<&'a str> {
         self.ws();
         let b = self.bytes();
@@ -289,6 +303,7 @@ impl<'a> Scan<'a> {
 
     /// Iterates an object: call with `first = true` before the `{`; returns the next key
     /// (the `:` consumed, the value next) or None after the closing `}`.
+    #[inline]
     pub fn key(&mut self, first: &mut bool) -> ScanResult<Option<JStr<'a>>> {
         if *first {
             self.eat(b'{', "expected an object")?;
@@ -314,6 +329,7 @@ impl<'a> Scan<'a> {
 
     /// Iterates an array: call with `first = true` before the `[`; returns true when an
     /// element follows, false after the closing `]`.
+    #[inline]
     pub fn item(&mut self, first: &mut bool) -> ScanResult<bool> {
         if *first {
             self.eat(b'[', "expected an array")?;
