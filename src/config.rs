@@ -506,16 +506,16 @@ impl Config {
 /// Rewrites serde's "unknown field `x`, expected … for key `risk`" into a message that leads
 /// with the full key (`risk.x`).
 fn explain_serde_error(msg: &str) -> String {
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        if let Some((field, tail)) = rest.split_once('`') {
-            let parent = tail.rsplit_once("for key `").and_then(|(_, k)| k.strip_suffix('`'));
-            let full = match parent {
-                Some(p) if !p.is_empty() => format!("{p}.{field}"),
-                _ => field.to_string(),
-            };
-            let expected = tail.split(" for key").next().unwrap_or("").trim_start_matches(',').trim();
-            return format!("unknown key `{full}` ({expected})");
-        }
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some((field, tail)) = rest.split_once('`')
+    {
+        let parent = tail.rsplit_once("for key `").and_then(|(_, k)| k.strip_suffix('`'));
+        let full = match parent {
+            Some(p) if !p.is_empty() => format!("{p}.{field}"),
+            _ => field.to_string(),
+        };
+        let expected = tail.split(" for key").next().unwrap_or("").trim_start_matches(',').trim();
+        return format!("unknown key `{full}` ({expected})");
     }
     msg.to_string()
 }

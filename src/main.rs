@@ -1,6 +1,6 @@
 //! kraken-paper command line: CLI → config → telemetry → engine (anyhow only here).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -267,7 +267,7 @@ fn cmd_record(args: RecordArgs) -> Result<()> {
     }
 }
 
-fn cmd_report(run_dir: &PathBuf) -> Result<()> {
+fn cmd_report(run_dir: &Path) -> Result<()> {
     let r = kraken_paper::report::write_reports(run_dir).map_err(|e| anyhow!(e)).context("report")?;
     print_summary(&r, run_dir, "report rebuilt from the journal");
     Ok(())

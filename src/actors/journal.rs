@@ -225,20 +225,21 @@ impl Handler<Append> for Journal {
             }
             self.pos.last_seq += 1;
             self.pos.last_event_time = entry.event_time;
-            if let Some(until) = self.verify.as_ref().map(|v| v.until_seq) {
-                if self.pos.last_seq <= until {
-                    if self.check_prefix(self.pos.last_seq, entry) && self.pos.last_seq == until {
-                        if let Some(tx) = self.verify.take().and_then(|mut v| v.caught_up.take()) {
-                            tracing::info!(
-                                actor = "journal",
-                                seq = until,
-                                "resume caught up with the journal; continuing"
-                            );
-                            let _ = tx.send(until);
-                        }
-                    }
-                    continue;
+            if let Some(until) = self.verify.as_ref().map(|v| v.until_seq)
+                && self.pos.last_seq <= until
+            {
+                if self.check_prefix(self.pos.last_seq, entry)
+                    && self.pos.last_seq == until
+                    && let Some(tx) = self.verify.take().and_then(|mut v| v.caught_up.take())
+                {
+                    tracing::info!(
+                        actor = "journal",
+                        seq = until,
+                        "resume caught up with the journal; continuing"
+                    );
+                    let _ = tx.send(until);
                 }
+                continue;
             }
             self.pos.written += 1;
             journal::encode(self.pos.last_seq, entry, &mut self.buf);

@@ -279,13 +279,13 @@ async fn process_frames(
         return Ok(Flow::Continue);
     };
     let last = batch.events.last().map(|e| e.time());
-    if !batch.events.is_empty() {
-        if let Err(e) = pipeline.run(batch).await {
-            tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
-            state.borrow_mut().finished = true;
-            let _ = ended.send(FeedEnded::PipelineFailed(e));
-            return Ok(Flow::Stop);
-        }
+    if !batch.events.is_empty()
+        && let Err(e) = pipeline.run(batch).await
+    {
+        tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
+        state.borrow_mut().finished = true;
+        let _ = ended.send(FeedEnded::PipelineFailed(e));
+        return Ok(Flow::Stop);
     }
     let mut st = state.borrow_mut();
     st.connected = true;
@@ -374,10 +374,10 @@ fn decode_frames(
         }
     }
     for e in &events {
-        if let MarketEvent::Book(b) = e {
-            if b.snapshot {
-                st.untrusted.remove(&*b.symbol);
-            }
+        if let MarketEvent::Book(b) = e
+            && b.snapshot
+        {
+            st.untrusted.remove(&*b.symbol);
         }
     }
     if st.end_time.is_none() {

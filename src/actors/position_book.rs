@@ -136,11 +136,12 @@ impl PositionBook {
                 _ => {}
             }
         }
-        if had_fill && self.check_identity {
-            if let Err(e) = self.exchange.verify_identity() {
-                tracing::error!(actor = "position_book", error = %e, "accounting identity violated");
-                entries.push(Entry::new(self.last_time, "identity_violation", &json!({ "error": e })));
-            }
+        if had_fill
+            && self.check_identity
+            && let Err(e) = self.exchange.verify_identity()
+        {
+            tracing::error!(actor = "position_book", error = %e, "accounting identity violated");
+            entries.push(Entry::new(self.last_time, "identity_violation", &json!({ "error": e })));
         }
         self.out.journal.do_send(Append(entries));
         if !closed.is_empty() {

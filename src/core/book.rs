@@ -32,10 +32,10 @@ impl Digits {
     /// Digits of `value` written with `precision` decimals (or its own scale).
     fn of(value: Decimal, precision: Option<u32>) -> Digits {
         let mut v = value;
-        if let Some(p) = precision {
-            if v.scale() < p {
-                v.rescale(p);
-            }
+        if let Some(p) = precision
+            && v.scale() < p
+        {
+            v.rescale(p);
         }
         let m = v.mantissa().unsigned_abs();
         let mut out = Digits::EMPTY;

@@ -191,14 +191,10 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, JournalError> {
             .and_then(|s| if s.trim().is_empty() { Err("empty line".to_string()) } else { decode_line(s) });
         match parsed {
             Ok(rec) if complete => {
-                if let Some(prev) = out.records.last() {
-                    if rec.seq <= prev.seq {
-                        return Err(JournalError::Sequence {
-                            line: line_no,
-                            seq: rec.seq,
-                            previous: prev.seq,
-                        });
-                    }
+                if let Some(prev) = out.records.last()
+                    && rec.seq <= prev.seq
+                {
+                    return Err(JournalError::Sequence { line: line_no, seq: rec.seq, previous: prev.seq });
                 }
                 out.records.push(rec);
                 out.valid_len = next as u64;

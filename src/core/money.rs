@@ -76,11 +76,11 @@ pub fn parse_decimal_bytes(b: &[u8]) -> Option<Decimal> {
         }
         i += 1;
         let mut eneg = false;
-        if let Some(&s) = b.get(i) {
-            if s == b'-' || s == b'+' {
-                eneg = s == b'-';
-                i += 1;
-            }
+        if let Some(&s) = b.get(i)
+            && (s == b'-' || s == b'+')
+        {
+            eneg = s == b'-';
+            i += 1;
         }
         let start = i;
         let mut exp: i64 = 0;

@@ -840,6 +840,7 @@ mod tests {
     fn record_sim_a_million_events_quickly() {
         let ps = pairs(&["BTC/USD", "ETH/USD", "SOL/USD"]);
         let path = temp("million");
+        #[allow(clippy::disallowed_methods)] // test-only wall-clock timeout
         let started = std::time::Instant::now();
         let n = record_sim(&SimConfig::default(), &ps, 10, 1_000_000, &path).unwrap();
         let took = started.elapsed().as_secs_f64();
@@ -956,6 +957,7 @@ mod tests {
         let ps = pairs(&["BTC/USD"]);
         let srv = SimServer::start(&SimConfig::default(), &ps, 10, Speed::Times(200.0)).unwrap();
         let rt = rt();
+        #[allow(clippy::disallowed_methods)] // test-only wall-clock timeout
         let started = std::time::Instant::now();
         let (frames, _) = rt.block_on(session(&srv.url(), &ps, 60));
         let wall = started.elapsed().as_secs_f64();

@@ -84,6 +84,7 @@ pub fn json_logs(o: &Output) -> Vec<serde_json::Value> {
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    #[allow(clippy::disallowed_methods)] // test polling deadline, not trading logic
     let start = Instant::now();
     while start.elapsed() < timeout {
         if cond() {
