@@ -161,8 +161,6 @@ pub struct FeedConfig {
     pub stale_book: Span,
     /// Reconnect backoff.
     pub reconnect: ReconnectConfig,
-    /// At most this many frames are decoded into one pipeline batch.
-    pub batch_max_frames: usize,
     /// REST client (retries, timeouts) for live runs.
     pub rest: crate::sources::kraken_rest::RestSettings,
 }
@@ -179,7 +177,6 @@ impl Default for FeedConfig {
             ping_interval_ms: 5_000,
             stale_book: Span::from_secs(120),
             reconnect: ReconnectConfig::default(),
-            batch_max_frames: 512,
             rest: Default::default(),
         }
     }
@@ -195,8 +192,6 @@ pub struct RunConfig {
     pub speed: Speed,
     /// Event-time interval of equity snapshots in the journal.
     pub equity_interval: Span,
-    /// Event-time grid on which mid prices are sampled for volatility and correlation.
-    pub mark_sample_interval: Span,
     /// Close every position when the run ends (SIGINT/SIGTERM or end of duration).
     pub flatten_on_exit: bool,
 }
@@ -207,7 +202,6 @@ impl Default for RunConfig {
             duration: Span::from_secs(6 * 3600),
             speed: Speed::Max,
             equity_interval: Span::from_secs(60),
-            mark_sample_interval: Span::from_secs(10),
             flatten_on_exit: false,
         }
     }
@@ -454,12 +448,8 @@ impl Config {
             format!("must be ≥ initial_backoff_ms ({})", rc.initial_backoff_ms)
         });
         is.fraction_f64("feed.reconnect.jitter", rc.jitter, true);
-        is.check(self.feed.batch_max_frames >= 1, "feed.batch_max_frames", || "must be at least 1".into());
         is.check(self.run.duration.as_micros() > 0, "run.duration", || "must be positive, e.g. 6h".into());
         is.check(self.run.equity_interval.as_micros() > 0, "run.equity_interval", || {
-            "must be positive".into()
-        });
-        is.check(self.run.mark_sample_interval.as_micros() > 0, "run.mark_sample_interval", || {
             "must be positive".into()
         });
         is.check(self.journal.interval_ms > 0, "journal.interval_ms", || "must be positive".into());

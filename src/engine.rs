@@ -198,16 +198,19 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     stop_receivers.push(feed.clone().recipient());
 
     let exchange = PaperExchange::new(&config.execution, &config.account.currency, &config.account.balances);
-    pb_ctx.run(PositionBook::new(
-        exchange,
-        PositionBookOutputs {
-            journal: journal.clone().recipient(),
-            risk: risk.clone().recipient(),
-            trades_closed: vec![agg.clone().recipient(), risk.clone().recipient()],
-        },
-        config.run.equity_interval,
-        true,
-    ));
+    pb_ctx.run(
+        PositionBook::new(
+            exchange,
+            PositionBookOutputs {
+                journal: journal.clone().recipient(),
+                risk: risk.clone().recipient(),
+                trades_closed: vec![agg.clone().recipient(), risk.clone().recipient()],
+            },
+            config.run.equity_interval,
+            true,
+        )
+        .with_stale_book_limit(config.feed.stale_book),
+    );
     risk_ctx.run(RiskManager::new(
         RiskCore::new(&config.risk, config.execution.entry),
         RiskOutputs {

@@ -82,9 +82,18 @@ pub struct PositionBook {
     trades_closed: u64,
     trades_won: u64,
     starting_equity: Decimal,
+    stale_after: Span,
+    last_book: std::collections::BTreeMap<crate::core::instrument::Symbol, EventTime>,
 }
 
 impl PositionBook {
+    /// Books older than `stale_after` (event time) are reported untradable to RiskManager:
+    /// no new exposure on a stale book.
+    pub fn with_stale_book_limit(mut self, stale_after: Span) -> Self {
+        self.stale_after = stale_after;
+        self
+    }
+
     /// A PositionBook over `exchange`, writing equity snapshots every `equity_interval`.
     pub fn new(
         exchange: PaperExchange,
@@ -107,6 +116,8 @@ impl PositionBook {
             trades_closed: 0,
             trades_won: 0,
             starting_equity: peak_equity,
+            stale_after: Span(i64::MAX / 4),
+            last_book: Default::default(),
         }
     }
 
@@ -189,7 +200,18 @@ impl PositionBook {
     }
 
     fn send_portfolio(&self) {
-        self.out.risk.do_send(PortfolioUpdate { view: Arc::new(self.exchange.portfolio()) });
+        let mut view = self.exchange.portfolio();
+        let limit = self.stale_after.as_micros();
+        for q in &mut view.quotes {
+            let fresh = self
+                .last_book
+                .get(&q.instrument.symbol)
+                .is_some_and(|t| self.last_time.micros_since(*t) <= limit);
+            if !fresh {
+                q.tradable = false;
+            }
+        }
+        self.out.risk.do_send(PortfolioUpdate { view: Arc::new(view) });
     }
 }
 
@@ -214,6 +236,9 @@ impl Handler<MarketData> for PositionBook {
             let t = ev.time();
             if t > self.last_time {
                 self.last_time = t;
+            }
+            if let crate::core::market::MarketEvent::Book(b) = ev {
+                self.last_book.insert(b.symbol.clone(), t);
             }
             // Equity snapshots on a fixed event-time grid, taken before the event at or past
             // the grid point is applied, so they do not depend on how events are batched.

@@ -48,4 +48,11 @@ fn malformed_yaml_and_wrong_types_are_errors_not_panics() {
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.yaml")).unwrap(),
     );
     assert!(ok, "the shipped default config must validate");
+    let (ok, msg) = validate(
+        &dir,
+        "reference.yaml",
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kraken_paper_trading.yaml"))
+            .unwrap(),
+    );
+    assert!(ok, "the reference config must validate: {msg}");
 }

@@ -108,9 +108,10 @@ pub fn dec(v: &serde_json::Value) -> rust_decimal::Decimal {
 pub fn write_config(dir: &Path, extra_yaml: &str) -> PathBuf {
     let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.yaml"))
         .expect("read default config");
-    let mut doc: serde_json::Value = yaml_serde::from_str(&base).expect("default config parses");
-    let extra: serde_json::Value = if extra_yaml.trim().is_empty() {
-        serde_json::json!({})
+    // YAML values, not serde_json's: with `arbitrary_precision` a JSON number is a map inside.
+    let mut doc: yaml_serde::Value = yaml_serde::from_str(&base).expect("default config parses");
+    let extra: yaml_serde::Value = if extra_yaml.trim().is_empty() {
+        yaml_serde::Value::Mapping(Default::default())
     } else {
         yaml_serde::from_str(extra_yaml).expect("extra yaml")
     };
@@ -120,11 +121,16 @@ pub fn write_config(dir: &Path, extra_yaml: &str) -> PathBuf {
     path
 }
 
-fn merge(a: &mut serde_json::Value, b: &serde_json::Value) {
+fn merge(a: &mut yaml_serde::Value, b: &yaml_serde::Value) {
     match (a, b) {
-        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+        (yaml_serde::Value::Mapping(a), yaml_serde::Value::Mapping(b)) => {
             for (k, v) in b {
-                merge(a.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                match a.get_mut(k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
             }
         }
         (a, b) => *a = b.clone(),
