@@ -177,7 +177,13 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     }
 
     let rate_limiter = {
-        let model = RateLimitModel::new(1.0, Tier::Intermediate);
+        // One verification tier for both of Kraken's limiters (`execution.tier`).
+        let tier = match config.execution.tier {
+            crate::core::execution::Tier::Starter => Tier::Starter,
+            crate::core::execution::Tier::Intermediate => Tier::Intermediate,
+            crate::core::execution::Tier::Pro => Tier::Pro,
+        };
+        let model = RateLimitModel::new(1.0, tier);
         Supervisor::start(move |_| RateLimiter::new(model))
     };
 
@@ -193,6 +199,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         journal: journal.clone().recipient(),
     };
     let mut settings = feed_settings(&config, url);
+    let is_replay = replay.is_some();
     settings.replay = replay;
     let feed = Supervisor::start(move |_| MarketFeed::new(settings, pipeline, ended_tx));
     stop_receivers.push(feed.clone().recipient());
@@ -224,7 +231,9 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         Aggregator::new(&config.aggregator),
         AggregatorOutputs { risk: risk.clone().recipient(), journal: journal.clone().recipient() },
     ));
-    let _ = &rate_limiter;
+    if config.feed.source == FeedSource::Kraken && !is_replay {
+        spawn_rest_startup(&config, rate_limiter.clone().recipient());
+    }
 
     let http = match _http {
         Some(addr) => crate::http::start(
@@ -288,6 +297,56 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
 
     let report = crate::report::write_reports(run_dir.path())?;
     Ok(RunOutcome { report, run_dir: run_dir.path().to_path_buf(), reason })
+}
+
+/// Live runs: what only REST has (system status, the fee schedule, ordermin/costmin as
+/// AssetPairs publishes them), fetched in the background through the RateLimiter. An
+/// unreachable REST API is retried with backoff and never stops trading on the WS feed.
+fn spawn_rest_startup(config: &Config, limiter: Recipient<crate::actors::rate_limiter::Acquire>) {
+    use crate::sources::kraken_rest::KrakenRest;
+    let rest = match KrakenRest::new(&config.feed.rest_url, limiter, config.feed.rest.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(actor = "engine", error = %e, "REST client unavailable; trading on the WS feed only");
+            return;
+        }
+    };
+    let pairs = config.feed.pairs.clone();
+    actix::spawn(async move {
+        let mut wait = std::time::Duration::from_secs(2);
+        loop {
+            match rest.system_status().await {
+                Ok(s) => tracing::info!(actor = "engine", status = ?s.status, "Kraken REST SystemStatus"),
+                Err(e) => tracing::warn!(actor = "engine", error = %e, "Kraken REST SystemStatus failed"),
+            }
+            match rest.asset_pairs().await {
+                Ok(ap) => {
+                    for p in &pairs {
+                        match ap.get(p) {
+                            Some(a) => tracing::info!(
+                                actor = "engine",
+                                pair = %p,
+                                ordermin = %a.instrument.qty_min,
+                                costmin = %a.instrument.cost_min,
+                                taker_fee_pct = %a.fees_taker.first().map(|r| r.1).unwrap_or_default(),
+                                maker_fee_pct = %a.fees_maker.first().map(|r| r.1).unwrap_or_default(),
+                                "Kraken REST AssetPairs"
+                            ),
+                            None => {
+                                tracing::error!(actor = "engine", pair = %p, "pair unknown to Kraken REST AssetPairs")
+                            }
+                        }
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(actor = "engine", error = %e, retry_in_s = wait.as_secs(), "Kraken REST AssetPairs failed; retrying in the background")
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(300));
+        }
+    });
 }
 
 fn feed_settings(config: &Config, url: String) -> FeedSettings {
