@@ -176,6 +176,8 @@ pub struct MarketFeed {
     jitter: Rng,
     connected_since: Option<tokio::time::Instant>,
     last_error: String,
+    /// The kind of the last failure, without addresses: what the journal may hold.
+    last_error_kind: &'static str,
 }
 
 impl MarketFeed {
@@ -204,6 +206,7 @@ impl MarketFeed {
             jitter,
             connected_since: None,
             last_error: String::new(),
+            last_error_kind: "",
         }
     }
 
@@ -246,6 +249,13 @@ impl MarketFeed {
                 }
                 Err(e) => {
                     act.last_error = e.to_string();
+                    act.last_error_kind = match e {
+                        crate::sources::kraken_ws::ConnectionError::Connect { .. } => "connect_failed",
+                        crate::sources::kraken_ws::ConnectionError::Closed(_) => "closed_by_server",
+                        crate::sources::kraken_ws::ConnectionError::Silent(_) => "silent",
+                        crate::sources::kraken_ws::ConnectionError::Transport(_) => "transport_error",
+                        crate::sources::kraken_ws::ConnectionError::Consumer(_) => "consumer_stopped",
+                    };
                     let attempt = act.attempt + 1;
                     let mut st = act.state.borrow_mut();
                     st.reconnects += 1;
@@ -462,7 +472,7 @@ impl MarketFeed {
         let record = Entry::new(
             time,
             "feed_reconnect",
-            &serde_json::json!({ "attempt": self.attempt, "reason": self.last_error }),
+            &serde_json::json!({ "attempt": self.attempt, "reason": self.last_error_kind }),
         );
         self.pipeline.journal.do_send(Append(vec![record]));
         actix::spawn(async move {
