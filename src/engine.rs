@@ -27,7 +27,7 @@ use crate::config::{Config, FeedSource};
 use crate::core::aggregator::Aggregator;
 use crate::core::execution::PaperExchange;
 use crate::core::journal::{Entry, JOURNAL_VERSION};
-use crate::core::rate_limit::{RateLimitModel, Tier};
+use crate::core::rate_limit::RateLimitModel;
 use crate::core::risk::RiskCore;
 use crate::core::signals::SignalModel;
 use crate::core::time::EventTime;
@@ -178,12 +178,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
 
     let rate_limiter = {
         // One verification tier for both of Kraken's limiters (`execution.tier`).
-        let tier = match config.execution.tier {
-            crate::core::execution::Tier::Starter => Tier::Starter,
-            crate::core::execution::Tier::Intermediate => Tier::Intermediate,
-            crate::core::execution::Tier::Pro => Tier::Pro,
-        };
-        let model = RateLimitModel::new(1.0, tier);
+        let model = RateLimitModel::new(1.0, config.execution.tier);
         Supervisor::start(move |_| RateLimiter::new(model))
     };
 

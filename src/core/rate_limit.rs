@@ -14,18 +14,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Kraken verification tier (sets the private counter's maximum and decay).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tier {
-    /// Max 15, decay 0.33/s.
-    Starter,
-    /// Max 20, decay 0.5/s.
-    #[default]
-    Intermediate,
-    /// Max 20, decay 1/s.
-    Pro,
-}
+/// Kraken verification tier: one setting (`execution.tier`) for the REST counter here and
+/// the matching engine's trading counter in the fill model.
+pub use super::execution::Tier;
 
 impl Tier {
     /// (maximum counter, decay per second).
