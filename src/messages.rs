@@ -127,3 +127,25 @@ pub enum OperatorCommand {
     /// Lift a halt in force.
     Resume,
 }
+
+/// The order API's convenience call (engine, HTTP or your own actor → RiskManager): open a
+/// position on `pair`. Sized and checked by the risk core like any intent; answered with the
+/// order it approved or the refusal.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<crate::core::orders::OrderSpec, crate::core::risk::Refusal>")]
+pub struct OpenPosition {
+    /// Pair (WS v2 symbol).
+    pub pair: String,
+    /// Buy opens a long; Sell closes a long (spot: no shorts).
+    pub side: crate::core::market::Side,
+    /// Confidence in [0, 1] (scales the size).
+    pub confidence: f64,
+    /// Volatility per √second (0: the risk core's own estimate).
+    pub volatility: f64,
+    /// Stop distance, fraction of price (None: `risk.stop_loss_pct`).
+    pub stop_loss_pct: Option<rust_decimal::Decimal>,
+    /// Take-profit distance, fraction of price (None: `risk.take_profit_pct`).
+    pub take_profit_pct: Option<rust_decimal::Decimal>,
+    /// Tags carried to the orders and the closed trade.
+    pub tags: Vec<String>,
+}

@@ -44,12 +44,13 @@ pub struct RiskManager {
     out: RiskOutputs,
     last_time: EventTime,
     last_view: Option<std::sync::Arc<PortfolioView>>,
+    api_intents: u64,
 }
 
 impl RiskManager {
     /// A RiskManager over `core`.
     pub fn new(core: RiskCore, out: RiskOutputs) -> Self {
-        RiskManager { core, out, last_time: EventTime::ZERO, last_view: None }
+        RiskManager { core, out, last_time: EventTime::ZERO, last_view: None, api_intents: 0 }
     }
 
     /// Journals and logs a stop, and returns the future that delivers it to every actor.
@@ -210,6 +211,46 @@ impl Handler<OperatorCommand> for RiskManager {
         }
     }
 }
+
+impl Handler<crate::messages::OpenPosition> for RiskManager {
+    type Result = Result<crate::core::orders::OrderSpec, crate::core::risk::Refusal>;
+
+    fn handle(&mut self, msg: crate::messages::OpenPosition, _ctx: &mut Self::Context) -> Self::Result {
+        // Order-API intents get ids of their own range, apart from the aggregator's.
+        self.api_intents += 1;
+        let intent = crate::core::decisions::TradeIntent {
+            intent_id: API_INTENT_IDS + self.api_intents,
+            pair: msg.pair.as_str().into(),
+            side: msg.side,
+            confidence: msg.confidence,
+            volatility: msg.volatility,
+            time: self.last_time,
+            event_seq: 0,
+            contributions: Vec::new(),
+            overrides: crate::core::decisions::IntentOverrides {
+                stop_loss_pct: msg.stop_loss_pct,
+                take_profit_pct: msg.take_profit_pct,
+                tags: msg.tags,
+            },
+        };
+        self.out.journal.do_send(Append(vec![Entry::new(self.last_time, "api_intent", &intent)]));
+        match self.core.evaluate(&intent) {
+            Verdict::Approved(req) | Verdict::Exit(req) => {
+                let spec = req.spec().clone();
+                self.out.position_book.do_send(PlaceOrders { orders: vec![*req] });
+                Ok(spec)
+            }
+            Verdict::Refused(r) => {
+                tracing::info!(actor = "risk_manager", pair = %r.pair, reason = %r.reason, detail = %r.detail, "order API intent refused");
+                self.out.journal.do_send(Append(vec![Entry::new(r.time, "risk_refusal", &r)]));
+                Err(r)
+            }
+        }
+    }
+}
+
+/// First intent id of the order API's range.
+pub const API_INTENT_IDS: u64 = 1 << 48;
 
 impl Handler<Shutdown> for RiskManager {
     type Result = ();

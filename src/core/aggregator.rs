@@ -269,6 +269,7 @@ impl Aggregator {
             time: now,
             event_seq: seq,
             contributions,
+            overrides: Default::default(),
         };
         self.next_intent_id += 1;
         self.intents += 1;

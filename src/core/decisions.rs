@@ -86,6 +86,29 @@ pub struct TradeIntent {
     pub event_seq: u64,
     /// The signals that made it.
     pub contributions: Vec<Contribution>,
+    /// Per-trade choices of a caller of the order API (`open_position`); empty for the
+    /// aggregator's intents, which use the risk config.
+    #[serde(default, skip_serializing_if = "IntentOverrides::is_empty")]
+    pub overrides: IntentOverrides,
+}
+
+/// What `open_position(pair, side, confidence, volatility, stop_loss_pct, take_profit_pct,
+/// tags)` may set for one trade; RiskManager still sizes and checks it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentOverrides {
+    /// Stop distance as a fraction of price (instead of `risk.stop_loss_pct`).
+    pub stop_loss_pct: Option<rust_decimal::Decimal>,
+    /// Take-profit distance as a fraction of price (instead of `risk.take_profit_pct`).
+    pub take_profit_pct: Option<rust_decimal::Decimal>,
+    /// Tags carried to the orders and the closed trade.
+    pub tags: Vec<String>,
+}
+
+impl IntentOverrides {
+    /// True when nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        self.stop_loss_pct.is_none() && self.take_profit_pct.is_none() && self.tags.is_empty()
+    }
 }
 
 // Contributions hold floats; equality on them is only used in tests.

@@ -933,6 +933,11 @@ impl RiskCore {
             (StopMode::Volatility, false) => (cfg.stop_loss_pct, cfg.take_profit_pct, "fixed_fallback"),
             (StopMode::Fixed, _) => (cfg.stop_loss_pct, cfg.take_profit_pct, "fixed"),
         };
+        // The order API's per-trade distances win over the config.
+        let o = &intent.overrides;
+        let stop_source = if o.stop_loss_pct.is_some() { "override" } else { stop_source };
+        let stop_d = o.stop_loss_pct.unwrap_or(stop_d);
+        let tp_d = o.take_profit_pct.unwrap_or(tp_d);
         if stop_d <= Decimal::ZERO || stop_d >= Decimal::ONE {
             return Err((
                 reason::INVALID_STOP,
@@ -1047,7 +1052,7 @@ impl RiskCore {
             OrderOrigin::Intent { intent_id: intent.intent_id },
             now,
             intent.contributions.clone(),
-            Vec::new(),
+            intent.overrides.tags.clone(),
             RiskApproval { _sealed: Sealed::new_for_risk() },
         );
         Ok(Decision::Entry(Box::new(order), Box::new(sizing)))

@@ -83,6 +83,7 @@ fn intent(id: u64, pair: &str, side: Side, confidence: f64, time: EventTime) -> 
         time,
         event_seq: id,
         contributions: Vec::new(),
+        overrides: Default::default(),
     }
 }
 
@@ -159,6 +160,26 @@ fn sizes_fixed_fractional_scaled_by_confidence() {
     let s = rc.last_sizing().unwrap();
     assert_eq!(s.risk_notional, dec!(10000));
     assert_eq!(s.binding, "risk");
+}
+
+#[test]
+fn order_api_overrides_set_stops_and_tags() {
+    // open_position(BTC/USD, buy, confidence 0.2, stop 2 %, take profit 5 %, tags [manual]):
+    // risk notional = 10,000 × 0.01 / 0.02 = 5,000; × 0.2 = 1,000 USD → 0.02 BTC at 50,000.0;
+    // stop 50,000 × 0.98 = 49,000.0, take profit × 1.05 = 52,500.0.
+    let mut rc = core(loose());
+    rc.on_portfolio(&view(t(0), dec!(10000), vec![], vec![btc()]));
+    let mut i = intent(1, "BTC/USD", Side::Buy, 0.2, t(0));
+    i.overrides = crate::core::decisions::IntentOverrides {
+        stop_loss_pct: Some(dec!(0.02)),
+        take_profit_pct: Some(dec!(0.05)),
+        tags: vec!["manual".into()],
+    };
+    let o = approved(rc.evaluate(&i));
+    assert_eq!(o.spec().qty, dec!(0.02));
+    assert_eq!(o.protection().stop_loss, Some(dec!(49000.0)));
+    assert_eq!(o.protection().take_profit, Some(dec!(52500.0)));
+    assert_eq!(o.tags(), &["manual".to_string()]);
 }
 
 #[test]
