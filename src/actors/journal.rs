@@ -36,6 +36,12 @@ pub struct Flush;
 #[rtype(result = "Result<JournalPosition, String>")]
 pub struct Close;
 
+/// Asks whether a resumed journal is still re-checking its existing records (true until the
+/// re-execution has caught up with the file's end).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsVerifying;
+
 /// Where the journal stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalPosition {
@@ -261,6 +267,14 @@ impl Handler<Flush> for Journal {
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
         let sync = self.dirty && self.sync_due();
         self.write_out(sync)
+    }
+}
+
+impl Handler<IsVerifying> for Journal {
+    type Result = bool;
+
+    fn handle(&mut self, _msg: IsVerifying, _ctx: &mut Self::Context) -> bool {
+        self.verify.is_some()
     }
 }
 
