@@ -225,6 +225,7 @@ impl Handler<Append> for Journal {
             tracing::error!(actor = "journal", dropped = msg.0.len(), "append after close refused");
             return;
         }
+        let written_before = self.pos.written;
         for entry in &msg.0 {
             if self.error.is_some() {
                 return;
@@ -250,10 +251,12 @@ impl Handler<Append> for Journal {
             self.pos.written += 1;
             journal::encode(self.pos.last_seq, entry, &mut self.buf);
         }
-        if !msg.0.is_empty() {
+        // Records only re-checked during a resume's catch-up are not new: nothing to sync.
+        let wrote = self.pos.written > written_before;
+        if wrote {
             self.dirty = true;
         }
-        if self.durability == Durability::EveryRecord && !msg.0.is_empty() {
+        if self.durability == Durability::EveryRecord && wrote {
             let _ = self.write_out(true);
         } else if self.buf.len() > 1 << 20 {
             let _ = self.write_out(false);

@@ -87,7 +87,7 @@ fn repeated_sigkill_and_resume_loses_and_duplicates_no_fill() {
     let log = dir.join("run.log");
     let mut rng = TestRng(0x5EED_C0DE);
 
-    // Kill points: most at a journal size (a schedule over the first half of the run, so each
+    // Kill points: most at a journal size (a schedule over the first quarter of the run, so each
     // resume must re-execute its way past the previous kill and then make progress); every
     // fourth at a pseudo-random delay after the resume started, which usually lands while it
     // is still re-checking the existing records.
@@ -116,8 +116,8 @@ fn repeated_sigkill_and_resume_loses_and_duplicates_no_fill() {
             child.wait().expect("reap");
         } else {
             size_kills += 1;
-            // From 4 % to ~50 % of the full journal, plus a random share of a step.
-            let step = r.journal_len / 40;
+            // From 4 % to ~27 % of the full journal, plus a random share of a step.
+            let step = r.journal_len / 80;
             let target = first_target + size_kills * step + rng.range(0, step);
             kill_at_size(&mut child, &journal, target.max(file_len(&journal) + 1), &log);
         }
@@ -313,10 +313,24 @@ fn second_signal_exits_at_once() {
     args.extend(["--speed", "0.0001"]);
     let mut child = spawn_cli(&args, &[], &log);
     let logged = |s: &str| std::fs::read_to_string(&log).unwrap_or_default().contains(s);
-    // The feed connects after the engine watches for signals.
+    // The feed connects after the engine watches for signals. Then the opening burst (the
+    // snapshots, all at the start time) is processed at once; wait until the journal has been
+    // quiet for 300 ms, i.e. the feed waits for the next (slowed-down) frame.
     assert!(wait_until(Duration::from_secs(20), || logged("client connected")), "the feed never connected");
+    let journal = run.join("journal.jsonl");
+    let (mut len, mut quiet) = (0, 0);
+    let settled = wait_fine(Duration::from_secs(20), || {
+        let now = file_len(&journal);
+        if now != len || raw_lines_if_any(&run, "equity") == 0 {
+            (len, quiet) = (now, 0);
+        } else {
+            quiet += 1;
+        }
+        quiet >= 300
+    });
+    assert!(settled, "the journal never settled");
     signal(&child, "TERM");
-    assert!(wait_until(Duration::from_secs(10), || logged("stopping gracefully")), "no graceful-stop log");
+    assert!(wait_fine(Duration::from_secs(10), || logged("stopping gracefully")), "no graceful-stop log");
     signal(&child, "TERM");
     let status = wait_exit(&mut child, Duration::from_secs(5));
     let out = std::fs::read_to_string(&log).unwrap_or_default();
