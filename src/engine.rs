@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::actors::aggregator::{AggregatorOutputs, SignalAggregator};
-use crate::actors::journal::{Append, Close, Journal, JournalPosition};
+use crate::actors::journal::{Append, Close, IsVerifying, Journal, JournalPosition};
 use crate::actors::market_feed::{FeedEnded, FeedSettings, MarketFeed, Pipeline, StopFeed};
 use crate::actors::position_book::{PositionBook, PositionBookOutputs};
 use crate::actors::rate_limiter::RateLimiter;
@@ -270,6 +270,27 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         FeedEnded::PipelineFailed(e) => (format!("failed: {e}"), EventTime::ZERO),
     };
 
+    // A resume stopped (signal) before its re-execution caught up with the journal has added
+    // nothing: the end-of-run records would be checked against, and differ from, the records
+    // already there. Leave the journal as it was, resumable again.
+    if resume.is_some() && journal.send(IsVerifying).await.unwrap_or(false) {
+        tracing::warn!(
+            actor = "engine",
+            reason = %reason,
+            "stopped before the resumed run caught up with its journal; journal unchanged"
+        );
+        journal.send(Close).await.map_err(|e| e.to_string())??;
+        journal_arbiter.stop();
+        if let Some(h) = http {
+            h.stop().await;
+        }
+        let report = crate::report::write_reports(run_dir.path())?;
+        return Ok(RunOutcome {
+            report,
+            run_dir: run_dir.path().to_path_buf(),
+            reason: format!("{reason} before catching up with the journal"),
+        });
+    }
     let shutdown = Shutdown { time: end_time, flatten: config.run.flatten_on_exit };
     let _ = pb.send(shutdown.clone()).await;
     let _ = risk.send(shutdown.clone()).await;
@@ -366,41 +387,38 @@ fn feed_settings(config: &Config, url: String) -> FeedSettings {
 
 /// Waits for the feed to end or for SIGINT/SIGTERM (then stops the feed gracefully).
 async fn wait_for_end(ended: &mut mpsc::UnboundedReceiver<FeedEnded>, feed: &Addr<MarketFeed>) -> FeedEnded {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    // Both listeners exist before the first signal and are kept for the second: a listener
+    // created after a signal does not see it, so a second signal sent right after the first
+    // could otherwise be lost.
+    let listen = |kind: SignalKind, name: &str| match signal(kind) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(actor = "engine", error = %e, "cannot watch SIGTERM");
+            tracing::warn!(actor = "engine", signal = name, error = %e, "cannot watch the signal");
             None
         }
     };
-    let term_recv = async {
-        match term.as_mut() {
+    let mut int = listen(SignalKind::interrupt(), "SIGINT");
+    let mut term = listen(SignalKind::terminate(), "SIGTERM");
+    async fn next(s: &mut Option<Signal>) {
+        match s.as_mut() {
             Some(s) => {
                 s.recv().await;
             }
             None => std::future::pending::<()>().await,
         }
-    };
+    }
     tokio::select! {
         biased;
         e = ended.recv() => return e.unwrap_or(FeedEnded::PipelineFailed("feed channel closed".into())),
-        _ = tokio::signal::ctrl_c() => tracing::warn!(actor = "engine", signal = "SIGINT", "stopping gracefully (again to exit at once)"),
-        _ = term_recv => tracing::warn!(actor = "engine", signal = "SIGTERM", "stopping gracefully (again to exit at once)"),
+        _ = next(&mut int) => tracing::warn!(actor = "engine", signal = "SIGINT", "stopping gracefully (again to exit at once)"),
+        _ = next(&mut term) => tracing::warn!(actor = "engine", signal = "SIGTERM", "stopping gracefully (again to exit at once)"),
     }
     // A second signal exits at once.
-    actix::spawn(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let t = async {
-            match term.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
+    actix::spawn(async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = t => {},
+            _ = next(&mut int) => {},
+            _ = next(&mut term) => {},
         }
         eprintln!("second signal: exiting now");
         std::process::exit(130);

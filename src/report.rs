@@ -96,7 +96,10 @@ pub(crate) fn quote_of(pair: &str) -> &str {
 pub(crate) fn equity_points(d: &RunData) -> Vec<EquityPoint> {
     let mut pts = Vec::with_capacity(d.equity.len() + 2);
     if let (Some(s), Some(e)) = (d.sessions.first(), d.starting_equity()) {
-        pts.push(EquityPoint { time: s.time, equity: to_f64(e) });
+        // `run_started` is written before the first market event, at time zero: the
+        // starting equity then holds from the run's first event time.
+        let time = if s.time > EventTime::ZERO { s.time } else { d.first_time.unwrap_or(s.time) };
+        pts.push(EquityPoint { time, equity: to_f64(e) });
     }
     pts.extend(d.equity.iter().map(|e| EquityPoint { time: e.time, equity: to_f64(e.equity) }));
     if let Some(end) = &d.run_ended

@@ -36,6 +36,12 @@ pub struct Flush;
 #[rtype(result = "Result<JournalPosition, String>")]
 pub struct Close;
 
+/// Asks whether a resumed journal is still re-checking its existing records (true until the
+/// re-execution has caught up with the file's end).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsVerifying;
+
 /// Where the journal stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalPosition {
@@ -219,6 +225,7 @@ impl Handler<Append> for Journal {
             tracing::error!(actor = "journal", dropped = msg.0.len(), "append after close refused");
             return;
         }
+        let written_before = self.pos.written;
         for entry in &msg.0 {
             if self.error.is_some() {
                 return;
@@ -244,10 +251,12 @@ impl Handler<Append> for Journal {
             self.pos.written += 1;
             journal::encode(self.pos.last_seq, entry, &mut self.buf);
         }
-        if !msg.0.is_empty() {
+        // Records only re-checked during a resume's catch-up are not new: nothing to sync.
+        let wrote = self.pos.written > written_before;
+        if wrote {
             self.dirty = true;
         }
-        if self.durability == Durability::EveryRecord && !msg.0.is_empty() {
+        if self.durability == Durability::EveryRecord && wrote {
             let _ = self.write_out(true);
         } else if self.buf.len() > 1 << 20 {
             let _ = self.write_out(false);
@@ -261,6 +270,14 @@ impl Handler<Flush> for Journal {
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
         let sync = self.dirty && self.sync_due();
         self.write_out(sync)
+    }
+}
+
+impl Handler<IsVerifying> for Journal {
+    type Result = bool;
+
+    fn handle(&mut self, _msg: IsVerifying, _ctx: &mut Self::Context) -> bool {
+        self.verify.is_some()
     }
 }
 

@@ -243,6 +243,9 @@ impl Handler<MarketData> for PositionBook {
             // Equity snapshots on a fixed event-time grid, taken before the event at or past
             // the grid point is applied, so they do not depend on how events are batched.
             match self.next_equity_at {
+                // Events without exchange time (instrument, status) are no point of the grid:
+                // a snapshot at time zero would stretch the curve back to 1970.
+                _ if t == crate::core::time::EventTime::ZERO => {}
                 None => self.next_equity_at = Some(t),
                 Some(at) if t >= at => {
                     self.publish();

@@ -120,7 +120,11 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
     let mut d = RunData { records: scanned.records.len(), torn: scanned.torn, ..RunData::default() };
     let mut session_feed: Option<Map<String, Value>> = None;
     for rec in scanned.records {
-        d.first_time.get_or_insert(rec.event_time);
+        // Records written before the first market event (`run_started`) carry time zero,
+        // which is no point of the run's market time.
+        if rec.event_time > EventTime::ZERO {
+            d.first_time.get_or_insert(rec.event_time);
+        }
         d.last_time = Some(d.last_time.map_or(rec.event_time, |t| t.max(rec.event_time)));
         match rec.kind.as_str() {
             "run_started" => {

@@ -4,7 +4,9 @@
 mod support;
 
 mod config_errors;
+mod crash_resume;
 mod determinism;
 mod end_to_end;
 mod rest;
+mod risk_stop;
 mod supervision;

@@ -136,3 +136,134 @@ fn merge(a: &mut yaml_serde::Value, b: &yaml_serde::Value) {
         (a, b) => *a = b.clone(),
     }
 }
+
+// ---- crash, resume and risk tests -------------------------------------------------------
+
+/// Starts the binary with `args` (HTTP token removed), stdout and stderr appended to `log`.
+pub fn spawn_cli(args: &[&str], env: &[(&str, &str)], log: &Path) -> std::process::Child {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open log");
+    let err = out.try_clone().expect("clone log handle");
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdout(out).stderr(err).stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("KRAKEN_PAPER_API_TOKEN");
+    cmd.spawn().expect("spawn kraken-paper")
+}
+
+/// Sends a signal by name (`TERM`, `INT`) to a child process.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{name} {} failed", child.id());
+}
+
+/// Waits for a child to exit, killing it and failing after `timeout`.
+pub fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_until(timeout, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    match status {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kraken-paper (pid {}) did not exit within {timeout:?}", child.id());
+        }
+    }
+}
+
+/// Length of a file in bytes (0 if it does not exist yet).
+pub fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Deterministic pseudo-random numbers for test schedules (SplitMix64).
+pub struct TestRng(pub u64);
+
+impl TestRng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
+
+/// The journal's raw lines (without newlines) of one record type, byte for byte.
+pub fn raw_lines(run_dir: &Path, kind: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(run_dir.join("journal.jsonl")).expect("read journal");
+    let tag = format!("\"type\":\"{kind}\"");
+    text.lines().filter(|l| l.contains(&tag)).map(str::to_string).collect()
+}
+
+/// Every line of the journal is a complete record (ends in a newline, parses as a JSON
+/// object with `seq`, `event_time`, `type`), and `seq` increases strictly; returns the records.
+pub fn valid_journal(run_dir: &Path) -> Vec<serde_json::Value> {
+    let bytes = std::fs::read(run_dir.join("journal.jsonl")).expect("read journal");
+    assert!(bytes.last() == Some(&b'\n'), "journal does not end in a complete line");
+    let mut prev = 0u64;
+    let mut out = Vec::new();
+    for (i, line) in String::from_utf8(bytes).expect("journal is UTF-8").lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("journal line {}: {e}: {line}", i + 1));
+        let seq = v["seq"].as_u64().unwrap_or_else(|| panic!("journal line {} has no seq", i + 1));
+        assert!(seq > prev, "journal line {}: seq {seq} after {prev}", i + 1);
+        assert!(v["event_time"].is_string() && v["type"].is_string(), "line {}: {line}", i + 1);
+        prev = seq;
+        out.push(v);
+    }
+    out
+}
+
+/// No fill id twice; returns the ids in journal order.
+pub fn unique_fill_ids(journal: &[serde_json::Value]) -> Vec<u64> {
+    let ids: Vec<u64> =
+        records(journal, "fill").iter().map(|f| f["fill_id"].as_u64().expect("fill_id")).collect();
+    let set: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
+    assert_eq!(set.len(), ids.len(), "a fill id appears twice");
+    ids
+}
+
+/// The final `balances` record equals the starting balances plus every fill (base ± qty,
+/// quote ∓ price × qty, minus fees).
+pub fn assert_balances_follow_fills(journal: &[serde_json::Value]) {
+    use rust_decimal::Decimal;
+    let start = &records(journal, "run_started")[0]["starting_balances"];
+    let mut balances: std::collections::BTreeMap<String, Decimal> = std::collections::BTreeMap::new();
+    for (asset, v) in start.as_object().expect("starting_balances is an object") {
+        balances.insert(asset.clone(), dec(v));
+    }
+    for f in records(journal, "fill") {
+        let (base, quote) = f["pair"].as_str().unwrap().split_once('/').unwrap();
+        let (price, qty, fee) = (dec(&f["price"]), dec(&f["qty"]), dec(&f["fee"]));
+        let sign = if f["side"] == "buy" { Decimal::ONE } else { -Decimal::ONE };
+        *balances.entry(base.to_string()).or_default() += sign * qty;
+        *balances.entry(quote.to_string()).or_default() -= sign * price * qty;
+        *balances.entry(f["fee_currency"].as_str().unwrap().to_string()).or_default() -= fee;
+    }
+    let recorded = records(journal, "balances");
+    let last = recorded.last().expect("a final balances record");
+    for (asset, expected) in &balances {
+        let got = last["balances"].get(asset).map(dec).unwrap_or_default();
+        assert_eq!(got, *expected, "balance of {asset}: the fills imply {expected}, the journal says {got}");
+    }
+}
+
+/// Rows of a CSV file without its header (the exports quote no field these tests read).
+pub fn csv_rows(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines().skip(1).map(str::to_string).collect()
+}
