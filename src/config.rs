@@ -322,6 +322,30 @@ impl Default for HttpConfig {
     }
 }
 
+/// `external_signals.*`: a local WebSocket endpoint where outside processes push signals
+/// (see src/actors/external_signals.rs and docs/signals.md). Off by default.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalSignalsConfig {
+    /// Serve the endpoint.
+    pub enabled: bool,
+    /// Loopback address; port 0 picks a free port (the bound address is logged).
+    pub bind: SocketAddr,
+    /// Environment variable holding the token clients must send (unset: every connection
+    /// is refused).
+    pub token_env: String,
+}
+
+impl Default for ExternalSignalsConfig {
+    fn default() -> Self {
+        ExternalSignalsConfig {
+            enabled: false,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            token_env: "KRAKEN_PAPER_SIGNAL_TOKEN".into(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -338,6 +362,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// HTTP server.
     pub http: HttpConfig,
+    /// External signal endpoint (WebSocket).
+    pub external_signals: ExternalSignalsConfig,
     /// The embedded simulated exchange.
     pub sim: crate::core::sim::SimConfig,
     /// Paper execution (fill model, latency, fees).
@@ -457,6 +483,14 @@ impl Config {
         is.check(!self.http.token_env.is_empty(), "http.token_env", || {
             "must name an environment variable".into()
         });
+        let ext = &self.external_signals;
+        // No TLS and a bearer token in the clear: the endpoint is for processes on this host.
+        is.check(ext.bind.ip().is_loopback(), "external_signals.bind", || {
+            format!("must be a loopback address such as 127.0.0.1:8090, got {}", ext.bind)
+        });
+        is.check(!ext.token_env.is_empty(), "external_signals.token_env", || {
+            "must name an environment variable".into()
+        });
         self.feed.rest.validate("feed.rest", &mut is);
         self.sim.validate(&mut is);
         self.execution.validate(&mut is);
@@ -473,6 +507,9 @@ impl Config {
         if let Some(obj) = v.as_object_mut() {
             obj.remove("http");
             obj.remove("logging");
+            if let Some(ext) = obj.get_mut("external_signals").and_then(|e| e.as_object_mut()) {
+                ext.remove("bind");
+            }
             if let Some(feed) = obj.get_mut("feed").and_then(|f| f.as_object_mut()) {
                 feed.remove("ws_url");
                 feed.remove("rest_url");
@@ -571,10 +608,22 @@ mod tests {
     }
 
     #[test]
+    fn external_signals_bind_must_be_loopback() {
+        let e = load_text("external_signals:\n  bind: 0.0.0.0:8090\n  token_env: ''\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("external_signals.bind") && e.contains("external_signals.token_env"), "{e}");
+        let c = load_text("external_signals:\n  enabled: true\n  bind: 127.0.0.1:0\n", &[]).unwrap();
+        assert!(c.external_signals.enabled);
+        assert_eq!(c.external_signals.token_env, "KRAKEN_PAPER_SIGNAL_TOKEN", "default kept");
+    }
+
+    #[test]
     fn fingerprint_ignores_ports_and_logging() {
         let a = Config::default();
         let mut b = Config::default();
         b.http.bind = "127.0.0.1:9999".parse().unwrap();
+        b.external_signals.bind = "127.0.0.1:0".parse().unwrap();
         b.logging.format = LogFormat::Json;
         assert_eq!(a.fingerprint(), b.fingerprint());
         b.run.duration = Span::from_secs(60);

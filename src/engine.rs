@@ -4,6 +4,7 @@
 //!  source (SimServer on 127.0.0.1 | Kraken WS v2)
 //!    └─ MarketFeed (Supervisor) ─ MarketData ─► PositionBook, RiskManager, signal actors, SignalAggregator
 //!  signal actors ─ SignalBatch ─► SignalAggregator ─ TradeIntents ─► RiskManager ─ PlaceOrders ─► PositionBook
+//!  outside process ─ WebSocket ─► ExternalSignals (a signal actor; off by default)
 //!  PositionBook ─ PortfolioUpdate ─► RiskManager ─ EmergencyStop ─► every actor
 //!  PositionBook ─ TradesClosed ─► SignalAggregator, RiskManager
 //!  everyone ─ Append ─► Journal (own arbiter thread)       RateLimiter ◄─ REST calls
@@ -17,6 +18,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::actors::aggregator::{AggregatorOutputs, SignalAggregator};
+use crate::actors::external_signals::{self, ExternalOutputs, ExternalSignals};
 use crate::actors::journal::{Append, Close, IsVerifying, Journal, JournalPosition};
 use crate::actors::market_feed::{FeedEnded, FeedSettings, MarketFeed, Pipeline, StopFeed};
 use crate::actors::position_book::{PositionBook, PositionBookOutputs};
@@ -114,6 +116,12 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         run_dir.write_atomic(files::COMMAND, cmd.to_string().as_bytes()).map_err(|e| e.to_string())?;
     }
 
+    // Bound first, so a taken port fails the run before anything is journaled.
+    let external_listener = match config.external_signals.enabled {
+        true => Some(external_signals::bind(config.external_signals.bind)?),
+        false => None,
+    };
+
     // The market: the embedded simulated exchange is a server the feed connects to.
     let (url, _sim) = match config.feed.source {
         _ if replay.is_some() => (String::new(), None),
@@ -175,6 +183,19 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     for factory in extra_actors {
         signal_inputs.push(factory(agg.clone().recipient()));
     }
+    let external_server = match external_listener {
+        Some(listener) => {
+            let actor = ExternalSignals::new(
+                config.feed.pairs.clone(),
+                ExternalOutputs { aggregator: agg.clone().recipient(), journal: journal.clone().recipient() },
+            )
+            .start();
+            signal_inputs.push(actor.clone().recipient());
+            let token = std::env::var(&config.external_signals.token_env).ok().filter(|t| !t.is_empty());
+            Some(external_signals::serve(listener, token, actor)?)
+        }
+        None => None,
+    };
 
     let rate_limiter = {
         // One verification tier for both of Kraken's limiters (`execution.tier`).
@@ -270,6 +291,9 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         FeedEnded::PipelineFailed(e) => (format!("failed: {e}"), EventTime::ZERO),
     };
 
+    if let Some(server) = external_server {
+        server.stop();
+    }
     // A resume stopped (signal) before its re-execution caught up with the journal has added
     // nothing: the end-of-run records would be checked against, and differ from, the records
     // already there. Leave the journal as it was, resumable again.

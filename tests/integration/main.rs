@@ -7,6 +7,7 @@ mod config_errors;
 mod crash_resume;
 mod determinism;
 mod end_to_end;
+mod external_signals;
 mod rest;
 mod risk_stop;
 mod supervision;
