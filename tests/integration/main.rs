@@ -6,5 +6,6 @@ mod support;
 mod config_errors;
 mod determinism;
 mod end_to_end;
+mod http;
 mod rest;
 mod supervision;
