@@ -34,8 +34,13 @@ impl Served {
         let run_dir = dir.join("run");
         // A free port: bind port 0, read it, drop the listener.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // Equity snapshots every 10 s of event time: at speed 20 the curve grows 2 points/s.
-        let config = write_config(dir.path(), "run:\n  equity_interval: 10s\n");
+        // Equity snapshots every 10 s of event time (the curve grows 2 points/s at speed 20)
+        // and a quick EMA cross (1 s samples, 12-sample slow EMA), so trading starts within a
+        // second of wall time instead of after the default's 8 minutes of market warm-up.
+        let config = write_config(
+            dir.path(),
+            "run:\n  equity_interval: 10s\nsignals:\n  ema_cross:\n    sample_interval: 1s\n    fast: 4\n    slow: 12\n    vol_samples: 12\n",
+        );
         let mut cmd = Command::new(bin());
         cmd.args(["run", "--config", config.to_str().unwrap(), "--speed", "20", "--duration", "24h"])
             .args(["--seed", "5", "--http", &format!("127.0.0.1:{port}")])
@@ -318,27 +323,60 @@ fn http_api_shapes_token_halt_and_clean_sigterm() {
     assert_eq!(s.post("/api/resume", Some("wrong")), 401);
     assert_eq!(s.get_json("/api/dashboard")["risk"]["halted"], false, "a refused call halted trading");
 
+    // Trading has started (an entry order in the journal) before the operator stops it.
+    let journal_path = s.run_dir.join("journal.jsonl");
+    let orders_after = |seq: u64| {
+        // The journal is read while it is written: a torn last line is skipped.
+        let text = std::fs::read_to_string(&journal_path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["type"] == "order" && r["origin"]["kind"] == "intent")
+            .filter(|r| r["seq"].as_u64().unwrap_or(0) > seq)
+            .count()
+    };
+    assert!(wait_until(Duration::from_secs(15), || orders_after(0) > 0), "no order before the stop");
+
     assert_eq!(s.post("/api/emergency-stop", Some(TOKEN)), 200);
-    assert_eq!(s.get_json("/api/dashboard")["risk"]["halted"], true);
-    // Halted: market time goes on, nothing new is opened.
-    let before = s.get_json("/api/dashboard")["feed"]["last_event_time"].clone();
-    assert!(wait_until(Duration::from_secs(10), || s.get_json("/api/dashboard")["feed"]["last_event_time"]
-        != before));
+    let d = s.get_json("/api/dashboard");
+    assert_eq!(d["risk"]["halted"], true);
+    // Halted for a minute of market time: data flows, nothing is opened.
+    let halted_at = d["feed"]["last_event_time"].as_str().unwrap().to_string();
+    let minute_later = |t: &str| {
+        let secs = |x: &str| chrono::DateTime::parse_from_rfc3339(x).unwrap().timestamp();
+        secs(t) - secs(&halted_at) >= 60
+    };
+    assert!(wait_until(Duration::from_secs(15), || minute_later(
+        s.get_json("/health")["feed"]["last_event_time"].as_str().unwrap()
+    )));
     assert_eq!(s.get_json("/api/positions")["open_positions"], 0, "emergency stop flattens");
+    assert_eq!(s.post("/api/emergency-stop", Some(TOKEN)), 200, "a second stop is a no-op");
     assert_eq!(s.post("/api/resume", Some(TOKEN)), 200);
     assert_eq!(s.get_json("/api/dashboard")["risk"]["halted"], false);
+    // Trading resumes: a new entry order after the halt was lifted.
+    let lifted_seq = || {
+        let text = std::fs::read_to_string(&journal_path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["type"] == "halt_lifted")
+            .and_then(|r| r["seq"].as_u64())
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || lifted_seq().is_some_and(|q| orders_after(q) > 0)),
+        "no entry order after the resume"
+    );
 
     let (status, run_dir, _dir) = s.terminate();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
     assert!(run_dir.join("report.json").exists(), "no report.json after SIGTERM");
 
-    // The journal: the operator's stop, then only refusals or exits until the halt lifted.
+    // The journal: the operator's stop, then only refusals or flattening until it lifted.
     let j = journal(&run_dir);
     let seq = |r: &Value| r["seq"].as_u64().unwrap();
     let stop = records(&j, "emergency_stop");
-    assert_eq!(stop.len(), 1, "one emergency_stop record");
+    assert_eq!(stop.len(), 1, "one emergency_stop record (the second stop was a no-op)");
     let lifted = records(&j, "halt_lifted");
     assert_eq!(lifted.len(), 1, "one halt_lifted record");
+    assert_eq!(lifted[0]["by"], "operator");
     let (from, to) = (seq(stop[0]), seq(lifted[0]));
     assert!(from < to);
     for r in j.iter().filter(|r| (from..to).contains(&seq(r))) {
@@ -346,8 +384,8 @@ fn http_api_shapes_token_halt_and_clean_sigterm() {
             assert_eq!(r["reason"], "halted", "{r}");
         }
         if r["type"] == "order" {
-            // Only the flattening of the stop itself: reduce-only exits.
-            assert_eq!(r["reduce_only"], true, "an order opened during the halt: {r}");
+            assert_ne!(r["origin"]["kind"], "intent", "an entry order during the halt: {r}");
+            assert_eq!(r["spec"]["reduce_only"], true, "a non-reducing order during the halt: {r}");
         }
     }
 
