@@ -184,7 +184,8 @@ async fn api_dashboard(st: web::Data<ApiState>) -> HttpResponse {
         "win_rate": win_rate,
         "sharpe": live_sharpe(&p.equity_curve),
         "drawdown": dd,
-        "exposure": g.risk.get("exposure").cloned().unwrap_or(Value::Null),
+        // Total exposure as a fraction of equity (the risk manager's `total_exposure`).
+        "exposure": g.risk.get("total_exposure").cloned().unwrap_or(Value::Null),
         "correlation_exposure": g.risk.get("correlation_exposure").cloned().unwrap_or(Value::Null),
         "risk": g.risk,
         "execution": p.stats,

@@ -8,6 +8,7 @@ mod crash_resume;
 mod determinism;
 mod end_to_end;
 mod external_signals;
+mod http;
 mod rest;
 mod risk_stop;
 mod supervision;
