@@ -6,5 +6,7 @@ mod support;
 mod config_errors;
 mod determinism;
 mod end_to_end;
+mod feed_mock;
+mod replay;
 mod rest;
 mod supervision;
