@@ -58,6 +58,8 @@ pub struct EngineSetup {
     pub resume: Option<Resume>,
     /// Play a recording instead of connecting to an exchange (`kraken-paper replay`).
     pub replay: Option<crate::actors::market_feed::ReplayInput>,
+    /// Instruments preloaded into the feed's decoder (`replay --instruments FILE`).
+    pub instruments: Vec<crate::core::instrument::Instrument>,
 }
 
 /// How to continue a run: deterministic re-execution. The same config and seed regenerate
@@ -83,6 +85,7 @@ impl EngineSetup {
             extra_actors: Vec::new(),
             resume: None,
             replay: None,
+            instruments: Vec::new(),
         }
     }
 }
@@ -109,6 +112,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         extra_actors,
         resume,
         replay,
+        instruments,
     } = setup;
     if resume.is_none() {
         run_dir.write_atomic(files::CONFIG, config.to_yaml().as_bytes()).map_err(|e| e.to_string())?;
@@ -217,6 +221,9 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     let mut settings = feed_settings(&config, url);
     let is_replay = replay.is_some();
     settings.replay = replay;
+    settings.instruments = instruments;
+    // Wall time of the feed, for run.json's throughput only (never journaled).
+    let feed_started = tokio::time::Instant::now();
     let feed = Supervisor::start(move |_| MarketFeed::new(settings, pipeline, ended_tx));
     stop_receivers.push(feed.clone().recipient());
 
@@ -285,6 +292,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
 
     // Wait for the end: duration reached, or a signal. A second signal exits at once.
     let ended = wait_for_end(&mut ended_rx, &feed).await;
+    let feed_wall = feed_started.elapsed();
     let (reason, end_time) = match &ended {
         FeedEnded::DurationReached(t) => ("duration".to_string(), *t),
         FeedEnded::Stopped(t) => ("signal".to_string(), *t),
@@ -335,6 +343,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         h.stop().await;
     }
 
+    write_run_info(&run_dir, &feed, feed_wall).await;
     let report = crate::report::write_reports(run_dir.path())?;
     Ok(RunOutcome { report, run_dir: run_dir.path().to_path_buf(), reason })
 }
@@ -389,6 +398,27 @@ fn spawn_rest_startup(config: &Config, limiter: Recipient<crate::actors::rate_li
     });
 }
 
+/// Writes run.json: wall-clock facts of this session (feed throughput), kept out of the
+/// journal so journals stay byte-identical; the report takes `feed.events_per_sec` from it.
+async fn write_run_info(run_dir: &RunDir, feed: &Addr<MarketFeed>, wall: std::time::Duration) {
+    let Ok(health) = feed.send(crate::actors::market_feed::GetFeedHealth).await else {
+        return;
+    };
+    let secs = wall.as_secs_f64();
+    let c = &health.counters;
+    let per_sec = |n: u64| if secs > 0.0 { json!(n as f64 / secs) } else { serde_json::Value::Null };
+    let info = json!({
+        "feed_wall_seconds": secs,
+        "feed_frames": c.frames,
+        "feed_events": c.events,
+        "frames_per_sec": per_sec(c.frames),
+        "events_per_sec": per_sec(c.events),
+    });
+    if let Err(e) = run_dir.write_atomic(files::RUN_INFO, info.to_string().as_bytes()) {
+        tracing::warn!(actor = "engine", error = %e, "could not write run.json");
+    }
+}
+
 fn feed_settings(config: &Config, url: String) -> FeedSettings {
     let f = &config.feed;
     FeedSettings {
@@ -406,6 +436,7 @@ fn feed_settings(config: &Config, url: String) -> FeedSettings {
         first_seq: 1,
         end_time: None,
         replay: None,
+        instruments: Vec::new(),
     }
 }
 

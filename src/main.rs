@@ -145,11 +145,20 @@ fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
     if !args.file.exists() {
         return Err(anyhow!("recording {} does not exist", args.file.display()));
     }
+    let instruments = match &args.instruments {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+            kraken_paper::core::kraken::decode::load_instruments(&text)
+                .map_err(|e| anyhow!("--instruments {}: {e}", p.display()))?
+        }
+        None => Vec::new(),
+    };
     let run_dir = new_run_dir(args.engine.run_dir.as_deref())?;
     let _guard = init_logging(&cfg, &run_dir)?;
     let mut setup = EngineSetup::new(cfg.clone(), run_dir);
     setup.command_line = std::env::args().collect();
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
+    setup.instruments = instruments;
     setup.replay = Some(kraken_paper::actors::market_feed::ReplayInput {
         path: args.file.clone(),
         batch_lines: args.batch_events.max(1),

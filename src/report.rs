@@ -47,11 +47,26 @@ pub fn build_report(journal_path: &Path) -> Result<Value, String> {
 pub fn write_reports(run_dir: &Path) -> Result<Value, String> {
     let dir = RunDir::open(run_dir).map_err(|e| e.to_string())?;
     let data = load::load_path(&dir.journal())?;
-    let report = report_from(&data);
+    let mut report = report_from(&data);
+    add_run_info(&mut report, &dir);
     let html = html::render(&report, &data);
     dir.write_atomic(files::REPORT, &to_json_bytes(&report)).map_err(|e| e.to_string())?;
     dir.write_atomic(files::REPORT_HTML, html.as_bytes()).map_err(|e| e.to_string())?;
     Ok(report)
+}
+
+/// Takes `feed.events_per_sec` from run.json (wall-clock facts the engine writes beside the
+/// journal) when the journal's `feed_stats` did not carry it; a missing or unreadable
+/// run.json leaves the report as the journal alone gives it.
+fn add_run_info(report: &mut Value, dir: &RunDir) {
+    let Ok(text) = std::fs::read_to_string(dir.file(files::RUN_INFO)) else { return };
+    let Ok(info) = serde_json::from_str::<Value>(&text) else { return };
+    if let Some(eps) = info.get("events_per_sec").filter(|v| v.is_number())
+        && let Some(feed) = report.get_mut("feed").and_then(Value::as_object_mut)
+        && feed.get("events_per_sec").is_none_or(Value::is_null)
+    {
+        feed.insert("events_per_sec".into(), eps.clone());
+    }
 }
 
 /// Pretty JSON with a final newline (stable: keys are sorted).

@@ -140,6 +140,9 @@ pub struct FeedSettings {
     pub end_time: Option<EventTime>,
     /// Play this recording instead of connecting.
     pub replay: Option<ReplayInput>,
+    /// Instrument metadata known before any `instrument` message (`replay --instruments`):
+    /// its precisions pad v2 checksum digits (`FeedDecoder::preload_instruments`).
+    pub instruments: Vec<crate::core::instrument::Instrument>,
 }
 
 /// A recording to play (`kraken-paper replay FILE`).
@@ -185,8 +188,10 @@ pub struct MarketFeed {
 impl MarketFeed {
     /// A feed that reports its end on `ended`.
     pub fn new(settings: FeedSettings, pipeline: Pipeline, ended: mpsc::UnboundedSender<FeedEnded>) -> Self {
+        let mut decoder = FeedDecoder::new(settings.depth);
+        decoder.preload_instruments(settings.instruments.iter().cloned());
         let state = FeedState {
-            decoder: FeedDecoder::new(settings.depth),
+            decoder,
             next_seq: settings.first_seq,
             end_time: settings.end_time,
             stop_requested: false,

@@ -54,7 +54,8 @@ impl Served {
         let child = cmd.spawn().expect("spawn kraken-paper");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
-        let s = Served { child, base: format!("http://127.0.0.1:{port}"), rt, client, run_dir, dir: Some(dir) };
+        let s =
+            Served { child, base: format!("http://127.0.0.1:{port}"), rt, client, run_dir, dir: Some(dir) };
         let up = wait_until(Duration::from_secs(20), || s.get("/health").0 == 200);
         assert!(up, "/health never answered 200");
         s
@@ -214,7 +215,8 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
             continue;
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("line {n}: TYPE without a type"));
+            let (name, kind) =
+                rest.split_once(' ').unwrap_or_else(|| panic!("line {n}: TYPE without a type"));
             assert!(valid_name(name), "line {n}: bad TYPE name: {line}");
             assert!(
                 ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
@@ -239,7 +241,10 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
             for pair in body.split(',').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("line {n}: bad label {pair}"));
                 assert!(valid_label_name(k), "line {n}: bad label name {k:?}");
-                assert!(v.len() >= 2 && v.starts_with('"') && v.ends_with('"'), "line {n}: unquoted label value");
+                assert!(
+                    v.len() >= 2 && v.starts_with('"') && v.ends_with('"'),
+                    "line {n}: unquoted label value"
+                );
             }
             &labels[close + 1..]
         } else {
