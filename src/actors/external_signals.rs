@@ -330,6 +330,8 @@ async fn connection(
 ) -> Result<(), String> {
     let mut auth = HeaderAuth::Pending;
     let auth_slot = &mut auth;
+    // The signature is tungstenite's `Callback`; its error type is not ours to shrink.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let deny = |why: &str| {
             let mut r = ErrorResponse::new(Some(why.to_string()));
