@@ -19,7 +19,13 @@ use crate::support::*;
 
 /// Runs the binary live against `mock` for `duration` of event time. `feed_yaml` is extra
 /// lines under `feed:` (indented two spaces).
-fn run_live(mock: &MockKraken, dir: &TempDir, feed_yaml: &str, duration: &str, env: &[(&str, &str)]) -> Output {
+fn run_live(
+    mock: &MockKraken,
+    dir: &TempDir,
+    feed_yaml: &str,
+    duration: &str,
+    env: &[(&str, &str)],
+) -> Output {
     let cfg = write_config(
         dir.path(),
         &format!(

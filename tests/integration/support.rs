@@ -361,9 +361,7 @@ impl MockLog {
 pub fn is_request(r: &serde_json::Value, method: &str, channel: &str, pair: Option<&str>) -> bool {
     r["method"] == method
         && r["params"]["channel"] == channel
-        && pair.is_none_or(|p| {
-            r["params"]["symbol"].as_array().is_some_and(|s| s.iter().any(|x| x == p))
-        })
+        && pair.is_none_or(|p| r["params"]["symbol"].as_array().is_some_and(|s| s.iter().any(|x| x == p)))
 }
 
 /// The running mock exchange; stopped when dropped.
@@ -461,10 +459,17 @@ fn mock_answer(text: &str, book: &mut MockBook, book_on: &mut bool) -> Vec<Strin
     match (method, channel) {
         ("ping", _) => {
             let t = now.to_rfc3339();
-            out.push(serde_json::json!({"method":"pong","req_id":req_id,"time_in":t,"time_out":t}).to_string());
+            out.push(
+                serde_json::json!({"method":"pong","req_id":req_id,"time_in":t,"time_out":t}).to_string(),
+            );
         }
         ("subscribe", "instrument") => {
-            out.push(mock_ack("subscribe", req_id, serde_json::json!({"channel":"instrument","snapshot":true}), now));
+            out.push(mock_ack(
+                "subscribe",
+                req_id,
+                serde_json::json!({"channel":"instrument","snapshot":true}),
+                now,
+            ));
             out.push(mock_instrument_frame());
         }
         ("subscribe" | "unsubscribe", _) => {
