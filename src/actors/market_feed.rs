@@ -336,7 +336,13 @@ async fn replay_file(
     tx: &mpsc::UnboundedSender<String>,
     ended: &mpsc::UnboundedSender<FeedEnded>,
 ) -> Result<(), crate::sources::kraken_ws::ConnectionError> {
-    let mut rx = crate::sources::replay::spawn_reader(&replay.path, replay.batch_lines, 0)
+    // The reader hands over whole multiples of the batch size (at least READ_CHUNK lines),
+    // cut here into pipeline batches: the same batches as reading `batch_lines` at a time,
+    // without a cross-thread wake-up per batch when batches are small.
+    const READ_CHUNK: usize = 256;
+    let batch_lines = replay.batch_lines.max(1);
+    let chunk = batch_lines * READ_CHUNK.div_ceil(batch_lines);
+    let mut rx = crate::sources::replay::spawn_reader(&replay.path, chunk, 0)
         .map_err(|e| crate::sources::kraken_ws::ConnectionError::Consumer(e.to_string()))?;
     while let Some(batch) = rx.recv().await {
         let lines = match batch {
@@ -346,8 +352,15 @@ async fn replay_file(
                 break;
             }
         };
-        if let Ok(Flow::Stop) = process_frames(state, settings, pipeline, tx, ended, lines).await {
-            return Ok(());
+        let mut lines = lines.into_iter();
+        loop {
+            let frames: Vec<_> = lines.by_ref().take(batch_lines).collect();
+            if frames.is_empty() {
+                break;
+            }
+            if let Ok(Flow::Stop) = process_frames(state, settings, pipeline, tx, ended, frames).await {
+                return Ok(());
+            }
         }
     }
     let mut st = state.borrow_mut();

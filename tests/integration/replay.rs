@@ -49,7 +49,9 @@ fn sim_recording_replays_verified_and_byte_identical() {
     assert!(out.status.success(), "report failed:\n{}", text(&out));
     assert!(before == std::fs::read(a.join("report.json")).unwrap(), "report RUN_DIR changed report.json");
 
-    // Larger batches see the same market: identical feed counters.
+    // Larger batches see the same market: identical feed counters. Their journals are NOT
+    // identical (known limitation, docs/market-data.md "Replay batches"): intents of a batch
+    // are priced and placed after the whole batch's book updates, so orders differ.
     let report_c = report(&c);
     for k in ["frames", "events", "checksums_verified", "checksum_mismatches", "resyncs"] {
         assert_eq!(report_c["feed"][k], feed[k], "feed.{k} differs between batch 64 and batch 1");
