@@ -120,16 +120,18 @@ pub fn encode(seq: u64, entry: &Entry, out: &mut Vec<u8>) {
     entry.event_time.write_rfc3339(&mut t);
     out.extend_from_slice(t.as_bytes());
     out.extend_from_slice(b"\",\"type\":");
+    // Serialized straight into `out` (the same bytes as `to_string`, without a String per
+    // value). Writing into a Vec cannot fail, and a `Value` always serializes.
     // Kinds are static identifiers, but escape anyway.
-    out.extend_from_slice(Value::String(entry.kind.to_string()).to_string().as_bytes());
+    let _ = serde_json::to_writer(&mut *out, entry.kind);
     for (k, v) in &entry.body {
         if k == "seq" || k == "event_time" || k == "type" {
             continue;
         }
         out.push(b',');
-        out.extend_from_slice(Value::String(k.clone()).to_string().as_bytes());
+        let _ = serde_json::to_writer(&mut *out, k);
         out.push(b':');
-        out.extend_from_slice(v.to_string().as_bytes());
+        let _ = serde_json::to_writer(&mut *out, v);
     }
     out.extend_from_slice(b"}\n");
 }
