@@ -54,7 +54,8 @@ impl Served {
         let child = cmd.spawn().expect("spawn kraken-paper");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
-        let s = Served { child, base: format!("http://127.0.0.1:{port}"), rt, client, run_dir, dir: Some(dir) };
+        let s =
+            Served { child, base: format!("http://127.0.0.1:{port}"), rt, client, run_dir, dir: Some(dir) };
         let up = wait_until(Duration::from_secs(20), || s.get("/health").0 == 200);
         assert!(up, "/health never answered 200");
         s
@@ -132,6 +133,7 @@ fn check_dashboard_shape(d: &Value) {
         &[
             "currency",
             "portfolio_value",
+            "starting_equity",
             "return_pct",
             "positions",
             "open_positions",
@@ -152,6 +154,7 @@ fn check_dashboard_shape(d: &Value) {
     );
     assert_eq!(d["currency"], "USD");
     assert!(is_num(&d["portfolio_value"]), "portfolio_value: {}", d["portfolio_value"]);
+    assert!(is_num(&d["starting_equity"]), "starting_equity: {}", d["starting_equity"]);
     assert!(d["return_pct"].is_number());
     assert!(d["drawdown"].is_number());
     assert!(d["exposure"].is_number(), "exposure is the risk manager's total_exposure: {}", d["exposure"]);
@@ -167,6 +170,7 @@ fn check_dashboard_shape(d: &Value) {
     for pt in d["equity_curve"].as_array().expect("equity_curve array") {
         let pt = pt.as_array().expect("curve point is [time, equity]");
         assert!(pt.len() == 2 && pt[0].is_string() && is_num(&pt[1]), "curve point {pt:?}");
+        assert!(pt[0].as_str().unwrap() > "2000", "a curve point dated before the market: {pt:?}");
     }
     for t in d["recent_trades"].as_array().expect("recent_trades array") {
         has_keys(t, &["pair", "side", "qty", "entry_price", "exit_price", "pnl", "exit_reason"], "trade");
@@ -214,7 +218,8 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
             continue;
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("line {n}: TYPE without a type"));
+            let (name, kind) =
+                rest.split_once(' ').unwrap_or_else(|| panic!("line {n}: TYPE without a type"));
             assert!(valid_name(name), "line {n}: bad TYPE name: {line}");
             assert!(
                 ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
@@ -239,7 +244,10 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
             for pair in body.split(',').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("line {n}: bad label {pair}"));
                 assert!(valid_label_name(k), "line {n}: bad label name {k:?}");
-                assert!(v.len() >= 2 && v.starts_with('"') && v.ends_with('"'), "line {n}: unquoted label value");
+                assert!(
+                    v.len() >= 2 && v.starts_with('"') && v.ends_with('"'),
+                    "line {n}: unquoted label value"
+                );
             }
             &labels[close + 1..]
         } else {
