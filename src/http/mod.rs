@@ -173,16 +173,21 @@ async fn api_dashboard(st: web::Data<ApiState>) -> HttpResponse {
     } else {
         0.0
     };
-    let curve: Vec<Value> = p.equity_curve.iter().map(|(t, e)| json!([t.to_rfc3339(), e])).collect();
+    // A snapshot taken before the first market event (event time zero, 1970) is left out of
+    // the curve and of the Sharpe estimate (it would stretch the span to 55 years).
+    let untimed = p.equity_curve.iter().take_while(|(t, _)| *t == crate::core::time::EventTime::ZERO).count();
+    let timed = &p.equity_curve[untimed..];
+    let curve: Vec<Value> = timed.iter().map(|(t, e)| json!([t.to_rfc3339(), e])).collect();
     HttpResponse::Ok().json(json!({
         "currency": st.currency,
         "portfolio_value": equity,
+        "starting_equity": p.starting_equity,
         "return_pct": ret,
         "positions": positions_json(p),
         "open_positions": p.open_positions,
         "trades": p.trades_closed,
         "win_rate": win_rate,
-        "sharpe": live_sharpe(&p.equity_curve),
+        "sharpe": live_sharpe(timed),
         "drawdown": dd,
         // Total exposure as a fraction of equity (the risk manager's `total_exposure`).
         "exposure": g.risk.get("total_exposure").cloned().unwrap_or(Value::Null),

@@ -119,10 +119,15 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
     let scanned = scan(bytes).map_err(|e| e.to_string())?;
     let mut d = RunData { records: scanned.records.len(), torn: scanned.torn, ..RunData::default() };
     let mut session_feed: Option<Map<String, Value>> = None;
+    // `run_started` is written before the first market event, at event time zero (the run's
+    // clock starts at the first event carrying exchange time): such a session starts at the
+    // next record with a real event time, not in 1970.
+    let mut untimed_session: Option<usize> = None;
     for rec in scanned.records {
-        // Records written before the first market event (`run_started`) carry time zero,
-        // which is no point of the run's market time.
         if rec.event_time > EventTime::ZERO {
+            if let Some(i) = untimed_session.take() {
+                d.sessions[i].time = rec.event_time;
+            }
             d.first_time.get_or_insert(rec.event_time);
         }
         d.last_time = Some(d.last_time.map_or(rec.event_time, |t| t.max(rec.event_time)));
@@ -130,6 +135,9 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
             "run_started" => {
                 d.feed_stats.extend(session_feed.take());
                 d.ended = false;
+                if rec.event_time == EventTime::ZERO {
+                    untimed_session = Some(d.sessions.len());
+                }
                 d.sessions.push(Session { seq: rec.seq, time: rec.event_time, body: rec.body });
             }
             "run_ended" => {
@@ -148,6 +156,9 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
                 let qty = rec.body.get("qty").and_then(decimal).unwrap_or(Decimal::ZERO);
                 d.positions.push(PositionRec { time, pair, qty });
             }
+            // A snapshot before the first market event (event time zero) is the starting
+            // equity again, dated 1970: the session's start point already stands for it.
+            "equity" if rec.event_time == EventTime::ZERO => {}
             "equity" => {
                 let Some(equity) = rec.body.get("equity").and_then(decimal) else {
                     return Err(format!(
@@ -185,6 +196,9 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
         }
     }
     d.feed_stats.extend(session_feed);
+    if d.first_time.is_none() && d.records > 0 {
+        d.first_time = Some(EventTime::ZERO);
+    }
     Ok(d)
 }
 
@@ -210,4 +224,32 @@ pub(crate) fn float(v: &Value) -> Option<f64> {
 /// An event time from an RFC 3339 string.
 pub(crate) fn time_of(v: &Value) -> Option<EventTime> {
     v.as_str().and_then(|s| EventTime::parse_rfc3339(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::journal::{Entry, encode};
+    use serde_json::json;
+
+    #[test]
+    fn records_at_event_time_zero_do_not_date_the_run_from_1970() {
+        // The engine journals run_started before any market event, at event time 0; the
+        // session (and the run) start at the first equity snapshot, t = 1 000 s, not 1970.
+        let t = EventTime::from_micros(1_000_000_000);
+        let mut bytes = Vec::new();
+        encode(
+            1,
+            &Entry::new(EventTime::ZERO, "run_started", &json!({"starting_equity": "100"})),
+            &mut bytes,
+        );
+        encode(2, &Entry::new(EventTime::ZERO, "equity", &json!({"equity": "100"})), &mut bytes);
+        encode(3, &Entry::new(t, "equity", &json!({"equity": "100"})), &mut bytes);
+        let d = load_bytes(&bytes).unwrap();
+        assert_eq!(d.sessions[0].time, t);
+        assert_eq!(d.first_time, Some(t));
+        // The untimed snapshot is left out of the curve: one point, at t.
+        assert_eq!(d.equity.len(), 1);
+        assert_eq!(d.equity[0].time, t);
+    }
 }

@@ -133,6 +133,7 @@ fn check_dashboard_shape(d: &Value) {
         &[
             "currency",
             "portfolio_value",
+            "starting_equity",
             "return_pct",
             "positions",
             "open_positions",
@@ -153,6 +154,7 @@ fn check_dashboard_shape(d: &Value) {
     );
     assert_eq!(d["currency"], "USD");
     assert!(is_num(&d["portfolio_value"]), "portfolio_value: {}", d["portfolio_value"]);
+    assert!(is_num(&d["starting_equity"]), "starting_equity: {}", d["starting_equity"]);
     assert!(d["return_pct"].is_number());
     assert!(d["drawdown"].is_number());
     assert!(d["exposure"].is_number(), "exposure is the risk manager's total_exposure: {}", d["exposure"]);
@@ -168,6 +170,7 @@ fn check_dashboard_shape(d: &Value) {
     for pt in d["equity_curve"].as_array().expect("equity_curve array") {
         let pt = pt.as_array().expect("curve point is [time, equity]");
         assert!(pt.len() == 2 && pt[0].is_string() && is_num(&pt[1]), "curve point {pt:?}");
+        assert!(pt[0].as_str().unwrap() > "2000", "a curve point dated before the market: {pt:?}");
     }
     for t in d["recent_trades"].as_array().expect("recent_trades array") {
         has_keys(t, &["pair", "side", "qty", "entry_price", "exit_price", "pnl", "exit_reason"], "trade");
