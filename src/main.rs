@@ -202,6 +202,16 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
         f.set_len(scan.valid_len).with_context(|| format!("truncate {}", path.display()))?;
         f.sync_all().ok();
     }
+    // Resume re-executes the run deterministically: only simulated runs can be replayed that way.
+    if let Some(start) = scan.records.iter().find(|r| r.kind == "run_started") {
+        let source = start.body.get("source").and_then(|v| v.as_str()).unwrap_or("sim");
+        if source != "sim" {
+            return Err(anyhow!(
+                "run folder {} holds a {source} run; `run --resume` continues simulated runs only (not yet {source} runs)",
+                dir.display()
+            ));
+        }
+    }
     if scan.records.iter().any(|r| r.kind == "run_ended") {
         return Err(anyhow!("run folder {} holds a finished run; nothing to resume", dir.display()));
     }

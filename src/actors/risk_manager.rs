@@ -138,7 +138,13 @@ impl Handler<TradeIntents> for RiskManager {
         let mut orders = Vec::new();
         let mut records = Vec::new();
         for intent in &msg.intents {
-            match self.core.evaluate(intent) {
+            // A cool-down can end at an intent's time: say so, as on a portfolio update.
+            let was_halted = self.core.halted();
+            let verdict = self.core.evaluate(intent);
+            if was_halted && !self.core.halted() {
+                self.lifted(intent.time, "cooldown");
+            }
+            match verdict {
                 Verdict::Approved(req) | Verdict::Exit(req) => orders.push(*req),
                 Verdict::Refused(r) => {
                     tracing::info!(actor = "risk_manager", pair = %r.pair, reason = %r.reason, detail = %r.detail, "intent refused");
