@@ -899,17 +899,7 @@ impl FeedDecoder {
         let mut first = true;
         while s.item(&mut first)? {
             // [price, volume, time, side b/s, type l/m, misc]
-            let mut f: [Option<JStr<'_>>; 5] = [None; 5];
-            let mut i = 0;
-            let mut e_first = true;
-            while s.item(&mut e_first)? {
-                if i < f.len() {
-                    f[i] = Some(s.str()?);
-                } else {
-                    s.skip()?;
-                }
-                i += 1;
-            }
+            let f: [Option<JStr<'_>>; 5] = read_str_fields(&mut s)?;
             let [Some(price), Some(qty), Some(time), Some(side), Some(kind)] = f else {
                 return Err(malformed("v1 trade: expected [price, volume, time, side, type, misc]"));
             };
@@ -1234,22 +1224,28 @@ fn read_v2_levels(s: &mut Scan<'_>, out: &mut Vec<Level>) -> Result<(), Skip> {
     Ok(())
 }
 
+/// Reads one JSON array of strings, keeping its first `N` elements (later ones are skipped).
+fn read_str_fields<'a, const N: usize>(s: &mut Scan<'a>) -> Result<[Option<JStr<'a>>; N], Skip> {
+    let mut f = [None; N];
+    let mut i = 0;
+    let mut first = true;
+    while s.item(&mut first)? {
+        if i < N {
+            f[i] = Some(s.str()?);
+        } else {
+            s.skip()?;
+        }
+        i += 1;
+    }
+    Ok(f)
+}
+
 /// v1 levels: `[["354.15000000","5.00000000","1618678133.365913"(,"r")], …]`.
 fn read_v1_levels(s: &mut Scan<'_>, out: &mut Vec<Level>, latest: &mut EventTime) -> Result<(), Skip> {
     let mut first = true;
     while s.item(&mut first)? {
-        let mut f: [Option<JStr<'_>>; 3] = [None; 3];
-        let mut i = 0;
-        let mut e_first = true;
-        while s.item(&mut e_first)? {
-            if i < f.len() {
-                f[i] = Some(s.str()?);
-            } else {
-                // 4th element: "r" (republished level) — an ordinary upsert.
-                s.skip()?;
-            }
-            i += 1;
-        }
+        // A 4th element "r" (republished level) is an ordinary upsert: skipped.
+        let f: [Option<JStr<'_>>; 3] = read_str_fields(s)?;
         let [Some(p), Some(q), t] = f else { return Err(malformed("v1 book: level needs price and volume")) };
         let price = parse_decimal_bytes(p.raw.as_bytes())
             .ok_or_else(|| malformed(format!("v1 book: price {:?}", p.raw)))?;
