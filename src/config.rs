@@ -272,13 +272,21 @@ pub struct LogFileConfig {
     pub dir: PathBuf,
     /// Rotation period.
     pub rotation: Rotation,
-    /// Rotated files kept.
+    /// Rotated files kept (besides the live `kraken-paper.log`).
     pub max_files: usize,
+    /// Also rotate when the live file would pass this many MiB (0: no size limit).
+    pub max_size_mb: u64,
 }
 
 impl Default for LogFileConfig {
     fn default() -> Self {
-        LogFileConfig { enabled: true, dir: PathBuf::from("logs"), rotation: Rotation::Daily, max_files: 7 }
+        LogFileConfig {
+            enabled: true,
+            dir: PathBuf::from("logs"),
+            rotation: Rotation::Daily,
+            max_files: 7,
+            max_size_mb: 100,
+        }
     }
 }
 

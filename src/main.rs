@@ -85,6 +85,7 @@ fn init_logging(cfg: &Config, run_dir: &RunDir) -> Result<telemetry::TelemetryGu
         dir: &dir,
         rotation: cfg.logging.file.rotation,
         max_files: cfg.logging.file.max_files,
+        max_bytes: cfg.logging.file.max_size_mb.saturating_mul(1024 * 1024),
     });
     telemetry::init(cfg.logging.format, &cfg.logging.level, files).map_err(|e| anyhow!(e))
 }

@@ -1,5 +1,5 @@
-//! Logging: `tracing` to stderr in a human or JSON format, plus optional rotated JSON log
-//! files. actix and other `log` users are bridged into `tracing`.
+//! Logging: `tracing` to stderr in a human or JSON format, plus optional JSON log files
+//! rotated by period and size ([`RotatingFile`]). actix and other `log` users are bridged into `tracing`.
 //!
 //! Supervision events are ordinary tracing events with an `event` field naming them
 //! (`actor_started`, `actor_restarted`, `feed_reconnect`, `book_resync`, `emergency_stop`, …);
@@ -14,6 +14,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, Rotation};
+
+mod rotating;
+pub use rotating::RotatingFile;
 
 /// Names of the structured supervision events (the `event` field).
 pub mod events {
@@ -48,6 +51,8 @@ pub struct LogFiles<'a> {
     pub rotation: Rotation,
     /// Rotated files kept.
     pub max_files: usize,
+    /// Rotate when the live file would pass this size (0: no size limit).
+    pub max_bytes: u64,
 }
 
 /// Installs the global subscriber. `level` is an EnvFilter directive; `RUST_LOG` wins.
@@ -63,17 +68,7 @@ pub fn init(
         Some(f) => {
             std::fs::create_dir_all(f.dir)
                 .map_err(|e| format!("cannot create log folder {}: {e}", f.dir.display()))?;
-            let rotation = match f.rotation {
-                Rotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
-                Rotation::Daily => tracing_appender::rolling::Rotation::DAILY,
-                Rotation::Never => tracing_appender::rolling::Rotation::NEVER,
-            };
-            let appender = tracing_appender::rolling::Builder::new()
-                .rotation(rotation)
-                .filename_prefix("kraken-paper")
-                .filename_suffix("log")
-                .max_log_files(f.max_files)
-                .build(f.dir)
+            let appender = RotatingFile::open(f.dir, "kraken-paper", f.rotation, f.max_bytes, f.max_files)
                 .map_err(|e| format!("cannot open log file in {}: {e}", f.dir.display()))?;
             let (writer, guard) = tracing_appender::non_blocking(appender);
             let layer = tracing_subscriber::fmt::layer()
