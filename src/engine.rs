@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::actors::aggregator::{AggregatorOutputs, SignalAggregator};
 use crate::actors::external_signals::{self, ExternalOutputs, ExternalSignals};
-use crate::actors::journal::{Append, Close, IsVerifying, Journal, JournalPosition};
+use crate::actors::journal::{Append, Close, IsVerifying, Journal, JournalPosition, JournalSink};
 use crate::actors::market_feed::{FeedEnded, FeedSettings, MarketFeed, Pipeline, StopFeed};
 use crate::actors::position_book::{PositionBook, PositionBookOutputs};
 use crate::actors::rate_limiter::RateLimiter;
@@ -152,6 +152,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     };
     let journal_arbiter = Arbiter::new();
     let journal = Journal::start_in_arbiter(&journal_arbiter.handle(), move |_| journal);
+    let sink = JournalSink::new(journal.clone().recipient());
     let start_record = Entry::new(
         EventTime::ZERO,
         "run_started",
@@ -165,7 +166,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
             "starting_balances": config.account.balances,
         }),
     );
-    journal.do_send(Append(vec![start_record]));
+    sink.do_send(Append(vec![start_record]));
 
     // Actors that refer to each other get their addresses before they start.
     let pb_ctx = Context::<PositionBook>::new();
@@ -191,7 +192,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         Some(listener) => {
             let actor = ExternalSignals::new(
                 config.feed.pairs.clone(),
-                ExternalOutputs { aggregator: agg.clone().recipient(), journal: journal.clone().recipient() },
+                ExternalOutputs { aggregator: agg.clone().recipient(), journal: sink.clone() },
             )
             .start();
             signal_inputs.push(actor.clone().recipient());
@@ -216,7 +217,8 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         signals: signal_inputs,
         aggregator: agg.clone().recipient(),
         journal_flush: journal.clone().recipient(),
-        journal: journal.clone().recipient(),
+        journal: sink.clone(),
+        flushed_at: Default::default(),
     };
     let mut settings = feed_settings(&config, url);
     let is_replay = replay.is_some();
@@ -232,7 +234,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         PositionBook::new(
             exchange,
             PositionBookOutputs {
-                journal: journal.clone().recipient(),
+                journal: sink.clone(),
                 risk: risk.clone().recipient(),
                 trades_closed: vec![agg.clone().recipient(), risk.clone().recipient()],
             },
@@ -245,14 +247,14 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         RiskCore::new(&config.risk, config.execution.entry),
         RiskOutputs {
             position_book: pb.clone().recipient(),
-            journal: journal.clone().recipient(),
+            journal: sink.clone(),
             emergency_stop: stop_receivers,
             halt_lifted: vec![agg.clone().recipient()],
         },
     ));
     agg_ctx.run(SignalAggregator::new(
         Aggregator::new(&config.aggregator),
-        AggregatorOutputs { risk: risk.clone().recipient(), journal: journal.clone().recipient() },
+        AggregatorOutputs { risk: risk.clone().recipient(), journal: sink.clone() },
     ));
     if config.feed.source == FeedSource::Kraken && !is_replay {
         spawn_rest_startup(&config, rate_limiter.clone().recipient());

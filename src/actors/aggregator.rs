@@ -9,7 +9,7 @@
 
 use actix::prelude::*;
 
-use crate::actors::journal::Append;
+use crate::actors::journal::{Append, JournalSink};
 use crate::core::aggregator::{Aggregator, Decision, SourceWeights};
 use crate::core::decisions::Signal;
 use crate::core::journal::Entry;
@@ -20,7 +20,7 @@ pub struct AggregatorOutputs {
     /// RiskManager.
     pub risk: Recipient<TradeIntents>,
     /// The journal.
-    pub journal: Recipient<Append>,
+    pub journal: JournalSink,
 }
 
 /// Asks for the current source weights and statistics.

@@ -41,7 +41,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::actors::journal::Append;
+use crate::actors::journal::{Append, JournalSink};
 use crate::core::decisions::Signal;
 use crate::core::journal::Entry;
 use crate::core::signals::BUILT_IN;
@@ -72,7 +72,7 @@ pub struct ExternalOutputs {
     /// The aggregator.
     pub aggregator: Recipient<SignalBatch>,
     /// The journal.
-    pub journal: Recipient<Append>,
+    pub journal: JournalSink,
 }
 
 /// The ExternalSignals actor: stamps, checks and forwards signals pushed from outside.

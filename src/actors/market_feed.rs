@@ -17,12 +17,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::actors::journal::{Append, Flush};
+use crate::actors::journal::{Append, Flush, JournalSink};
 use crate::core::journal::Entry;
 use crate::core::kraken::decode::{self, FeedCounters, FeedDecoder, FeedNotice};
 use crate::core::market::{BookInvalidReason, MarketBatch, MarketEvent};
@@ -87,7 +88,9 @@ pub struct Pipeline {
     /// Journal durability barrier.
     pub journal_flush: Recipient<Flush>,
     /// Journal records.
-    pub journal: Recipient<Append>,
+    pub journal: JournalSink,
+    /// `journal.appends_sent()` at the last Flush: a batch that appended nothing skips it.
+    pub flushed_at: Arc<AtomicU64>,
 }
 
 impl Pipeline {
@@ -104,7 +107,10 @@ impl Pipeline {
         self.aggregator.send(data).await.map_err(closed)?;
         self.risk_barrier.send(Barrier).await.map_err(closed)?;
         self.position_book_barrier.send(Barrier).await.map_err(closed)?;
-        self.journal_flush.send(Flush).await.map_err(closed)?.map_err(|e| format!("journal: {e}"))?;
+        let sent = self.journal.appends_sent();
+        if self.flushed_at.swap(sent, Ordering::Relaxed) != sent {
+            self.journal_flush.send(Flush).await.map_err(closed)?.map_err(|e| format!("journal: {e}"))?;
+        }
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use crate::actors::journal::Append;
+use crate::actors::journal::{Append, JournalSink};
 use crate::core::execution::{ExecEvent, ExecStats, PaperExchange};
 use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
@@ -60,7 +60,7 @@ pub const RECENT_TRADES: usize = 200;
 /// Where PositionBook sends what it produces.
 pub struct PositionBookOutputs {
     /// The journal.
-    pub journal: Recipient<Append>,
+    pub journal: JournalSink,
     /// RiskManager.
     pub risk: Recipient<PortfolioUpdate>,
     /// Receivers of closed trades (aggregator, RiskManager).

@@ -11,7 +11,7 @@
 
 use actix::prelude::*;
 
-use crate::actors::journal::Append;
+use crate::actors::journal::{Append, JournalSink};
 use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
 use crate::core::risk::{RiskCore, Verdict};
@@ -31,7 +31,7 @@ pub struct RiskOutputs {
     /// PositionBook.
     pub position_book: Recipient<PlaceOrders>,
     /// The journal.
-    pub journal: Recipient<Append>,
+    pub journal: JournalSink,
     /// Every actor that must stop trading on an emergency stop.
     pub emergency_stop: Vec<Recipient<EmergencyStop>>,
     /// Every actor told when the halt is lifted.
