@@ -8,18 +8,16 @@
 //! back inside the band (|z| ≤ k); a break straight through to the other side also signals.
 //! Windows whose `s` is below `min_rel_vol` (a frozen price) are ignored.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::super::decisions::Signal;
-use super::super::instrument::Symbol;
 use super::super::market::MarketEvent;
 use super::super::time::Span;
 use super::super::validate::Issues;
 use super::SignalModel;
-use super::common::{GridSampler, Window, count_in, float_in, make_signal, mid_of, positive_span};
+use super::common::{Sample, SampledPairs, Window, count_in, float_in, make_signal, positive_span};
 
 /// `signals.breakout.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,7 +60,6 @@ impl BreakoutConfig {
 
 #[derive(Clone, Debug)]
 struct PairState {
-    sampler: GridSampler,
     window: Window,
     side: i8,
 }
@@ -71,13 +68,17 @@ struct PairState {
 pub struct Breakout {
     name: Arc<str>,
     cfg: BreakoutConfig,
-    pairs: BTreeMap<Symbol, PairState>,
+    pairs: SampledPairs<PairState>,
 }
 
 impl Breakout {
     /// A model with the given parameters.
     pub fn new(cfg: &BreakoutConfig) -> Self {
-        Breakout { name: Arc::from("breakout"), cfg: cfg.clone(), pairs: BTreeMap::new() }
+        Breakout {
+            name: Arc::from("breakout"),
+            cfg: cfg.clone(),
+            pairs: SampledPairs::new(cfg.sample_interval),
+        }
     }
 }
 
@@ -87,16 +88,9 @@ impl SignalModel for Breakout {
     }
 
     fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
-        let (sym, t, mid) = mid_of(ev)?;
         let cfg = &self.cfg;
-        let st = self.pairs.entry(sym.clone()).or_insert_with(|| PairState {
-            sampler: GridSampler::new(cfg.sample_interval),
-            window: Window::new(cfg.lookback as usize),
-            side: 0,
-        });
-        if !st.sampler.offer(t) {
-            return None;
-        }
+        let Sample { symbol: sym, time: t, mid, state: st } =
+            self.pairs.sample(ev, || PairState { window: Window::new(cfg.lookback as usize), side: 0 })?;
         let x = mid.ln();
         // The band comes from the samples before this one, so the current price is judged
         // against a band it did not help build.
@@ -154,7 +148,7 @@ mod tests {
 
     #[test]
     fn one_signal_per_excursion_and_band_excludes_current_price() {
-        let sym: Symbol = Arc::from("X/USD");
+        let sym: crate::core::instrument::Symbol = Arc::from("X/USD");
         let cfg =
             BreakoutConfig { sample_interval: Span::from_secs(1), lookback: 4, k: 1.0, ..Default::default() };
         let mut m = Breakout::new(&cfg);

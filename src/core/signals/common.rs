@@ -4,7 +4,7 @@
 //! Everything here only ever looks at the event it is given and at state built from earlier
 //! events, so a model assembled from these parts cannot look ahead.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::super::decisions::Signal;
@@ -74,6 +74,43 @@ impl GridSampler {
                 true
             }
         }
+    }
+}
+
+/// One sample of a pair's mid, handed to a model with that pair's state.
+pub struct Sample<'a, S> {
+    /// The pair.
+    pub symbol: &'a Symbol,
+    /// Event time of the sample.
+    pub time: EventTime,
+    /// The mid (float, statistics only).
+    pub mid: f64,
+    /// The model's state for this pair.
+    pub state: &'a mut S,
+}
+
+/// Per-pair model state behind an event-time grid sampler: what every sampled model needs
+/// before its own arithmetic (read the mid, find the pair's state, keep only grid samples).
+#[derive(Clone, Debug)]
+pub struct SampledPairs<S> {
+    interval: Span,
+    pairs: BTreeMap<Symbol, (GridSampler, S)>,
+}
+
+impl<S> SampledPairs<S> {
+    /// Pairs sampled every `interval` of event time.
+    pub fn new(interval: Span) -> Self {
+        SampledPairs { interval, pairs: BTreeMap::new() }
+    }
+
+    /// For a book or ticker event that opens a new grid bucket of its pair: the sample and the
+    /// pair's state (made by `init` when the pair is first seen). Other events: `None`.
+    pub fn sample<'a>(&'a mut self, ev: &'a MarketEvent, init: impl FnOnce() -> S) -> Option<Sample<'a, S>> {
+        let (symbol, time, mid) = mid_of(ev)?;
+        let interval = self.interval;
+        let (sampler, state) =
+            self.pairs.entry(symbol.clone()).or_insert_with(|| (GridSampler::new(interval), init()));
+        sampler.offer(time).then_some(Sample { symbol, time, mid, state })
     }
 }
 

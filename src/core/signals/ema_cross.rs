@@ -16,18 +16,16 @@
 //! each regime change (and, with `repeat_every` > 0, every that many samples while the regime
 //! holds with |z| > band): score = ±1, confidence = min(1, |z| / `full_confidence_z`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::super::decisions::Signal;
-use super::super::instrument::Symbol;
 use super::super::market::MarketEvent;
 use super::super::time::Span;
 use super::super::validate::Issues;
 use super::SignalModel;
-use super::common::{Ema, GridSampler, alpha_for, count_in, float_in, make_signal, mid_of, positive_span};
+use super::common::{Ema, Sample, SampledPairs, alpha_for, count_in, float_in, make_signal, positive_span};
 
 /// `signals.ema_cross.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,7 +83,6 @@ impl EmaCrossConfig {
 
 #[derive(Clone, Debug)]
 struct PairState {
-    sampler: GridSampler,
     fast: Ema,
     slow: Ema,
     var: Ema,
@@ -100,7 +97,7 @@ pub struct EmaCross {
     name: Arc<str>,
     cfg: EmaCrossConfig,
     gap_scale: f64,
-    pairs: BTreeMap<Symbol, PairState>,
+    pairs: SampledPairs<PairState>,
 }
 
 /// Standard deviation of the relative gap EMA_fast − EMA_slow per unit of per-sample return
@@ -119,7 +116,7 @@ impl EmaCross {
             name: Arc::from("ema_cross"),
             gap_scale: gap_scale(cfg.fast, cfg.slow),
             cfg: cfg.clone(),
-            pairs: BTreeMap::new(),
+            pairs: SampledPairs::new(cfg.sample_interval),
         }
     }
 }
@@ -130,10 +127,8 @@ impl SignalModel for EmaCross {
     }
 
     fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
-        let (sym, t, mid) = mid_of(ev)?;
         let cfg = &self.cfg;
-        let st = self.pairs.entry(sym.clone()).or_insert_with(|| PairState {
-            sampler: GridSampler::new(cfg.sample_interval),
+        let Sample { symbol: sym, time: t, mid, state: st } = self.pairs.sample(ev, || PairState {
             fast: Ema::new(cfg.fast),
             slow: Ema::new(cfg.slow),
             var: Ema::new(cfg.vol_samples),
@@ -141,10 +136,7 @@ impl SignalModel for EmaCross {
             samples: 0,
             regime: 0,
             since_emit: 0,
-        });
-        if !st.sampler.offer(t) {
-            return None;
-        }
+        })?;
         if let Some(prev) = st.last_mid {
             let r = (mid / prev).ln();
             st.var.update(r * r);

@@ -10,18 +10,16 @@
 //! `0.5 + 0.5·(RSI − overbought)/(100 − overbought)`. One signal per visit to a zone (and,
 //! with `repeat_every` > 0, every that many samples while it stays there).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::super::decisions::Signal;
-use super::super::instrument::Symbol;
 use super::super::market::MarketEvent;
 use super::super::time::Span;
 use super::super::validate::Issues;
 use super::SignalModel;
-use super::common::{GridSampler, count_in, float_in, make_signal, mid_of, positive_span};
+use super::common::{Sample, SampledPairs, count_in, float_in, make_signal, positive_span};
 
 /// `signals.rsi.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,7 +110,6 @@ impl WilderRsi {
 
 #[derive(Clone, Debug)]
 struct PairState {
-    sampler: GridSampler,
     rsi: WilderRsi,
     zone: i8,
     since_emit: u32,
@@ -122,13 +119,13 @@ struct PairState {
 pub struct Rsi {
     name: Arc<str>,
     cfg: RsiConfig,
-    pairs: BTreeMap<Symbol, PairState>,
+    pairs: SampledPairs<PairState>,
 }
 
 impl Rsi {
     /// A model with the given parameters.
     pub fn new(cfg: &RsiConfig) -> Self {
-        Rsi { name: Arc::from("rsi"), cfg: cfg.clone(), pairs: BTreeMap::new() }
+        Rsi { name: Arc::from("rsi"), cfg: cfg.clone(), pairs: SampledPairs::new(cfg.sample_interval) }
     }
 }
 
@@ -138,17 +135,12 @@ impl SignalModel for Rsi {
     }
 
     fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
-        let (sym, t, mid) = mid_of(ev)?;
         let cfg = &self.cfg;
-        let st = self.pairs.entry(sym.clone()).or_insert_with(|| PairState {
-            sampler: GridSampler::new(cfg.sample_interval),
+        let Sample { symbol: sym, time: t, mid, state: st } = self.pairs.sample(ev, || PairState {
             rsi: WilderRsi::new(cfg.period),
             zone: 0,
             since_emit: 0,
-        });
-        if !st.sampler.offer(t) {
-            return None;
-        }
+        })?;
         let rsi = st.rsi.update(mid)?;
         st.since_emit = st.since_emit.saturating_add(1);
         let zone: i8 = if rsi < cfg.oversold {
@@ -220,7 +212,7 @@ mod tests {
 
     #[test]
     fn oversold_is_long_and_overbought_is_short() {
-        let sym: Symbol = Arc::from("X/USD");
+        let sym: crate::core::instrument::Symbol = Arc::from("X/USD");
         let cfg = RsiConfig { sample_interval: Span::from_secs(1), period: 3, ..RsiConfig::default() };
         let mut m = Rsi::new(&cfg);
         let mut out = vec![];
