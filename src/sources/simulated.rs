@@ -449,6 +449,21 @@ struct Conn {
 }
 
 impl Conn {
+    /// Handles what reading the socket gave: a message is answered; an error or the end of
+    /// the stream ends the connection (the reason is returned).
+    async fn on_incoming(
+        &mut self,
+        ws: &mut Ws,
+        market: &SimMarket,
+        next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Result<(), &'static str> {
+        match next {
+            Some(Ok(msg)) => self.on_message(ws, market, msg).await,
+            Some(Err(_)) => Err("read failed"),
+            None => Err("client closed"),
+        }
+    }
+
     /// Answers one client message; false when the client closed.
     async fn on_message(
         &mut self,
@@ -499,12 +514,7 @@ async fn connection(
     loop {
         // 1. Requests that have already arrived are answered before the next market frame.
         while let Some(next) = ws.next().now_or_never() {
-            let r = match next {
-                Some(Ok(msg)) => c.on_message(&mut ws, &ex.market, msg).await,
-                Some(Err(_)) => Err("read failed"),
-                None => Err("client closed"),
-            };
-            if let Err(reason) = r {
+            if let Err(reason) = c.on_incoming(&mut ws, &ex.market, next).await {
                 return Ended::Closed(reason);
             }
         }
@@ -522,12 +532,7 @@ async fn connection(
                 _ = stop.changed() => return Ended::Stop,
                 m = ws.next() => m,
             };
-            let r = match next {
-                Some(Ok(msg)) => c.on_message(&mut ws, &ex.market, msg).await,
-                Some(Err(_)) => Err("read failed"),
-                None => Err("client closed"),
-            };
-            if let Err(reason) = r {
+            if let Err(reason) = c.on_incoming(&mut ws, &ex.market, next).await {
                 return Ended::Closed(reason);
             }
             continue;
@@ -560,12 +565,7 @@ async fn connection(
                 if let Some(next) = woke {
                     // A request came in while waiting: answer it, then wait again.
                     c.pending.push_front(frame);
-                    let r = match next {
-                        Some(Ok(msg)) => c.on_message(&mut ws, &ex.market, msg).await,
-                        Some(Err(_)) => Err("read failed"),
-                        None => Err("client closed"),
-                    };
-                    if let Err(reason) = r {
+                    if let Err(reason) = c.on_incoming(&mut ws, &ex.market, next).await {
                         return Ended::Closed(reason);
                     }
                     continue;
