@@ -522,6 +522,14 @@ impl Config {
                 feed.remove("ws_url");
                 feed.remove("rest_url");
             }
+            // Keys added with shorts and amends change nothing at their defaults: leave them
+            // out then, so a default run keeps the fingerprint (and journal) it had.
+            if self.execution.margin_and_chase_are_default()
+                && let Some(ex) = obj.get_mut("execution").and_then(|e| e.as_object_mut())
+            {
+                ex.remove("margin");
+                ex.remove("chase_reprices");
+            }
         }
         let text = v.to_string();
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -636,5 +644,32 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         b.run.duration = Span::from_secs(60);
         assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn margin_keys_count_in_the_fingerprint_only_when_set() {
+        let a = Config::default();
+        // The default run's fingerprint from before `execution.margin` existed.
+        assert_eq!(a.fingerprint(), "8b7203bdbb8d1491");
+        let mut b = Config::default();
+        b.execution.margin.enabled = true;
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        let mut c = Config::default();
+        c.execution.chase_reprices = 2;
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        assert!(c.to_yaml().contains("chase_reprices: 2") && a.to_yaml().contains("margin:"));
+    }
+
+    #[test]
+    fn margin_config_errors_name_the_key() {
+        let env = [
+            ("KRAKEN_PAPER__EXECUTION__MARGIN__ENABLED".to_string(), "true".to_string()),
+            ("KRAKEN_PAPER__EXECUTION__MARGIN__LEVERAGE".to_string(), "20".to_string()),
+        ];
+        let err = Config::load_with_env(&ConfigSource::Embedded, env).unwrap_err().to_string();
+        assert!(err.contains("execution.margin.leverage"), "{err}");
+        let env = [("KRAKEN_PAPER__EXECUTION__MARGIN__LEVERGE".to_string(), "3".to_string())];
+        let err = Config::load_with_env(&ConfigSource::Embedded, env).unwrap_err().to_string();
+        assert!(err.contains("execution.margin.leverge"), "{err}");
     }
 }

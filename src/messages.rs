@@ -128,6 +128,26 @@ pub enum OperatorCommand {
     Resume,
 }
 
+/// Kraken's AmendOrder through the order API (your code → PositionBook): change an open
+/// order in place — same id, fills kept; a quantity reduction keeps its queue priority, a new
+/// price loses it. Answered with the amend id once it is on its way to the book (it arrives
+/// after `execution.latency`; the outcome is journaled as `order_amended` or
+/// `amend_rejected`), or at once with Kraken's error (`EOrder:Unknown order`, …).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<u64, crate::core::orders::Rejection>")]
+pub struct AmendOrder {
+    /// The order.
+    pub order_id: crate::core::orders::OrderId,
+    /// New total quantity (`order_qty`), base units.
+    pub qty: Option<crate::core::money::Qty>,
+    /// New limit price (`limit_price`).
+    pub limit_price: Option<crate::core::money::Price>,
+    /// New trigger price (`trigger_price`).
+    pub trigger_price: Option<crate::core::money::Price>,
+    /// Refuse a limit price change that would take liquidity.
+    pub post_only: bool,
+}
+
 /// The order API's convenience call (engine, HTTP or your own actor → RiskManager): open a
 /// position on `pair`. Sized and checked by the risk core like any intent; answered with the
 /// order it approved or the refusal.
@@ -136,7 +156,8 @@ pub enum OperatorCommand {
 pub struct OpenPosition {
     /// Pair (WS v2 symbol).
     pub pair: String,
-    /// Buy opens a long; Sell closes a long (spot: no shorts).
+    /// Buy opens a long (or closes a short); Sell closes a long, or opens a short when
+    /// `execution.margin.enabled` and the pair is marginable.
     pub side: crate::core::market::Side,
     /// Confidence in [0, 1] (scales the size).
     pub confidence: f64,

@@ -216,7 +216,15 @@ fn execution_section(d: &RunData) -> Value {
     };
     let count = |kind: &str| d.order_events.iter().filter(|r| r.kind == kind).count() as u64;
     let fills = d.fills.len() as u64;
-    json!({
+    // Shorts: only when the run had margin records (a spot run's report is unchanged).
+    let margin = (!d.margin_fees.is_zero() || d.margin_calls > 0 || d.liquidations > 0).then(|| {
+        json!({
+            "margin_fees_paid": dec(d.margin_fees),
+            "margin_calls": d.margin_calls,
+            "liquidations": d.liquidations,
+        })
+    });
+    let mut out = json!({
         "fills": fills,
         "partial_fills": partial,
         "maker_fills": maker,
@@ -231,7 +239,12 @@ fn execution_section(d: &RunData) -> Value {
         "slippage_paid": dec(slippage),
         "notional_traded": dec(notional),
         "recorded": d.exec_stats.clone().map_or(Value::Null, Value::Object),
-    })
+        "amends": count("order_amended"),
+    });
+    if let (Some(m), Some(o)) = (margin, out.as_object_mut()) {
+        o.insert("margin".into(), m);
+    }
+    out
 }
 
 /// Risk figures: the latest `risk_metrics` record's fields, with the counts and drawdowns

@@ -2,8 +2,9 @@
 //! book, fees, balances and positions.
 //!
 //! - In: [`MarketData`] (apply events: fills, triggers, marks), [`PlaceOrders`] (from
-//!   RiskManager), [`EmergencyStop`] (cancel everything and flatten in the same event),
-//!   [`Barrier`], [`Shutdown`], [`GetPortfolio`].
+//!   RiskManager), [`AmendOrder`] (order API: Kraken's AmendOrder), [`EmergencyStop`]
+//!   (cancel everything and flatten in the same event), [`Barrier`], [`Shutdown`],
+//!   [`GetPortfolio`].
 //! - Out: journal records for every execution event and equity snapshots; [`PortfolioUpdate`]
 //!   to RiskManager after every batch; [`TradesClosed`] to the aggregator and RiskManager.
 //! - Fails: never on data; an accounting identity violation is logged as an error and
@@ -21,7 +22,7 @@ use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
 use crate::core::time::{EventTime, Span};
 use crate::messages::{
-    Barrier, EmergencyStop, MarketData, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
+    AmendOrder, Barrier, EmergencyStop, MarketData, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
 };
 
 /// Asks for the current account (dashboard, tests).
@@ -185,7 +186,9 @@ impl PositionBook {
             });
         }
         let unrealized: Decimal = view.positions.iter().map(|p| p.unrealized).sum();
-        let exposure: Decimal = view.positions.iter().map(|p| p.notional).sum();
+        // Signed: a short's value is negative (cash then is the quote balance itself).
+        let exposure: Decimal =
+            view.positions.iter().map(|p| if p.qty < Decimal::ZERO { -p.notional } else { p.notional }).sum();
         Entry::new(
             time,
             "equity",
@@ -275,6 +278,24 @@ impl Handler<PlaceOrders> for PositionBook {
             self.exchange.submit(req, &mut self.scratch);
         }
         self.publish();
+    }
+}
+
+impl Handler<AmendOrder> for PositionBook {
+    type Result = Result<u64, crate::core::orders::Rejection>;
+
+    fn handle(&mut self, msg: AmendOrder, _ctx: &mut Self::Context) -> Self::Result {
+        let req = crate::core::orders::AmendRequest {
+            order_id: msg.order_id,
+            qty: msg.qty,
+            limit_price: msg.limit_price,
+            trigger_price: msg.trigger_price,
+            post_only: msg.post_only,
+            decided_at: self.last_time,
+        };
+        let res = self.exchange.amend(req, &mut self.scratch);
+        self.publish();
+        res
     }
 }
 

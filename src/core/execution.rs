@@ -15,13 +15,22 @@
 //! - Every fill moves exactly price × qty and the fee (quote currency, pair cost precision)
 //!   between the base and quote balances; positions, P&L and excursions follow.
 //!
-//! Submodules: `fees` (schedule, 30-day volume, trading rate counter) and `fill_model`
-//! (our book copy, consumed liquidity, queue rules).
+//! - Shorts (`execution.margin.enabled`, off by default): a sell with Kraken's `leverage`
+//!   borrows the base it sells (a short margin position), pays Kraken's opening and 4-hourly
+//!   rollover fees, and is watched for margin call and liquidation levels.
+//! - [`PaperExchange::amend`] is Kraken's AmendOrder: in place, queue priority kept on a
+//!   quantity reduction, lost on a price change, counted on the pair's rate counter.
+//!
+//! Submodules: `fees` (schedule, 30-day volume, trading rate counter), `fill_model`
+//! (our book copy, consumed liquidity, queue rules) and `margin` (margin config, fees,
+//! allowances, margin level).
 
 #[path = "fees.rs"]
 mod fees;
 #[path = "fill_model.rs"]
 mod fill_model;
+#[path = "margin.rs"]
+mod margin;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,16 +41,18 @@ use serde::{Deserialize, Serialize};
 pub use fees::Tier;
 use fees::{RateCounter, VolumeTracker};
 use fill_model::PairBook;
+pub use margin::MarginConfig;
+use margin::MarginPosition;
 
 use super::decisions::Contribution;
-use super::instrument::{Instrument, PairStatus, Symbol};
+use super::instrument::{Instrument, MarginTerms, PairStatus, Symbol};
 use super::market::{BookEvent, MarketEvent, Side, SystemStatus, TradeEvent};
 use super::money::{Cash, Price, Qty};
 use super::orders::{
-    EntryStyle, Fill, FillCause, Liquidity, OrderId, OrderOrigin, OrderRequest, OrderSpec, OrderType,
-    Protection, Rejection, TimeInForce, TrailingOffset,
+    AmendRequest, EntryStyle, Fill, FillCause, Liquidity, OrderId, OrderOrigin, OrderRequest, OrderSpec,
+    OrderType, Protection, Rejection, TimeInForce, TrailingOffset,
 };
-use super::portfolio::{PortfolioView, PositionView, Quote};
+use super::portfolio::{MarginView, PortfolioView, PositionView, Quote};
 use super::time::{EventTime, Span};
 use super::validate::Issues;
 
@@ -85,6 +96,12 @@ pub struct ExecutionConfig {
     /// How RiskManager prices entry orders (`market`, `limit`, `post_only`), default
     /// `limit` at the touch. Read by the risk core, not by the paper exchange.
     pub entry: EntryStyle,
+    /// Times an entry limit still resting at `entry_timeout` is re-priced to the touch with
+    /// Kraken's AmendOrder (another `entry_timeout` each) before the chase cancels it and
+    /// sends the remainder as a market order. Default 0: the chase at once.
+    pub chase_reprices: u32,
+    /// Short margin positions (`execution.margin.*`); off by default.
+    pub margin: MarginConfig,
 }
 
 impl Default for ExecutionConfig {
@@ -98,6 +115,8 @@ impl Default for ExecutionConfig {
             tier: Tier::Intermediate,
             max_open_orders_per_pair: None,
             entry: EntryStyle::default(),
+            chase_reprices: 0,
+            margin: MarginConfig::default(),
         }
     }
 }
@@ -118,6 +137,14 @@ impl ExecutionConfig {
         if let Some(n) = self.max_open_orders_per_pair {
             is.in_range("execution.max_open_orders_per_pair", i64::from(n), 1, 100_000);
         }
+        is.in_range("execution.chase_reprices", i64::from(self.chase_reprices), 0, 100);
+        self.margin.validate(is);
+    }
+
+    /// True when nothing margin- or amend-related differs from the defaults (the config
+    /// fingerprint then stays what it was before these keys existed).
+    pub fn margin_and_chase_are_default(&self) -> bool {
+        self.chase_reprices == 0 && self.margin == MarginConfig::default()
     }
 
     fn open_order_limit(&self) -> u32 {
@@ -221,11 +248,93 @@ pub enum ExecEvent {
     },
     /// A round trip closed.
     TradeClosed(ClosedTrade),
+    /// An AmendOrder was applied: the order's fields after it.
+    OrderAmended {
+        /// Event time (arrival of the amend at the book).
+        time: EventTime,
+        /// Id.
+        order_id: OrderId,
+        /// Amend transaction id.
+        amend_id: u64,
+        /// Quantity after the amend.
+        qty: Qty,
+        /// Limit / trigger price after the amend.
+        price: Option<Price>,
+        /// Limit price of a -limit triggered type after the amend.
+        price2: Option<Price>,
+        /// True when the order kept its place in the queue (quantity reduced only).
+        queue_kept: bool,
+        /// Added to the pair's rate counter.
+        penalty: Decimal,
+    },
+    /// An AmendOrder was refused (the order is unchanged).
+    AmendRejected {
+        /// Event time.
+        time: EventTime,
+        /// The order named.
+        order_id: OrderId,
+        /// Amend transaction id.
+        amend_id: u64,
+        /// Kraken's error and our reason.
+        rejection: Rejection,
+    },
+    /// A margin fee (opening or 4-hourly rollover) was charged on a short margin position.
+    MarginFee {
+        /// Event time.
+        time: EventTime,
+        /// Pair.
+        pair: Symbol,
+        /// `opening` or `rollover`.
+        kind: String,
+        /// Borrowed quantity the fee is on (base units).
+        qty: Qty,
+        /// Price the borrowed quantity is valued at.
+        price: Price,
+        /// Fee rate, percent.
+        rate_pct: Decimal,
+        /// Fee (quote currency).
+        fee: Cash,
+        /// Quote currency.
+        currency: Arc<str>,
+    },
+    /// The margin level fell below the margin call level.
+    MarginCall {
+        /// Event time.
+        time: EventTime,
+        /// Equity / used margin × 100.
+        margin_level: Decimal,
+        /// Equity (account currency).
+        equity: Cash,
+        /// Used margin (account currency).
+        used_margin: Cash,
+        /// Margin call level, percent.
+        margin_call: u32,
+    },
+    /// The margin level reached the liquidation level: a forced close was sent to the book.
+    MarginLiquidation {
+        /// Event time.
+        time: EventTime,
+        /// Pair.
+        pair: Symbol,
+        /// The liquidation order (origin `liquidation`).
+        order_id: OrderId,
+        /// Borrowed quantity being bought back.
+        qty: Qty,
+        /// Equity / used margin × 100.
+        margin_level: Decimal,
+        /// Equity (account currency).
+        equity: Cash,
+        /// Used margin (account currency).
+        used_margin: Cash,
+        /// Liquidation level, percent.
+        margin_stop: u32,
+    },
 }
 
 impl ExecEvent {
     /// Journal record type: `order`, `order_rejected`, `order_triggered`, `order_canceled`,
-    /// `fill`, `position`, `trade_closed`.
+    /// `fill`, `position`, `trade_closed`, `order_amended`, `amend_rejected`, `margin_fee`,
+    /// `margin_call`, `margin_liquidation`.
     pub fn kind(&self) -> &'static str {
         match self {
             ExecEvent::OrderAccepted { .. } => "order",
@@ -235,6 +344,11 @@ impl ExecEvent {
             ExecEvent::Fill(_) => "fill",
             ExecEvent::Position { .. } => "position",
             ExecEvent::TradeClosed(_) => "trade_closed",
+            ExecEvent::OrderAmended { .. } => "order_amended",
+            ExecEvent::AmendRejected { .. } => "amend_rejected",
+            ExecEvent::MarginFee { .. } => "margin_fee",
+            ExecEvent::MarginCall { .. } => "margin_call",
+            ExecEvent::MarginLiquidation { .. } => "margin_liquidation",
         }
     }
     /// Event time.
@@ -244,7 +358,12 @@ impl ExecEvent {
             | ExecEvent::OrderRejected { time, .. }
             | ExecEvent::OrderTriggered { time, .. }
             | ExecEvent::OrderCanceled { time, .. }
-            | ExecEvent::Position { time, .. } => *time,
+            | ExecEvent::Position { time, .. }
+            | ExecEvent::OrderAmended { time, .. }
+            | ExecEvent::AmendRejected { time, .. }
+            | ExecEvent::MarginFee { time, .. }
+            | ExecEvent::MarginCall { time, .. }
+            | ExecEvent::MarginLiquidation { time, .. } => *time,
             ExecEvent::Fill(f) => f.time,
             ExecEvent::TradeClosed(t) => t.exit_time,
         }
@@ -270,6 +389,22 @@ pub struct ExecStats {
     pub fees_paid: Cash,
     /// Slippage paid versus the mid at arrival (account currency).
     pub slippage_paid: Cash,
+    /// Margin opening and rollover fees paid (account currency; absent when zero).
+    #[serde(default, skip_serializing_if = "Decimal::is_zero")]
+    pub margin_fees_paid: Cash,
+    /// Margin calls (absent when zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub margin_calls: u64,
+    /// Forced liquidations (absent when zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub liquidations: u64,
+    /// Amends applied (absent when zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub amends: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where an order is in its life.
@@ -309,6 +444,12 @@ struct Order {
     chased: bool,
     /// A requested cancel travelling to the exchange: (arrival, reason).
     cancel_due: Option<(EventTime, String)>,
+    /// The entry timeout runs from here (arrival, or the last re-price of the chase).
+    chase_from: EventTime,
+    /// Re-prices the chase has done.
+    reprices: u32,
+    /// Last amend at the exchange (rest age of the rate counter's penalties runs from it).
+    amended_at: Option<EventTime>,
     contributions: Vec<Contribution>,
     tags: Vec<String>,
 }
@@ -329,10 +470,19 @@ impl Order {
     fn at_exchange(&self) -> bool {
         self.stage != Stage::Pending
     }
+    /// Time since placement or the last amend (Kraken's rest age for counter penalties).
+    fn rest_age(&self, now: EventTime) -> i64 {
+        now.micros_since(self.amended_at.unwrap_or(self.placed_at).max(self.placed_at))
+    }
+    /// A sell that borrows what it sells beyond the pair's long (Kraken's `leverage`).
+    fn is_margin_sell(&self) -> bool {
+        self.spec.side == Side::Sell && self.spec.leverage.is_some() && !self.spec.reduce_only
+    }
     /// `exit_reason` of a trade this order closes.
     fn exit_reason(&self) -> &'static str {
         match (&self.origin, self.spec.order_type) {
             (OrderOrigin::Flatten, _) => "flatten",
+            (OrderOrigin::Liquidation, _) => "liquidation",
             (_, OrderType::StopLoss | OrderType::StopLossLimit) => "stop_loss",
             (_, OrderType::TakeProfit | OrderType::TakeProfitLimit) => "take_profit",
             (_, OrderType::TrailingStop) => "trailing_stop",
@@ -390,8 +540,8 @@ struct OpenTrade {
 /// Accounting of one pair.
 #[derive(Clone, Debug, Default)]
 struct Position {
-    /// Signed base quantity traded on this pair (negative after selling base the account
-    /// held before, since shorts are not supported).
+    /// Signed base quantity traded on this pair (negative for a short margin position, or
+    /// after selling base the account held before).
     qty: Qty,
     /// Signed cost of the open quantity (quote): avg price = basis / qty.
     basis: Cash,
@@ -425,6 +575,22 @@ struct PairState {
 /// the 28th digit; everything else is exact decimal arithmetic.
 const IDENTITY_TOLERANCE: Decimal = rust_decimal_macros::dec!(0.00000001);
 
+/// An AmendOrder travelling to the exchange.
+#[derive(Clone, Debug)]
+struct PendingAmend {
+    req: AmendRequest,
+    due: EventTime,
+}
+
+/// Margin figures of the account at one moment (account currency).
+#[derive(Clone, Debug, Default)]
+struct MarginAccount {
+    equity: Cash,
+    used: Cash,
+    reserved: Cash,
+    level: Option<Decimal>,
+}
+
 /// The paper exchange and account.
 pub struct PaperExchange {
     cfg: ExecutionConfig,
@@ -443,6 +609,15 @@ pub struct PaperExchange {
     next_fill: u64,
     next_trade: u64,
     next_group: u64,
+    /// Short margin positions per pair.
+    margin: BTreeMap<Symbol, MarginPosition>,
+    /// The margin level is below the margin call level (re-armed when it recovers).
+    margin_call_active: bool,
+    amends: BTreeMap<u64, PendingAmend>,
+    next_amend: u64,
+    /// Σ margin fees charged per currency: they are owed even when the balance cannot pay
+    /// them, so they are the only thing that can take a quote balance below zero.
+    margin_fees_owed: BTreeMap<String, Decimal>,
 }
 
 /// What a due timer does.
@@ -452,6 +627,7 @@ enum Due {
     Cancel,
     Expire,
     Chase,
+    Amend,
 }
 
 fn reject(error: &str, reason: String) -> Rejection {
@@ -487,6 +663,11 @@ impl PaperExchange {
             next_fill: 1,
             next_trade: 1,
             next_group: 1,
+            margin: BTreeMap::new(),
+            margin_call_active: false,
+            amends: BTreeMap::new(),
+            next_amend: 1,
+            margin_fees_owed: BTreeMap::new(),
         }
     }
 
@@ -496,6 +677,7 @@ impl PaperExchange {
         self.now = self.now.max(ev.time());
         // Orders, cancels and timers due before this event act on the market as it was.
         self.run_timers(out);
+        self.charge_rollovers(out);
         match ev {
             MarketEvent::Book(b) => self.on_book(seq, b, out),
             MarketEvent::Trade(t) => self.on_trade(seq, t, out),
@@ -508,6 +690,7 @@ impl PaperExchange {
         }
         // Children placed with zero latency, or orders that waited for a valid book.
         self.run_timers(out);
+        self.check_margin(out);
     }
 
     /// Accepts an order; it reaches the book at `decided_at + latency`.
@@ -566,6 +749,43 @@ impl PaperExchange {
         }
     }
 
+    /// Kraken's AmendOrder: the amend travels to the exchange with the modelled latency
+    /// (after the order itself) and is applied there in place, or refused with an
+    /// `amend_rejected` record. Refused at once (also journaled) when the order is not open
+    /// now or the request changes nothing. Returns the amend's id.
+    pub fn amend(&mut self, req: AmendRequest, out: &mut Vec<ExecEvent>) -> Result<u64, Rejection> {
+        let (id, time) = (req.order_id, req.decided_at.max(self.now));
+        let refusal = if !self.orders.contains_key(&id) {
+            Some(("EOrder:Unknown order", format!("order {id} is not open")))
+        } else if req.qty.is_none() && req.limit_price.is_none() && req.trigger_price.is_none() {
+            Some((
+                "EGeneral:Invalid arguments",
+                "nothing to amend: give order_qty, limit_price or trigger_price".into(),
+            ))
+        } else {
+            req.qty.filter(|q| *q <= Decimal::ZERO).map(|q| {
+                ("EGeneral:Invalid arguments:order_qty", format!("order_qty must be positive, got {q}"))
+            })
+        };
+        if let Some((error, reason)) = refusal {
+            let aid = self.next_amend;
+            self.next_amend += 1;
+            let rejection = reject(error, reason);
+            out.push(ExecEvent::AmendRejected {
+                time,
+                order_id: id,
+                amend_id: aid,
+                rejection: rejection.clone(),
+            });
+            return Err(rejection);
+        }
+        let aid = self.queue_amend(req);
+        if self.amends.get(&aid).is_some_and(|a| a.due <= self.now) {
+            self.run_timers(out);
+        }
+        Ok(aid)
+    }
+
     /// Cancels every open order.
     pub fn cancel_all(&mut self, now: EventTime, reason: &str, out: &mut Vec<ExecEvent>) {
         self.now = self.now.max(now);
@@ -575,7 +795,7 @@ impl PaperExchange {
             if let Some(o) = self.orders.get(&id)
                 && o.at_exchange()
             {
-                let pen = fees::cancel_penalty(now.micros_since(o.placed_at));
+                let pen = fees::cancel_penalty(o.rest_age(now));
                 let pair = o.spec.pair.clone();
                 let tier = self.cfg.tier;
                 self.pair_mut(&pair).rate.force_add(now, tier, pen);
@@ -641,7 +861,17 @@ impl PaperExchange {
             });
         }
         let cash = self.balance(&self.currency);
-        let held = self.held(&self.currency, None, false);
+        let held = self.held(&self.currency, None, false) + self.locked(&self.currency, None);
+        let margin = self.cfg.margin.enabled.then(|| {
+            let a = self.margin_account(None);
+            MarginView {
+                leverage: self.cfg.margin.leverage,
+                used_margin: a.used,
+                free_margin: a.equity - a.used - a.reserved,
+                margin_level: a.level.map(|l| l.round_dp(2)),
+                positions: self.margin.len(),
+            }
+        });
         PortfolioView {
             time: self.now,
             currency: self.currency.clone(),
@@ -650,6 +880,7 @@ impl PaperExchange {
             positions,
             open_orders: counts.into_iter().collect(),
             quotes,
+            margin,
         }
     }
 
@@ -695,7 +926,13 @@ impl PaperExchange {
             };
             *expect.entry(inst.base.to_string()).or_default() += p.base_flow;
             *expect.entry(inst.quote.to_string()).or_default() += p.quote_flow;
-            // 2. The position's own records agree with its flows.
+            // 2. The position's own records agree with its flows; what is borrowed on the
+            //    pair is never more than its short.
+            if let Some(m) = self.margin.get(pair)
+                && (m.qty <= Decimal::ZERO || m.qty > (-p.qty).max(Decimal::ZERO))
+            {
+                return Err(format!("{pair}: margin position {} but position qty {}", m.qty, p.qty));
+            }
             if p.qty != p.base_flow {
                 return Err(format!("{pair}: position qty {} != Σ fill qty {}", p.qty, p.base_flow));
             }
@@ -712,8 +949,23 @@ impl PaperExchange {
                 return Err(format!("balance {asset} {have} != initial + fills {want}"));
             }
             let initial = self.initial.get(asset).copied().unwrap_or_default();
-            if have < Decimal::ZERO && initial >= Decimal::ZERO {
-                return Err(format!("balance {asset} is negative ({have}) but shorts are not supported"));
+            // A negative balance is base borrowed for short margin positions, or margin fees
+            // the balance could not pay; never more.
+            let borrowed: Decimal = self
+                .margin
+                .iter()
+                .filter(|(p, _)| self.inst(p).is_some_and(|i| &*i.base == asset))
+                .map(|(_, m)| m.qty)
+                .sum::<Decimal>()
+                + self.margin_fees_owed.get(asset).copied().unwrap_or_default();
+            if have < Decimal::ZERO && initial >= Decimal::ZERO && -have > borrowed {
+                return Err(if self.cfg.margin.enabled {
+                    format!(
+                        "balance {asset} is {have}, beyond the {borrowed} borrowed for short margin positions"
+                    )
+                } else {
+                    format!("balance {asset} is negative ({have}) but shorts are not supported")
+                });
             }
         }
         // 3. Equity from balances = initial holdings + Σ (realized − fees + unrealized).
@@ -791,6 +1043,9 @@ impl PaperExchange {
                 is_child,
                 chased: false,
                 cancel_due: None,
+                chase_from: arrive_at,
+                reprices: 0,
+                amended_at: None,
                 contributions,
                 tags,
             },
@@ -838,7 +1093,7 @@ impl PaperExchange {
                 && o.spec.order_type == OrderType::Limit
                 && matches!(o.origin, OrderOrigin::Intent { .. })
             {
-                consider(o.placed_at.plus_micros(timeout), Due::Chase);
+                consider(o.chase_from.plus_micros(timeout), Due::Chase);
             }
         }
         best
@@ -856,12 +1111,21 @@ impl PaperExchange {
                     best = Some((t, d, o.id));
                 }
             }
+            for (aid, a) in &self.amends {
+                if let Some(t) = self.amend_due(a, now)
+                    && best.is_none_or(|b| (t, Due::Amend, OrderId(*aid)) < b)
+                {
+                    best = Some((t, Due::Amend, OrderId(*aid)));
+                }
+            }
             let Some((t, d, id)) = best else { break };
             match d {
                 Due::Arrive => self.arrive(id, t, out),
                 Due::Cancel => self.requested_cancel(id, t, out),
                 Due::Expire => self.drop_order(id, t, "expired", out),
                 Due::Chase => self.chase(id, t, out),
+                // For amends the id is the amend's own.
+                Due::Amend => self.apply_amend(id.0, t, out),
             }
         }
     }
@@ -870,7 +1134,7 @@ impl PaperExchange {
         let Some(o) = self.orders.get_mut(&id) else { return };
         let Some((_, reason)) = o.cancel_due.take() else { return };
         if o.at_exchange() {
-            let pen = fees::cancel_penalty(time.micros_since(o.placed_at));
+            let pen = fees::cancel_penalty(o.rest_age(time));
             let (pair, spec) = (o.spec.pair.clone(), o.spec.clone());
             let tier = self.cfg.tier;
             let rate = &mut self.pair_mut(&pair).rate;
@@ -887,12 +1151,36 @@ impl PaperExchange {
         self.drop_order(id, time, &reason, out);
     }
 
-    /// The entry chase: cancel the resting remainder, send it as a market order.
+    /// The entry chase: re-price the resting entry to the touch with an amend while
+    /// `chase_reprices` allows, else cancel the resting remainder and send it as a market
+    /// order.
     fn chase(&mut self, id: OrderId, time: EventTime, out: &mut Vec<ExecEvent>) {
         let Some(o) = self.orders.get(&id).cloned() else { return };
         let pair = o.spec.pair.clone();
+        if o.reprices < self.cfg.chase_reprices {
+            let touch = self.pairs.get(&pair).and_then(|s| match o.spec.side {
+                Side::Buy => s.book.bid(),
+                Side::Sell => s.book.ask(),
+            });
+            if let Some(m) = self.orders.get_mut(&id) {
+                m.reprices += 1;
+                m.chase_from = time;
+            }
+            if let Some(p) = touch.filter(|p| Some(*p) != o.limit_price()) {
+                let req = AmendRequest {
+                    order_id: id,
+                    qty: None,
+                    limit_price: Some(p),
+                    trigger_price: None,
+                    post_only: o.spec.post_only,
+                    decided_at: time,
+                };
+                self.queue_amend(req);
+            }
+            return;
+        }
         let tier = self.cfg.tier;
-        let pen = fees::cancel_penalty(time.micros_since(o.placed_at));
+        let pen = fees::cancel_penalty(o.rest_age(time));
         self.pair_mut(&pair).rate.force_add(time, tier, pen);
         let rem = o.remaining();
         self.drop_order(id, time, "chase", out);
@@ -909,6 +1197,7 @@ impl PaperExchange {
         }
         let mut spec = OrderSpec::market(pair, o.spec.side, rem);
         spec.reduce_only = o.spec.reduce_only;
+        spec.leverage = o.spec.leverage;
         let arrive = time.plus_micros(self.cfg.latency.as_micros());
         let nid = self.new_order(spec, o.origin.clone(), time, arrive, o.group, o.contributions, o.tags, out);
         if let Some(n) = self.orders.get_mut(&nid) {
@@ -922,7 +1211,8 @@ impl PaperExchange {
         let pair = o.spec.pair.clone();
         let tier = self.cfg.tier;
         // Every add counts on receipt; our own safety orders are counted but never refused.
-        let safety = o.is_child || o.chased || o.origin == OrderOrigin::Flatten;
+        let safety =
+            o.is_child || o.chased || matches!(o.origin, OrderOrigin::Flatten | OrderOrigin::Liquidation);
         let rate = &mut self.pair_mut(&pair).rate;
         let verdict = if safety {
             rate.force_add(time, tier, Decimal::ONE);
@@ -945,6 +1235,7 @@ impl PaperExchange {
         let last = self.pairs.get(&pair).and_then(|s| s.last_trade);
         if let Some(o) = self.orders.get_mut(&id) {
             o.placed_at = time;
+            o.chase_from = time;
             o.ref_mid = mid;
             o.trail_best = last.or(mid);
         }
@@ -1120,13 +1411,17 @@ impl PaperExchange {
             }
         }
         // Open orders on the pair.
-        let open = self.orders.values().filter(|x| x.spec.pair == s.pair && x.at_exchange()).count();
+        let open =
+            self.orders.values().filter(|x| x.spec.pair == s.pair && x.at_exchange() && x.id != o.id).count();
         let limit = self.cfg.open_order_limit();
         if open >= limit as usize {
             return Err(reject(
                 "EOrder:Orders limit exceeded",
                 format!("{open} open orders on {} (limit {limit})", s.pair),
             ));
+        }
+        if let Some(lev) = s.leverage {
+            self.check_leverage(o, &inst, lev)?;
         }
         // Funds, counting what open orders hold. Reduce-only orders hold nothing: they are
         // clamped to the position and to the balances when they fill.
@@ -1135,7 +1430,9 @@ impl PaperExchange {
                 Side::Buy => {
                     let need = self.buy_cost_estimate(o, &inst);
                     let bal = self.balance(&inst.quote);
-                    let held = self.held(&inst.quote, Some(o.id), true);
+                    // Proceeds of short sales back their margin positions: not spendable.
+                    let held =
+                        self.held(&inst.quote, Some(o.id), true) + self.locked(&inst.quote, Some(&s.pair));
                     if need > bal - held {
                         return Err(reject(
                             "EOrder:Insufficient funds",
@@ -1148,14 +1445,22 @@ impl PaperExchange {
                         ));
                     }
                 }
+                Side::Sell if s.leverage.is_some() => self.check_margin_sell(o, &inst, time)?,
                 Side::Sell => {
                     let bal = self.balance(&inst.base);
                     let held = self.held(&inst.base, Some(o.id), true);
                     if s.qty > bal - held {
+                        let why = if !self.cfg.margin.enabled {
+                            "shorts are not supported".to_string()
+                        } else if inst.margin.is_some() {
+                            format!("a short on {} needs a margin order (leverage)", s.pair)
+                        } else {
+                            format!("{} is not marginable: no shorts", s.pair)
+                        };
                         return Err(reject(
                             "EOrder:Insufficient funds",
                             format!(
-                                "sell {} {b} but available {} {b} (balance {bal} − held {held}); shorts are not supported",
+                                "sell {} {b} but available {} {b} (balance {bal} − held {held}); {why}",
                                 s.qty,
                                 bal - held,
                                 b = inst.base
@@ -1236,7 +1541,11 @@ impl PaperExchange {
     fn held(&self, asset: &str, except: Option<OrderId>, at_exchange_only: bool) -> Decimal {
         let mut sum = Decimal::ZERO;
         for o in self.orders.values() {
-            if Some(o.id) == except || o.spec.reduce_only || (at_exchange_only && !o.at_exchange()) {
+            if Some(o.id) == except
+                || o.spec.reduce_only
+                || o.is_margin_sell()
+                || (at_exchange_only && !o.at_exchange())
+            {
                 continue;
             }
             let Some(inst) = self.inst(&o.spec.pair) else { continue };
@@ -1266,12 +1575,15 @@ impl PaperExchange {
     /// other orders hold. Keeps every balance non-negative.
     fn affordable(&self, o: &Order, inst: &Instrument, price: Price, want: Qty, liq: Liquidity) -> Qty {
         match o.spec.side {
+            Side::Sell if o.is_margin_sell() => self.margin_sell_affordable(o, inst, want),
             Side::Sell => {
                 let avail = self.balance(&inst.base) - self.held(&inst.base, Some(o.id), true);
                 want.min(inst.round_qty_down(avail.max(Decimal::ZERO)))
             }
             Side::Buy => {
-                let avail = self.balance(&inst.quote) - self.held(&inst.quote, Some(o.id), true);
+                let avail = self.balance(&inst.quote)
+                    - self.held(&inst.quote, Some(o.id), true)
+                    - self.locked(&inst.quote, Some(&o.spec.pair));
                 if avail <= Decimal::ZERO || price <= Decimal::ZERO {
                     return Decimal::ZERO;
                 }
@@ -1659,7 +1971,9 @@ impl PaperExchange {
             self.orders.remove(&id);
         }
 
+        let pos_before = self.position_qty(&pair);
         let closed = self.book_position(&o, &inst, price, qty, fee, time);
+        self.margin_after_fill(&o, &inst, price, qty, pos_before, time, out);
         let p = self.positions.get(&pair).cloned().unwrap_or_default();
         out.push(ExecEvent::Position {
             time,
@@ -1882,6 +2196,564 @@ impl PaperExchange {
     }
 }
 
+// ---- internals: short margin positions ----------------------------------------------------
+
+impl PaperExchange {
+    /// Refuses a `leverage` the account, the side or the pair cannot take.
+    fn check_leverage(&self, o: &Order, inst: &Instrument, lev: u32) -> Result<(), Rejection> {
+        let s = &o.spec;
+        if !self.cfg.margin.enabled {
+            return Err(reject(
+                "EGeneral:Invalid arguments:leverage",
+                "margin orders need execution.margin.enabled: true".into(),
+            ));
+        }
+        if s.side == Side::Buy && !s.reduce_only {
+            return Err(reject(
+                "EGeneral:Invalid arguments:leverage",
+                "only sells open margin positions here (short margin positions; longs are spot)".into(),
+            ));
+        }
+        let Some(t) = &inst.margin else {
+            return Err(reject("EOrder:Cannot open position", format!("{} is not marginable", s.pair)));
+        };
+        if lev < 2 || lev > t.max_leverage_sell {
+            return Err(reject(
+                "EGeneral:Invalid arguments:leverage",
+                format!("{} offers leverage 2…{} for shorts, got {lev}", s.pair, t.max_leverage_sell),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Kraken's margin checks for a sell with `leverage`: the part that closes a long on the
+    /// pair needs the base like a spot sell; the part that goes short needs margin level,
+    /// position size, allowance and free margin.
+    fn check_margin_sell(&self, o: &Order, inst: &Instrument, _time: EventTime) -> Result<(), Rejection> {
+        let s = &o.spec;
+        let rem = o.remaining();
+        let closing = rem.min(self.position_qty(&s.pair).max(Decimal::ZERO));
+        if closing > Decimal::ZERO {
+            let avail = self.balance(&inst.base) - self.held(&inst.base, Some(o.id), true);
+            if closing > avail {
+                return Err(reject(
+                    "EOrder:Insufficient funds",
+                    format!("closing {closing} {b} of the long but available {avail} {b}", b = inst.base),
+                ));
+            }
+        }
+        let borrow = rem - closing;
+        if borrow <= Decimal::ZERO {
+            return Ok(());
+        }
+        let Some(terms) = &inst.margin else {
+            return Err(reject("EOrder:Cannot open position", format!("{} is not marginable", s.pair)));
+        };
+        let lev = s.leverage.unwrap_or(2);
+        let acct = self.margin_account(Some(o.id));
+        if let Some(level) = acct.level
+            && level <= Decimal::ONE_HUNDRED
+        {
+            return Err(reject(
+                "EOrder:Margin level too low",
+                format!("margin level {} % ≤ 100 %: no new margin positions", level.round_dp(2)),
+            ));
+        }
+        let (on_pair, of_asset) = self.borrowed(inst, Some(o.id), true);
+        if let Some(limit) = terms.short_position_limit
+            && on_pair + borrow > limit
+        {
+            return Err(reject(
+                "EOrder:Margin position size exceeded",
+                format!(
+                    "short {on_pair} + {borrow} {b} > short_position_limit {limit} {b} on {}",
+                    s.pair,
+                    b = inst.base
+                ),
+            ));
+        }
+        if let Some(allowance) = self.cfg.margin.allowance(&inst.base)
+            && of_asset + borrow > allowance
+        {
+            return Err(reject(
+                "EOrder:Margin allowance exceeded",
+                format!(
+                    "borrowed {of_asset} + {borrow} {b} > margin allowance {allowance} {b}",
+                    b = inst.base
+                ),
+            ));
+        }
+        let price = self.reference_price(o).unwrap_or_default();
+        let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
+        let need = margin::used_margin(borrow, price, lev) * q2a;
+        let free = acct.equity - acct.used - acct.reserved;
+        if need > free {
+            return Err(reject(
+                "EOrder:Insufficient margin",
+                format!(
+                    "needs {} {c} of margin ({borrow} × {price} / {lev}), free margin {} {c} (equity {} − used {} − reserved {})",
+                    need.round_dp(8),
+                    free.round_dp(8),
+                    acct.equity.round_dp(8),
+                    acct.used.round_dp(8),
+                    acct.reserved.round_dp(8),
+                    c = self.currency
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a margin sell may execute now: the long part up to the base available, the
+    /// short part up to the position limit and the margin allowance.
+    fn margin_sell_affordable(&self, o: &Order, inst: &Instrument, want: Qty) -> Qty {
+        let closing = want.min(self.position_qty(&o.spec.pair).max(Decimal::ZERO));
+        if closing > Decimal::ZERO {
+            let avail =
+                (self.balance(&inst.base) - self.held(&inst.base, Some(o.id), true)).max(Decimal::ZERO);
+            if avail < closing {
+                return inst.round_qty_down(avail);
+            }
+        }
+        let mut room = want - closing;
+        let (on_pair, of_asset) = self.borrowed(inst, Some(o.id), false);
+        if let Some(limit) = inst.margin.as_ref().and_then(|t| t.short_position_limit) {
+            room = room.min(limit - on_pair);
+        }
+        if let Some(a) = self.cfg.margin.allowance(&inst.base) {
+            room = room.min(a - of_asset);
+        }
+        inst.round_qty_down(closing + room.max(Decimal::ZERO))
+    }
+
+    /// Base borrowed (on this pair, of this base asset), optionally with what open margin
+    /// sells at the exchange (other than `except`) would borrow.
+    fn borrowed(&self, inst: &Instrument, except: Option<OrderId>, with_orders: bool) -> (Qty, Qty) {
+        let (mut on_pair, mut of_asset) = (Decimal::ZERO, Decimal::ZERO);
+        for (pair, m) in &self.margin {
+            if self.inst(pair).is_some_and(|i| i.base == inst.base) {
+                of_asset += m.qty;
+                if *pair == inst.symbol {
+                    on_pair += m.qty;
+                }
+            }
+        }
+        if with_orders {
+            for o in self.orders.values() {
+                if !o.is_margin_sell() || Some(o.id) == except || !o.at_exchange() {
+                    continue;
+                }
+                let Some(i) = self.inst(&o.spec.pair) else { continue };
+                if i.base != inst.base {
+                    continue;
+                }
+                let b = self.borrow_part(o);
+                of_asset += b;
+                if o.spec.pair == inst.symbol {
+                    on_pair += b;
+                }
+            }
+        }
+        (on_pair, of_asset)
+    }
+
+    /// The part of an open margin sell's remainder that would go short.
+    fn borrow_part(&self, o: &Order) -> Qty {
+        let rem = o.remaining();
+        rem - rem.min(self.position_qty(&o.spec.pair).max(Decimal::ZERO))
+    }
+
+    /// Proceeds of short sales in `quote` (except on `except_pair`): they back the margin
+    /// positions and cannot pay for spot buys.
+    fn locked(&self, quote: &str, except_pair: Option<&str>) -> Cash {
+        self.margin
+            .iter()
+            .filter(|(p, _)| Some(&***p) != except_pair && self.inst(p).is_some_and(|i| &*i.quote == quote))
+            .map(|(_, m)| m.proceeds)
+            .sum()
+    }
+
+    /// Equity, used margin, margin reserved by open margin sells (other than `except`), and
+    /// the margin level, in the account currency.
+    fn margin_account(&self, except: Option<OrderId>) -> MarginAccount {
+        let mut a = MarginAccount { equity: self.equity(), ..Default::default() };
+        for (pair, m) in &self.margin {
+            let Some(inst) = self.inst(pair) else { continue };
+            let mark = self.pair_mark(pair, false).unwrap_or_else(|| m.proceeds / m.qty);
+            a.used += m.used_margin(mark) * self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
+        }
+        for o in self.orders.values() {
+            if !o.is_margin_sell() || Some(o.id) == except || !o.at_exchange() {
+                continue;
+            }
+            let Some(inst) = self.inst(&o.spec.pair) else { continue };
+            let price = self.reference_price(o).unwrap_or_default();
+            let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
+            a.reserved += margin::used_margin(self.borrow_part(o), price, o.spec.leverage.unwrap_or(2)) * q2a;
+        }
+        a.level = margin::margin_level(a.equity, a.used);
+        a
+    }
+
+    /// Margin bookkeeping of one fill: a margin sell borrows what takes the pair below zero
+    /// (opening fee on it); a buy repays the pair's borrowed base first.
+    #[allow(clippy::too_many_arguments)]
+    fn margin_after_fill(
+        &mut self,
+        o: &Order,
+        inst: &Instrument,
+        price: Price,
+        qty: Qty,
+        pos_before: Qty,
+        time: EventTime,
+        out: &mut Vec<ExecEvent>,
+    ) {
+        let pair = inst.symbol.clone();
+        if o.is_margin_sell() {
+            let borrowed = qty - qty.min(pos_before.max(Decimal::ZERO));
+            if borrowed <= Decimal::ZERO {
+                return;
+            }
+            let pct = self.cfg.margin.fee_pct(&inst.base);
+            let lev = o.spec.leverage.unwrap_or(2);
+            let m = self.margin.entry(pair.clone()).or_insert_with(|| MarginPosition {
+                qty: Decimal::ZERO,
+                proceeds: Decimal::ZERO,
+                leverage: lev,
+                opened_at: time,
+                next_rollover: time.plus_micros(margin::ROLLOVER_MICROS),
+                fee_pct: pct,
+                liquidating: false,
+            });
+            m.qty += borrowed;
+            m.proceeds += borrowed * price;
+            let pct = m.fee_pct;
+            self.charge_margin_fee(&pair, inst, "opening", borrowed, price, pct, time, out);
+        } else if o.spec.side == Side::Buy
+            && let Some(m) = self.margin.get_mut(&pair)
+        {
+            m.repay(qty);
+            if m.qty <= Decimal::ZERO {
+                self.margin.remove(&pair);
+            }
+        }
+    }
+
+    /// Charges a margin fee on `qty` borrowed base valued at `price` (quote currency).
+    #[allow(clippy::too_many_arguments)]
+    fn charge_margin_fee(
+        &mut self,
+        pair: &Symbol,
+        inst: &Instrument,
+        kind: &str,
+        qty: Qty,
+        price: Price,
+        pct: Decimal,
+        time: EventTime,
+        out: &mut Vec<ExecEvent>,
+    ) {
+        let fee = inst.round_cost(margin::fee(qty, price, pct));
+        if fee <= Decimal::ZERO {
+            return;
+        }
+        *self.balances.entry(inst.quote.to_string()).or_default() -= fee;
+        *self.margin_fees_owed.entry(inst.quote.to_string()).or_default() += fee;
+        let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
+        let p = self.positions.entry(pair.clone()).or_default();
+        p.fees += fee;
+        p.quote_flow -= fee;
+        if let Some(t) = p.trade.as_mut() {
+            t.fees += fee;
+        }
+        self.stats.margin_fees_paid += fee * q2a;
+        out.push(ExecEvent::MarginFee {
+            time,
+            pair: pair.clone(),
+            kind: kind.to_string(),
+            qty,
+            price,
+            rate_pct: pct,
+            fee,
+            currency: inst.quote.clone(),
+        });
+    }
+
+    /// Rollover fees due by now (every 4 hours of event time after the opening), in time
+    /// order, on the borrowed quantity valued at the pair's mid.
+    fn charge_rollovers(&mut self, out: &mut Vec<ExecEvent>) {
+        let now = self.now;
+        loop {
+            let due = self
+                .margin
+                .iter()
+                .filter(|(_, m)| m.next_rollover <= now)
+                .map(|(p, m)| (m.next_rollover, p.clone()))
+                .min();
+            let Some((at, pair)) = due else { break };
+            let Some(inst) = self.inst(&pair) else { break };
+            let Some(m) = self.margin.get_mut(&pair) else { break };
+            m.next_rollover = at.plus_micros(margin::ROLLOVER_MICROS);
+            let (qty, pct, avg) = (m.qty, m.fee_pct, m.proceeds / m.qty);
+            let price = self.mid_of(&pair).unwrap_or(avg);
+            self.charge_margin_fee(&pair, &inst, "rollover", qty, price, pct, at, out);
+        }
+    }
+
+    /// Margin level watch: a `margin_call` record when it falls below the call level, a
+    /// forced liquidation of every short margin position at or below the stop level.
+    fn check_margin(&mut self, out: &mut Vec<ExecEvent>) {
+        if self.margin.is_empty() {
+            self.margin_call_active = false;
+            return;
+        }
+        let working: Vec<Symbol> = self
+            .orders
+            .values()
+            .filter(|o| o.origin == OrderOrigin::Liquidation)
+            .map(|o| o.spec.pair.clone())
+            .collect();
+        for (pair, m) in self.margin.iter_mut() {
+            if m.liquidating && !working.contains(pair) {
+                m.liquidating = false; // the liquidation order is gone: retry if still needed
+            }
+        }
+        let acct = self.margin_account(None);
+        let Some(level) = acct.level else { return };
+        let (mut call, mut stop) = (0, 0);
+        for pair in self.margin.keys() {
+            let t = self.inst(pair).and_then(|i| i.margin.clone());
+            call = call.max(t.as_ref().map_or(MarginTerms::KRAKEN_MARGIN_CALL, |t| t.margin_call));
+            stop = stop.max(t.as_ref().map_or(MarginTerms::KRAKEN_MARGIN_STOP, |t| t.margin_stop));
+        }
+        let now = self.now;
+        if level >= Decimal::from(call) {
+            self.margin_call_active = false;
+        } else if !self.margin_call_active {
+            self.margin_call_active = true;
+            self.stats.margin_calls += 1;
+            out.push(ExecEvent::MarginCall {
+                time: now,
+                margin_level: level.round_dp(2),
+                equity: acct.equity,
+                used_margin: acct.used.round_dp(8),
+                margin_call: call,
+            });
+        }
+        if level > Decimal::from(stop) {
+            return;
+        }
+        // Oldest position first, as Kraken liquidates (FIFO).
+        let mut targets: Vec<(EventTime, Symbol, Qty)> = self
+            .margin
+            .iter()
+            .filter(|(_, m)| !m.liquidating)
+            .map(|(p, m)| (m.opened_at, p.clone(), m.qty))
+            .collect();
+        targets.sort();
+        for (_, pair, qty) in targets {
+            // Orders that would add to the short go first.
+            let adding: Vec<OrderId> = self
+                .orders
+                .values()
+                .filter(|o| o.spec.pair == pair && o.is_margin_sell())
+                .map(|o| o.id)
+                .collect();
+            for id in adding {
+                self.drop_order(id, now, "liquidation", out);
+            }
+            if let Some(m) = self.margin.get_mut(&pair) {
+                m.liquidating = true;
+            }
+            self.stats.liquidations += 1;
+            out.push(ExecEvent::MarginLiquidation {
+                time: now,
+                pair: pair.clone(),
+                order_id: OrderId(self.next_order),
+                qty,
+                margin_level: level.round_dp(2),
+                equity: acct.equity,
+                used_margin: acct.used.round_dp(8),
+                margin_stop: stop,
+            });
+            let mut spec = OrderSpec::market(pair, Side::Buy, qty);
+            spec.reduce_only = true;
+            let id =
+                self.new_order(spec, OrderOrigin::Liquidation, now, now, None, Vec::new(), Vec::new(), out);
+            self.arrive(id, now, out);
+        }
+    }
+}
+
+// ---- internals: amends ---------------------------------------------------------------------
+
+impl PaperExchange {
+    fn queue_amend(&mut self, req: AmendRequest) -> u64 {
+        let aid = self.next_amend;
+        self.next_amend += 1;
+        let due = req.decided_at.plus_micros(self.cfg.latency.as_micros());
+        self.amends.insert(aid, PendingAmend { req, due });
+        aid
+    }
+
+    /// When an amend can be handled: after its latency, and not before the order itself has
+    /// reached the exchange (FIFO); at once if the order is gone.
+    fn amend_due(&self, a: &PendingAmend, now: EventTime) -> Option<EventTime> {
+        let t = match self.orders.get(&a.req.order_id) {
+            None => a.due,
+            Some(o) if o.at_exchange() => a.due,
+            Some(_) => return None,
+        };
+        (t <= now).then_some(t)
+    }
+
+    fn amend_rejected(
+        &mut self,
+        aid: u64,
+        order_id: OrderId,
+        time: EventTime,
+        error: &str,
+        reason: String,
+        out: &mut Vec<ExecEvent>,
+    ) {
+        out.push(ExecEvent::AmendRejected {
+            time,
+            order_id,
+            amend_id: aid,
+            rejection: reject(error, reason),
+        });
+    }
+
+    /// The order as the amend would leave it, checked with Kraken's AddOrder rules.
+    fn amended(&self, o: &Order, req: &AmendRequest, time: EventTime) -> Result<Order, Rejection> {
+        let ty = o.spec.order_type;
+        if req.limit_price.is_some() && o.limit_price().is_none() {
+            return Err(reject(
+                "EGeneral:Invalid arguments:limit_price",
+                format!("a {} order has no limit price", ty.as_str()),
+            ));
+        }
+        if req.trigger_price.is_some() {
+            let has_trigger = matches!(
+                ty,
+                OrderType::StopLoss
+                    | OrderType::TakeProfit
+                    | OrderType::StopLossLimit
+                    | OrderType::TakeProfitLimit
+            );
+            if !has_trigger {
+                return Err(reject(
+                    "EGeneral:Invalid arguments:trigger_price",
+                    format!("a {} order has no trigger price", ty.as_str()),
+                ));
+            }
+            if o.stage != Stage::Waiting {
+                return Err(reject(
+                    "EGeneral:Invalid arguments:trigger_price",
+                    format!("order {} has already triggered", o.id),
+                ));
+            }
+        }
+        let mut n = o.clone();
+        if let Some(q) = req.qty {
+            n.spec.qty = q;
+        }
+        if let Some(p) = req.limit_price {
+            match ty {
+                OrderType::Limit => n.spec.price = Some(p),
+                _ => n.spec.price2 = Some(p),
+            }
+        }
+        if let Some(p) = req.trigger_price {
+            n.spec.price = Some(p);
+        }
+        let mut check = n.clone();
+        // Kraken's amend `post_only`: this price change must rest, not take.
+        check.spec.post_only |= req.post_only && req.limit_price.is_some() && ty == OrderType::Limit;
+        self.validate(&check, time)?;
+        Ok(n)
+    }
+
+    /// An amend reaches the exchange: rate counter, then the order is changed in place or
+    /// the amend refused with Kraken's error.
+    fn apply_amend(&mut self, aid: u64, time: EventTime, out: &mut Vec<ExecEvent>) {
+        let Some(a) = self.amends.remove(&aid) else { return };
+        let req = a.req;
+        let id = req.order_id;
+        let Some(o) = self.orders.get(&id).cloned() else {
+            let why = format!("order {id} is no longer open (filled or cancelled before the amend arrived)");
+            self.amend_rejected(aid, id, time, "EOrder:Unknown order", why, out);
+            return;
+        };
+        let below_fill = req.qty.is_some_and(|q| q <= o.filled);
+        // An amend that cancels the remainder pays the cancel penalty (Kraken's amends guide).
+        let age = o.rest_age(time);
+        let pen = if below_fill { fees::cancel_penalty(age) } else { fees::amend_penalty(age) };
+        let tier = self.cfg.tier;
+        let pair = o.spec.pair.clone();
+        if let Err(v) = self.pair_mut(&pair).rate.try_add(time, tier, pen) {
+            let why = format!("amend refused: counter {v} + {pen} > {} ({tier:?})", tier.rate_threshold());
+            self.amend_rejected(aid, id, time, "EOrder:Rate limit exceeded", why, out);
+            return;
+        }
+        if below_fill {
+            // Amended to what already filled: the remainder is cancelled.
+            self.stats.amends += 1;
+            out.push(ExecEvent::OrderAmended {
+                time,
+                order_id: id,
+                amend_id: aid,
+                qty: o.filled,
+                price: o.spec.price,
+                price2: o.spec.price2,
+                queue_kept: true,
+                penalty: pen,
+            });
+            self.drop_order(id, time, "amended_below_filled", out);
+            return;
+        }
+        let n = match self.amended(&o, &req, time) {
+            Ok(n) => n,
+            Err(r) => {
+                out.push(ExecEvent::AmendRejected { time, order_id: id, amend_id: aid, rejection: r });
+                return;
+            }
+        };
+        let price_changed = n.limit_price() != o.limit_price();
+        let queue_kept = !price_changed && n.spec.qty <= o.spec.qty;
+        let trigger_changed = n.spec.price != o.spec.price && o.spec.order_type.is_triggered();
+        let (qty, price, price2) = (n.spec.qty, n.spec.price, n.spec.price2);
+        if let Some(m) = self.orders.get_mut(&id) {
+            m.spec = n.spec;
+            m.amended_at = Some(time);
+            if !queue_kept {
+                m.placed_at = time; // time priority lost
+            }
+        }
+        self.stats.amends += 1;
+        out.push(ExecEvent::OrderAmended {
+            time,
+            order_id: id,
+            amend_id: aid,
+            qty,
+            price,
+            price2,
+            queue_kept,
+            penalty: pen,
+        });
+        match o.stage {
+            // A new price (or more size) joins the back of the queue at its price; what is
+            // marketable at the new price takes at once.
+            Stage::Resting if !queue_kept => self.start_limit(id, time, out),
+            Stage::Waiting if trigger_changed => {
+                if let Some(last) = self.pairs.get(&pair).and_then(|s| s.last_trade) {
+                    self.check_trigger(id, last, time, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 // ---- internals: valuation ------------------------------------------------------------------
 
 impl PaperExchange {
@@ -1996,6 +2868,7 @@ mod tests {
             qty_min: dec!(0.00005),
             cost_min: dec!(0.5),
             marginable: false,
+            margin: None,
         }
     }
 
@@ -2691,6 +3564,394 @@ mod tests {
         assert!(is.is_empty());
     }
 
+    // ---- shorts (margin) ------------------------------------------------------------------
+
+    /// BTC/USD as AssetPairs would describe it for margin (5× max, 80 / 40, 250 BTC short).
+    fn margin_inst() -> Instrument {
+        let mut i = instrument(P, "BTC", "USD");
+        i.marginable = true;
+        i.margin = Some(MarginTerms {
+            max_leverage_sell: 5,
+            margin_call: 80,
+            margin_stop: 40,
+            short_position_limit: Some(dec!(250)),
+        });
+        i
+    }
+
+    fn margin_cfg(leverage: u32) -> ExecutionConfig {
+        ExecutionConfig {
+            margin: MarginConfig { enabled: true, leverage, ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    fn margin_rig(usd: Decimal) -> Rig {
+        let bal = BTreeMap::from([("USD".to_string(), usd)]);
+        let mut r = Rig::with(margin_cfg(5), bal, vec![margin_inst()]);
+        // Mid 50,000.
+        r.book(100, true, &[(dec!(49999.9), dec!(1))], &[(dec!(50000.1), dec!(1))]);
+        r
+    }
+
+    fn short_sell(qty: Decimal, leverage: u32) -> OrderSpec {
+        OrderSpec { leverage: Some(leverage), ..OrderSpec::market(P.into(), Side::Sell, qty) }
+    }
+
+    fn margin_fees(evs: &[ExecEvent]) -> Vec<(&str, Decimal, Decimal, EventTime)> {
+        evs.iter()
+            .filter_map(|e| match e {
+                ExecEvent::MarginFee { kind, qty, fee, time, .. } => Some((kind.as_str(), *qty, *fee, *time)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Kraken's margin example (support 203053156) with fees: 5,000 USD, short 0.2 BTC at 5×.
+    fn short_open() -> Rig {
+        let mut r = margin_rig(dec!(5000));
+        r.open(short_sell(dec!(0.2), 5), Protection::default(), 1000);
+        let out = r.tick(1100);
+        // 0.2 sold at the bid 49,999.9 = 9,999.98; taker 0.40 % = 39.99992.
+        let f = fills(&out);
+        assert_eq!((f[0].price, f[0].qty, f[0].fee), (dec!(49999.9), dec!(0.2), dec!(39.99992)));
+        // Opening fee 0.01 % (BTC) of 0.2 × 49,999.9 = 0.999998 → 1.00000 at cost precision.
+        assert_eq!(margin_fees(&out), vec![("opening", dec!(0.2), dec!(1.00000), t(1050))]);
+        r
+    }
+
+    #[test]
+    fn short_pays_the_opening_fee_and_shows_as_an_open_position() {
+        let r = short_open();
+        // 5,000 + 9,999.98 − 39.99992 − 1 = 14,958.98008 USD; −0.2 BTC (borrowed).
+        assert_eq!((r.bal("USD"), r.bal("BTC")), (dec!(14958.98008), dec!(-0.2)));
+        // Equity at mid 50,000: 14,958.98008 − 0.2 × 50,000 = 4,958.98008.
+        assert_eq!(r.ex.equity(), dec!(4958.98008));
+        let v = r.ex.portfolio();
+        let p = v.position(P).unwrap();
+        // Short at 49,999.9 marked at 50,000: unrealized −0.2 × 50,000 + 9,999.98 = −0.02.
+        assert_eq!(
+            (p.qty, p.avg_price, p.notional, p.unrealized),
+            (dec!(-0.2), dec!(49999.9), dec!(10000), dec!(-0.02))
+        );
+        // Used margin 0.2 × 50,000 / 5 = 2,000; level 4,958.98008 / 2,000 = 247.95 %.
+        let m = v.margin.unwrap();
+        assert_eq!(
+            (m.used_margin, m.free_margin, m.margin_level),
+            (dec!(2000), dec!(2958.98008), Some(dec!(247.95)))
+        );
+        // The sale proceeds back the short: they are not available for spot buys.
+        assert_eq!(v.available_cash, dec!(14958.98008) - dec!(9999.98));
+        assert_eq!(r.ex.stats().margin_fees_paid, dec!(1));
+    }
+
+    #[test]
+    fn rollover_is_charged_every_four_hours_of_event_time() {
+        let mut r = short_open();
+        let opened = 1050;
+        assert!(margin_fees(&r.tick(opened + 14_400_000 - 1)).is_empty(), "not before 4 h");
+        let out = r.tick(opened + 14_400_000 + 500);
+        // 0.01 % of 0.2 × mid 50,000 = 1.00000, charged at opening + 4 h.
+        assert_eq!(margin_fees(&out), vec![("rollover", dec!(0.2), dec!(1.00000), t(opened + 14_400_000))]);
+        assert_eq!(r.bal("USD"), dec!(14957.98008));
+        // Two more are due by opening + 12 h.
+        let out = r.tick(opened + 3 * 14_400_000);
+        assert_eq!(margin_fees(&out).len(), 2);
+        assert_eq!(r.ex.stats().margin_fees_paid, dec!(4));
+    }
+
+    #[test]
+    fn margin_call_then_liquidation_at_margin_stop() {
+        let mut r = short_open();
+        r.tick(1050 + 14_400_000); // one rollover: USD 14,957.98008
+        // Mid 65,000: equity 14,957.98008 − 13,000 = 1,957.98008; used 0.2 × 65,000 / 5 =
+        // 2,600; level 75.31 % < 80 %: margin call, not yet liquidation.
+        let out = r.book(20_000_000, true, &[(dec!(64999.9), dec!(1))], &[(dec!(65000.1), dec!(1))]);
+        let calls: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                ExecEvent::MarginCall { margin_level, equity, used_margin, margin_call, .. } => {
+                    Some((*margin_level, *equity, *used_margin, *margin_call))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(calls, vec![(dec!(75.31), dec!(1957.98008), dec!(2600), 80)]);
+        assert!(fills(&out).is_empty());
+        // Mid 70,000: equity 957.98008, used 2,800 → 34.21 % ≤ 40 %: liquidated through the
+        // book, 0.2 bought at the ask 70,000.1 = 14,000.02, taker fee 56.00008.
+        let out = r.book(20_100_000, true, &[(dec!(69999.9), dec!(1))], &[(dec!(70000.1), dec!(1))]);
+        let liq: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                ExecEvent::MarginLiquidation { margin_level, qty, order_id, .. } => {
+                    Some((*margin_level, *qty, *order_id))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(liq.len(), 1);
+        assert_eq!((liq[0].0, liq[0].1), (dec!(34.21), dec!(0.2)));
+        assert!(!out.iter().any(|e| matches!(e, ExecEvent::MarginCall { .. })), "one call per crossing");
+        assert!(out.iter().any(|e| matches!(e,
+            ExecEvent::OrderAccepted { order_id, origin: OrderOrigin::Liquidation, spec, .. }
+                if *order_id == liq[0].2 && spec.reduce_only && spec.side == Side::Buy)));
+        let f = fills(&out);
+        assert_eq!(
+            (f[0].order_id, f[0].price, f[0].qty, f[0].fee),
+            (liq[0].2, dec!(70000.1), dec!(0.2), dec!(56.00008))
+        );
+        let c = closed(&out);
+        // P&L: 9,999.98 − 14,000.02 − fees (39.99992 + 1 opening + 1 rollover + 56.00008 = 98)
+        // = −4,098.04; the worst excursion is the close itself.
+        assert_eq!((c[0].side, c[0].exit_reason.as_str()), (Side::Sell, "liquidation"));
+        assert_eq!((c[0].entry_price, c[0].exit_price), (dec!(49999.9), dec!(70000.1)));
+        assert_eq!(
+            (c[0].fees, c[0].pnl, c[0].max_drawdown, c[0].max_pnl),
+            (dec!(98), dec!(-4098.04), dec!(-4098.04), dec!(0))
+        );
+        // 5,000 − 4,098.04 = 901.96 USD; nothing borrowed any more.
+        assert_eq!((r.bal("USD"), r.bal("BTC")), (dec!(901.96), dec!(0)));
+        assert!(r.ex.margin.is_empty() && r.ex.open_positions() == 0);
+        assert_eq!((r.ex.stats().margin_calls, r.ex.stats().liquidations), (1, 1));
+    }
+
+    #[test]
+    fn closing_a_short_with_a_buy_repays_and_books_the_trade() {
+        let mut r = short_open();
+        // Price falls: a reduce-only buy of 0.2 at the ask 45,000.1 = 9,000.02, fee 36.00008.
+        r.book(5000, true, &[(dec!(44999.9), dec!(1))], &[(dec!(45000.1), dec!(1))]);
+        r.reduce(OrderSpec::market(P.into(), Side::Buy, dec!(0.2)), 6000);
+        let out = r.tick(6100);
+        let c = closed(&out);
+        // 9,999.98 − 9,000.02 − 39.99992 − 1 − 36.00008 = 922.96, a profit: sign is right.
+        assert_eq!((c[0].side, c[0].pnl, c[0].fees), (Side::Sell, dec!(922.96), dec!(77)));
+        assert!(c[0].max_pnl >= c[0].pnl);
+        assert_eq!((r.bal("USD"), r.bal("BTC")), (dec!(5922.96), dec!(0)));
+        assert!(r.ex.margin.is_empty());
+        assert_eq!(r.ex.portfolio().margin.unwrap().margin_level, None);
+    }
+
+    #[test]
+    fn margin_refusals_use_krakens_strings() {
+        // 1,000 USD at 5×: 0.2 BTC at the bid 49,999.9 needs 0.2 × 49,999.9 / 5 = 1,999.996
+        // of margin; free margin is 1,000.
+        let mut r = margin_rig(dec!(1000));
+        r.open(short_sell(dec!(0.2), 5), Protection::default(), 1000);
+        let rej = rejections(&r.tick(1100)).into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(rej[0].error, "EOrder:Insufficient margin");
+        assert!(
+            rej[0].reason.contains("needs 1999.996") && rej[0].reason.contains("free margin 1000"),
+            "{}",
+            rej[0].reason
+        );
+        let cases = [
+            // 251 BTC > short_position_limit 250 (checked before the margin).
+            (short_sell(dec!(251), 5), "EOrder:Margin position size exceeded", "short_position_limit 250"),
+            // Leverage 10 > the pair's 5.
+            (short_sell(dec!(0.001), 10), "EGeneral:Invalid arguments:leverage", "2…5"),
+            // A margin buy that is not reduce-only: only shorts are margin here.
+            (
+                OrderSpec { leverage: Some(2), ..buy(dec!(0.001)) },
+                "EGeneral:Invalid arguments:leverage",
+                "longs are spot",
+            ),
+            // No leverage: a spot sell without BTC.
+            (
+                OrderSpec::market(P.into(), Side::Sell, dec!(0.001)),
+                "EOrder:Insufficient funds",
+                "needs a margin order",
+            ),
+        ];
+        for (i, (spec, _, _)) in cases.iter().enumerate() {
+            r.open(spec.clone(), Protection::default(), 2000 + i as i64);
+        }
+        let rej = rejections(&r.tick(3000)).into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(rej.len(), cases.len(), "{rej:?}");
+        for (rj, (_, error, why)) in rej.iter().zip(&cases) {
+            assert_eq!(&rj.error, error);
+            assert!(rj.reason.contains(why), "{} lacks {why}", rj.reason);
+        }
+        // Allowance: borrowing more BTC than configured.
+        let mut cfg = margin_cfg(5);
+        cfg.margin.allowance.insert("BTC".into(), dec!(0.1));
+        let mut r = Rig::with(cfg, BTreeMap::from([("USD".to_string(), dec!(100000))]), vec![margin_inst()]);
+        r.book(100, true, &[(dec!(49999.9), dec!(1))], &[(dec!(50000.1), dec!(1))]);
+        r.open(short_sell(dec!(0.2), 5), Protection::default(), 1000);
+        assert_eq!(rejections(&r.tick(1100))[0].error, "EOrder:Margin allowance exceeded");
+        // Margin disabled: the same order is refused for its leverage.
+        let mut r = Rig::new(ExecutionConfig::default(), dec!(100000));
+        r.ev(MarketEvent::Instrument { instrument: Arc::new(margin_inst()), time: t(0) });
+        r.book(100, true, &[(dec!(49999.9), dec!(1))], &[(dec!(50000.1), dec!(1))]);
+        r.open(short_sell(dec!(0.2), 5), Protection::default(), 1000);
+        let rej = rejections(&r.tick(1100)).into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(rej[0].error, "EGeneral:Invalid arguments:leverage");
+        assert!(rej[0].reason.contains("execution.margin.enabled"));
+    }
+
+    #[test]
+    fn margin_level_too_low_refuses_new_shorts() {
+        let mut r = short_open();
+        // Mid 65,000: level 75.35 % (no rollover yet) ≤ 100 %: no new margin positions.
+        r.book(5000, true, &[(dec!(64999.9), dec!(1))], &[(dec!(65000.1), dec!(1))]);
+        r.open(short_sell(dec!(0.001), 5), Protection::default(), 6000);
+        let rej = rejections(&r.tick(6100)).into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(rej[0].error, "EOrder:Margin level too low");
+        assert!(rej[0].reason.contains("75.35"), "{}", rej[0].reason);
+    }
+
+    // ---- amends ---------------------------------------------------------------------------
+
+    fn amend(
+        r: &mut Rig,
+        id: OrderId,
+        qty: Option<Decimal>,
+        price: Option<Decimal>,
+        ms: i64,
+    ) -> (Result<u64, Rejection>, Vec<ExecEvent>) {
+        let mut out = Vec::new();
+        let req = AmendRequest {
+            order_id: id,
+            qty,
+            limit_price: price,
+            trigger_price: None,
+            post_only: false,
+            decided_at: t(ms),
+        };
+        let res = r.ex.amend(req, &mut out);
+        (res, out)
+    }
+
+    fn amended(evs: &[ExecEvent]) -> Vec<(Decimal, Option<Decimal>, bool, Decimal)> {
+        evs.iter()
+            .filter_map(|e| match e {
+                ExecEvent::OrderAmended { qty, price, queue_kept, penalty, .. } => {
+                    Some((*qty, *price, *queue_kept, *penalty))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A 1.0 bid at 99.5 resting behind 2.0 displayed; a 1.5 print takes the queue to 0.5.
+    fn resting_bid() -> (Rig, OrderId) {
+        let mut r = Rig::new(ExecutionConfig::default(), dec!(10000));
+        r.book(100, true, &[(dec!(99.5), dec!(2)), (dec!(99.4), dec!(1))], &[(dec!(100.0), dec!(1))]);
+        let (id, _) =
+            r.open(OrderSpec::limit(P.into(), Side::Buy, dec!(1), dec!(99.5)), Protection::default(), 1000);
+        r.tick(1100); // rests from 1050
+        assert!(fills(&r.trade(1200, Side::Sell, dec!(99.5), dec!(1.5))).is_empty());
+        assert_eq!(r.ex.orders[&id].queue_ahead, dec!(0.5));
+        (r, id)
+    }
+
+    #[test]
+    fn amend_down_keeps_the_queue_and_counts_the_penalty() {
+        let (mut r, id) = resting_bid();
+        let (res, out) = amend(&mut r, id, Some(dec!(0.6)), None, 2000);
+        assert!(res.is_ok() && out.is_empty(), "travels 50 ms");
+        let out = r.tick(2100);
+        // Rested 2050 − 1050 = 1.0 s: penalty 1 fixed + 3 (< 5 s) = 4; the counter (1 from
+        // the add at 1050) decayed 2.34/s × 1 s to 0 first, so it now reads 4.
+        assert_eq!(amended(&out), vec![(dec!(0.6), Some(dec!(99.5)), true, dec!(4))]);
+        assert_eq!(r.ex.pairs[P].rate.value_at(t(2050), Tier::Intermediate), dec!(4));
+        let o = &r.ex.orders[&id];
+        assert_eq!((o.queue_ahead, o.placed_at, o.spec.qty), (dec!(0.5), t(1050), dec!(0.6)));
+        // A 1.0 print at 99.5: 0.5 to the queue, 0.5 to us.
+        assert_eq!(fills(&r.trade(2200, Side::Sell, dec!(99.5), dec!(1.0)))[0].qty, dec!(0.5));
+        assert_eq!(r.ex.stats().amends, 1);
+    }
+
+    #[test]
+    fn amend_of_the_price_loses_the_queue() {
+        let (mut r, id) = resting_bid();
+        amend(&mut r, id, None, Some(dec!(99.4)), 2000).0.unwrap();
+        let out = r.tick(2100);
+        assert_eq!(amended(&out), vec![(dec!(1), Some(dec!(99.4)), false, dec!(4))]);
+        // Behind all 1.0 displayed at 99.4, with time priority from the amend.
+        let o = &r.ex.orders[&id];
+        assert_eq!((o.queue_ahead, o.placed_at, o.spec.price), (dec!(1), t(2050), Some(dec!(99.4))));
+        // A larger size loses it too: back behind the 1.0 displayed.
+        r.trade(2200, Side::Sell, dec!(99.4), dec!(0.4)); // queue 1.0 → 0.6
+        amend(&mut r, id, Some(dec!(2)), None, 3000).0.unwrap();
+        let out = r.tick(3100);
+        assert!(!amended(&out)[0].2, "qty increase loses the queue");
+        assert_eq!(r.ex.orders[&id].queue_ahead, dec!(1));
+        // A new price that crosses takes at once, as a taker: 1.0 ask at 100.0.
+        amend(&mut r, id, None, Some(dec!(100.0)), 4000).0.unwrap();
+        let f = fills(&r.tick(4100)).into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!((f[0].price, f[0].qty, f[0].liquidity), (dec!(100.0), dec!(1), Liquidity::Taker));
+    }
+
+    #[test]
+    fn amend_refusals_use_krakens_strings() {
+        let (mut r, id) = resting_bid();
+        // Unknown now: refused at once (and journaled).
+        let (res, out) = amend(&mut r, OrderId(99), Some(dec!(1)), None, 2000);
+        assert_eq!(res.unwrap_err().error, "EOrder:Unknown order");
+        assert!(matches!(out[0], ExecEvent::AmendRejected { .. }));
+        // Values that break the rules, refused at the book; the order is unchanged.
+        let cases = [
+            (
+                None,
+                Some(dec!(99.55)),
+                "EOrder:Invalid price:BTC/USD price can only be specified up to 1 decimals.",
+            ),
+            (Some(dec!(0.00001) + dec!(0.3)), Some(dec!(1000000.0)), "EOrder:Insufficient funds"),
+        ];
+        for (i, (q, p, _)) in cases.iter().enumerate() {
+            amend(&mut r, id, *q, *p, 2000 + i as i64).0.unwrap();
+        }
+        let out = r.tick(2200);
+        let errs: Vec<&str> = out
+            .iter()
+            .filter_map(|e| match e {
+                ExecEvent::AmendRejected { rejection, .. } => Some(rejection.error.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errs, cases.iter().map(|c| c.2).collect::<Vec<_>>());
+        assert_eq!(r.ex.orders[&id].spec.price, Some(dec!(99.5)));
+        // Gone before the amend arrives: filled by a print while the amend travels.
+        amend(&mut r, id, Some(dec!(0.8)), None, 3000).0.unwrap();
+        let out = r.trade(3010, Side::Sell, dec!(99.0), dec!(5));
+        assert_eq!(fills(&out)[0].qty, dec!(1));
+        let out = r.tick(3100);
+        assert!(
+            matches!(&out[0], ExecEvent::AmendRejected { rejection, .. } if rejection.error == "EOrder:Unknown order")
+        );
+    }
+
+    #[test]
+    fn amend_below_the_filled_quantity_cancels_the_rest() {
+        let (mut r, id) = resting_bid();
+        r.trade(1300, Side::Sell, dec!(99.5), dec!(0.8)); // 0.5 queue, 0.3 to us
+        amend(&mut r, id, Some(dec!(0.2)), None, 2000).0.unwrap();
+        let out = r.tick(2100);
+        // Cancel penalty (rested 1 s: 8) instead of the amend's.
+        assert_eq!(amended(&out), vec![(dec!(0.3), Some(dec!(99.5)), true, dec!(8))]);
+        assert_eq!(cancels(&out), vec![(id, "amended_below_filled")]);
+    }
+
+    #[test]
+    fn chase_reprices_with_amends_before_going_to_market() {
+        let cfg = ExecutionConfig { chase_reprices: 1, ..Default::default() };
+        let mut r = Rig::new(cfg, dec!(10000));
+        r.book(100, true, &[(dec!(99.0), dec!(2))], &[(dec!(100.0), dec!(5))]);
+        let (id, _) =
+            r.open(OrderSpec::limit(P.into(), Side::Buy, dec!(1), dec!(99.0)), Protection::default(), 1000);
+        r.tick(1100);
+        r.book(5000, false, &[(dec!(99.4), dec!(1))], &[]); // the bid moved up
+        // 30 s after 1050 the entry is re-priced to the bid 99.4 (arrives 50 ms later).
+        let out = r.tick(31_200);
+        assert_eq!(amended(&out), vec![(dec!(1), Some(dec!(99.4)), false, dec!(1))]);
+        assert!(cancels(&out).is_empty());
+        // 30 s after the re-price the remainder goes to market as today.
+        let out = r.tick(61_200);
+        assert_eq!(cancels(&out), vec![(id, "chase")]);
+        assert_eq!(fills(&out)[0].price, dec!(100.0));
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -2731,6 +3992,28 @@ mod tests {
                 id: u64,
             },
             Flatten,
+            /// A margin sell (short) of `size` at `leverage`: market or limit at `ticks`.
+            Short {
+                size: u32,
+                leverage: u32,
+                limit: bool,
+                ticks: i64,
+            },
+            /// A price shock: a snapshot `ticks` (tenths of a USD) above 100, up to +60 %.
+            Shock {
+                ticks: i64,
+                sizes: Vec<u32>,
+            },
+            /// Event time passes (hours): rollovers fall due.
+            Wait {
+                hours: i64,
+            },
+            /// An amend of order `id`: new size and/or price offset.
+            Amend {
+                id: u64,
+                size: Option<u32>,
+                ticks: Option<i64>,
+            },
         }
 
         fn op() -> impl Strategy<Value = Op> {
@@ -2743,6 +4026,12 @@ mod tests {
                     .prop_map(|(kind, buy, size, ticks, post, ioc, protect)| Op::Order { kind, buy, size, ticks, post, ioc, protect }),
                 1 => (1u64..40).prop_map(|id| Op::Cancel { id }),
                 1 => Just(Op::Flatten),
+                3 => (1000u32..40000, 2u32..7, any::<bool>(), -30i64..30)
+                    .prop_map(|(size, leverage, limit, ticks)| Op::Short { size, leverage, limit, ticks }),
+                2 => (100i64..600, prop::collection::vec(1u32..40000, 1..4)).prop_map(|(ticks, sizes)| Op::Shock { ticks, sizes }),
+                1 => (1i64..9).prop_map(|hours| Op::Wait { hours }),
+                2 => (1u64..40, prop::option::of(1u32..30000), prop::option::of(-30i64..30))
+                    .prop_map(|(id, size, ticks)| Op::Amend { id, size, ticks }),
             ]
         }
 
@@ -2795,13 +4084,26 @@ mod tests {
                 ops in prop::collection::vec((op(), 1i64..20000), 1..80),
                 usd in 50u32..5000,
                 btc in 0u32..3,
+                margin in any::<bool>(),
+                reprices in 0u32..3,
             ) {
+                // With shorts on, a small account (22…270 USD, at most 1 BTC) so that shorts
+                // near the caps and the shocks reach margin calls and liquidations.
+                let (usd, btc) = if margin { (usd / 20 + 20, btc.min(1)) } else { (usd, btc) };
                 let bal = BTreeMap::from([
                     ("USD".to_string(), Decimal::from(usd)),
                     ("BTC".to_string(), Decimal::from(btc)),
                 ]);
-                let cfg = ExecutionConfig { entry_timeout: Span::from_secs(20), ..Default::default() };
-                let mut r = Rig::with(cfg, bal, vec![instrument(P, "BTC", "USD")]);
+                // Shorts on (5× max, a 3 BTC position limit and a 4 BTC allowance, so the caps
+                // bind) or off (every margin sell is then refused).
+                let mut cfg = ExecutionConfig { entry_timeout: Span::from_secs(20), chase_reprices: reprices, ..Default::default() };
+                cfg.margin.enabled = margin;
+                cfg.margin.allowance.insert("BTC".into(), dec!(4));
+                let mut inst = margin_inst();
+                if let Some(m) = inst.margin.as_mut() {
+                    m.short_position_limit = Some(dec!(3));
+                }
+                let mut r = Rig::with(cfg, bal, vec![inst]);
                 let mut ms = 0i64;
                 // Σ qty taken per (book event, side, level) and per trade, across the whole run.
                 let mut from_level: BTreeMap<(u64, Side, Decimal), (Decimal, Decimal)> = BTreeMap::new();
@@ -2841,11 +4143,52 @@ mod tests {
                         Op::Flatten => {
                             r.ex.flatten_all(t(ms), "emergency_stop", &mut out);
                         }
+                        Op::Short { size, leverage, limit, ticks } => {
+                            let mut spec = short_sell(qty(size), leverage);
+                            if limit {
+                                spec.order_type = OrderType::Limit;
+                                spec.price = Some(px(ticks));
+                            }
+                            // Half of them carry a protective stop (a reduce-only buy above).
+                            let stop = (size % 2 == 0).then(|| px(ticks + 30));
+                            let (_, o) = r.open(spec, Protection { stop_loss: stop, ..Default::default() }, ms);
+                            out.extend(o);
+                            out.extend(r.tick(ms + 1));
+                        }
+                        Op::Shock { ticks, sizes } => {
+                            let b: Vec<_> = sizes.iter().enumerate().map(|(i, q)| (px(ticks - i as i64), qty(*q))).collect();
+                            let a: Vec<_> = sizes.iter().enumerate().map(|(i, q)| (px(ticks + 1 + i as i64), qty(*q))).collect();
+                            out = r.book(ms, true, &b, &a);
+                        }
+                        Op::Wait { hours } => {
+                            ms += hours * 3_600_000;
+                            out = r.tick(ms);
+                        }
+                        Op::Amend { id, size, ticks } => {
+                            let req = AmendRequest {
+                                order_id: OrderId(id),
+                                qty: size.map(qty),
+                                limit_price: ticks.map(px),
+                                trigger_price: None,
+                                post_only: false,
+                                decided_at: t(ms),
+                            };
+                            let _ = r.ex.amend(req, &mut out);
+                            out.extend(r.tick(ms + 1));
+                        }
                     }
                     r.ex.verify_identity().map_err(TestCaseError::fail)?;
-                    // Every fill moves exactly price × qty and the fee, nothing else moves.
+                    // Every fill moves exactly price × qty and the fee, every margin fee its fee;
+                    // nothing else moves.
                     let after = r.ex.balances();
                     let (mut d_usd, mut d_btc) = (Decimal::ZERO, Decimal::ZERO);
+                    for e in &out {
+                        if let ExecEvent::MarginFee { fee, currency, .. } = e {
+                            prop_assert_eq!(&**currency, "USD");
+                            prop_assert!(*fee > Decimal::ZERO && fee.normalize().scale() <= 5, "{e:?}");
+                            d_usd -= *fee;
+                        }
+                    }
                     for f in fills(&out) {
                         let sign = Decimal::from(f.side.sign());
                         d_usd += -sign * f.price * f.qty - f.fee;
@@ -2873,7 +4216,15 @@ mod tests {
                     let get = |m: &BTreeMap<String, Decimal>, k: &str| m.get(k).copied().unwrap_or_default();
                     prop_assert_eq!(get(&after, "USD") - get(&before, "USD"), d_usd);
                     prop_assert_eq!(get(&after, "BTC") - get(&before, "BTC"), d_btc);
-                    prop_assert!(get(&after, "USD") >= Decimal::ZERO && get(&after, "BTC") >= Decimal::ZERO);
+                    // Below zero only by what is borrowed (BTC, within the caps) or margin fees
+                    // owed (USD).
+                    let borrowed: Decimal = r.ex.margin.values().map(|m| m.qty).sum();
+                    prop_assert!(borrowed <= dec!(3), "short_position_limit 3 exceeded: {borrowed}");
+                    prop_assert!(get(&after, "BTC") >= -borrowed, "{after:?} borrowed {borrowed}");
+                    prop_assert!(get(&after, "USD") >= -r.ex.stats().margin_fees_paid, "{after:?}");
+                    if !margin {
+                        prop_assert!(borrowed.is_zero() && get(&after, "BTC") >= Decimal::ZERO && get(&after, "USD") >= Decimal::ZERO);
+                    }
                 }
                 let s = r.ex.stats();
                 prop_assert_eq!(s.fills, s.maker_fills + s.taker_fills);

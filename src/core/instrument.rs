@@ -101,6 +101,38 @@ pub struct Instrument {
     /// Whether margin (and so shorting) is available on the pair.
     #[serde(default)]
     pub marginable: bool,
+    /// Margin terms for short positions (None: no shorts on this pair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<MarginTerms>,
+}
+
+/// What Kraken publishes about margin on a pair (REST AssetPairs; the WS v2 `instrument`
+/// channel has a subset). Real AssetPairs entry (2026-03-06):
+/// ```json
+/// {"leverage_sell":[2,3,4,5,6,7,8,9,10],"margin_call":80,"margin_stop":40,
+///  "short_position_limit":250}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarginTerms {
+    /// Highest leverage offered for a short (max of AssetPairs `leverage_sell`; from WS v2:
+    /// 1 / `margin_initial`, rounded down).
+    pub max_leverage_sell: u32,
+    /// Margin level (%) under which the account is in margin call (`margin_call`).
+    pub margin_call: u32,
+    /// Margin level (%) at or under which positions are liquidated (`margin_stop`).
+    pub margin_stop: u32,
+    /// Largest short position in base units (`short_position_limit` /
+    /// `position_limit_short`); None = not published.
+    pub short_position_limit: Option<Qty>,
+}
+
+impl MarginTerms {
+    /// Margin call and liquidation levels Kraken publishes for every marginable pair (all 242
+    /// marginable pairs of the 2026-03-06 AssetPairs dump say 80 / 40); used where the source
+    /// (WS v2 `instrument`) does not carry them.
+    pub const KRAKEN_MARGIN_CALL: u32 = 80;
+    /// See [`MarginTerms::KRAKEN_MARGIN_CALL`].
+    pub const KRAKEN_MARGIN_STOP: u32 = 40;
 }
 
 impl Instrument {
@@ -145,6 +177,7 @@ mod tests {
             qty_min: dec!(0.00005),
             cost_min: dec!(0.5),
             marginable: true,
+            margin: None,
         }
     }
 

@@ -123,6 +123,10 @@ pub struct OrderSpec {
     pub reduce_only: bool,
     /// Client order id (`cl_ord_id`), unique among open orders.
     pub client_order_id: Option<String>,
+    /// Kraken's `leverage`: set on a margin order (a sell that opens or adds to a short
+    /// margin position); absent for spot orders. Only with `execution.margin.enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leverage: Option<u32>,
 }
 
 impl OrderSpec {
@@ -141,6 +145,7 @@ impl OrderSpec {
             post_only: false,
             reduce_only: false,
             client_order_id: None,
+            leverage: None,
         }
     }
     /// A GTC limit order.
@@ -179,6 +184,9 @@ pub enum OrderOrigin {
     /// Placed through the order API by a user or an external tool (still risk-approved
     /// when it opens exposure).
     Api,
+    /// Forced close of a short margin position whose margin level fell to the pair's
+    /// `margin_stop` (Kraken marks such orders `liquidated`).
+    Liquidation,
 }
 
 /// Proof that the risk core approved an opening order. Only `crate::core::risk` can make one.
@@ -260,6 +268,28 @@ impl OrderRequest {
     pub fn tags(&self) -> &[String] {
         &self.tags
     }
+}
+
+/// Kraken's AmendOrder: change an open order in place (same id, fills kept). Fields left
+/// `None` keep their value. A quantity reduction keeps the order's queue priority; a new
+/// limit price, or a larger quantity, sends it to the back of the queue at its price.
+/// Amending the quantity to or below what already filled cancels the remainder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmendRequest {
+    /// The order to amend.
+    pub order_id: OrderId,
+    /// New total quantity (`order_qty`, base units, including what already filled).
+    pub qty: Option<Qty>,
+    /// New limit price (`limit_price`): the price of a limit order, `price2` of the -limit
+    /// triggered types.
+    pub limit_price: Option<Price>,
+    /// New trigger price (`trigger_price`) of a stop-loss / take-profit (and -limit) order.
+    pub trigger_price: Option<Price>,
+    /// Kraken's `post_only` amend flag: refuse a limit price change that would take.
+    #[serde(default)]
+    pub post_only: bool,
+    /// Event time of the decision (the amend reaches the book after the modelled latency).
+    pub decided_at: EventTime,
 }
 
 /// Maker or taker, decided by how the order filled.
@@ -345,6 +375,8 @@ pub enum OrderStatus {
     Expired,
     /// Refused on arrival.
     Rejected,
+    /// Closed by a forced margin liquidation (Kraken: `closed` with `misc` `liquidated`).
+    Liquidated,
 }
 
 /// A refusal with Kraken's error string and our explanation.

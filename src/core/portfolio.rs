@@ -58,6 +58,26 @@ pub struct PortfolioView {
     pub open_orders: Vec<(Symbol, usize)>,
     /// Quotes of the traded pairs.
     pub quotes: Vec<Quote>,
+    /// The margin account; None when `execution.margin.enabled` is false (no shorts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<MarginView>,
+}
+
+/// The margin account (Kraken's TradeBalance figures), in the account currency.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarginView {
+    /// Leverage new shorts are opened with (`execution.margin.leverage`, capped per pair at
+    /// its highest `leverage_sell`).
+    pub leverage: u32,
+    /// Σ over short margin positions of borrowed qty × mark / leverage.
+    pub used_margin: Cash,
+    /// Equity − used margin − margin reserved by open margin orders (what new shorts may
+    /// use).
+    pub free_margin: Cash,
+    /// Equity / used margin × 100 (percent); None without margin positions.
+    pub margin_level: Option<rust_decimal::Decimal>,
+    /// Short margin positions open.
+    pub positions: usize,
 }
 
 impl PortfolioView {

@@ -42,7 +42,8 @@ pub mod reason {
     /// No quote for the pair, the book is untrusted/stale, crossed, or the pair's status
     /// does not allow the order.
     pub const PAIR_NOT_TRADABLE: &str = "pair_not_tradable";
-    /// A sell intent without a position (spot: no shorts).
+    /// A sell intent without a position while shorts are off (`execution.margin.enabled`
+    /// false) or on a pair that is not marginable.
     pub const NO_POSITION: &str = "no_position";
     /// A position on the pair already exists in the intent's direction.
     pub const ALREADY_IN_POSITION: &str = "already_in_position";
@@ -70,6 +71,8 @@ pub mod reason {
     pub const KELLY_CAP: &str = "kelly_cap";
     /// Not enough free cash.
     pub const INSUFFICIENT_CASH: &str = "insufficient_cash";
+    /// Not enough free margin for a short (free margin × leverage).
+    pub const INSUFFICIENT_MARGIN: &str = "insufficient_margin";
     /// The stop distance is not in (0, 1).
     pub const INVALID_STOP: &str = "invalid_stop";
     /// Below the pair's `qty_min` / `cost_min` after rounding.
@@ -435,6 +438,7 @@ pub struct RiskState {
 struct Pending {
     notional: Cash,
     at: EventTime,
+    short: bool,
 }
 
 /// What `decide` found (applied to the state by `evaluate`).
@@ -550,7 +554,9 @@ impl RiskCore {
             Ok(Decision::Entry(order, sizing)) => {
                 self.approved += 1;
                 self.last_trade.insert(intent.pair.clone(), now);
-                self.pending.insert(intent.pair.clone(), Pending { notional: sizing.notional, at: now });
+                let short = intent.side == Side::Sell;
+                self.pending
+                    .insert(intent.pair.clone(), Pending { notional: sizing.notional, at: now, short });
                 self.last_sizing = Some(*sizing);
                 Verdict::Approved(order)
             }
@@ -742,6 +748,14 @@ impl RiskCore {
         }
         let position = view.position(pair).filter(|p| !p.qty.is_zero());
         match (intent.side, position) {
+            // With margin on, a sell on a marginable pair without a position opens a short.
+            (Side::Sell, None) if view.margin.is_some() && quote.instrument.margin.is_some() => {
+                self.entry(intent, view, quote)
+            }
+            (Side::Sell, None) if view.margin.is_some() => Err((
+                reason::NO_POSITION,
+                format!("sell {pair} without a position ({pair} is not marginable)"),
+            )),
             (Side::Sell, None) => {
                 Err((reason::NO_POSITION, format!("sell {pair} without a position (spot: shorts are off)")))
             }
@@ -905,12 +919,29 @@ impl RiskCore {
         let room_asset = cfg.max_exposure_per_asset * equity - asset_now;
         let room_total = cfg.max_total_exposure * equity - exp.total;
         let room_lev = cfg.max_leverage * equity - exp.total;
-        let cash_room = view.available_cash / (Decimal::ONE + cfg.fee_reserve);
+        // A long spends cash; a short needs margin: free margin × the order's leverage.
+        let short = intent.side == Side::Sell;
+        let leverage = match (&view.margin, &inst.margin) {
+            (Some(m), Some(t)) if short => m.leverage.min(t.max_leverage_sell),
+            _ => 0,
+        };
+        let (cash_code, cash_room, cash_what) = match &view.margin {
+            Some(m) if short => (
+                reason::INSUFFICIENT_MARGIN,
+                m.free_margin * Decimal::from(leverage) / (Decimal::ONE + cfg.fee_reserve),
+                format!("free margin {} at {leverage}×", m.free_margin),
+            ),
+            _ => (
+                reason::INSUFFICIENT_CASH,
+                view.available_cash / (Decimal::ONE + cfg.fee_reserve),
+                format!("available cash {}", view.available_cash),
+            ),
+        };
         for (code, room, what) in [
             (reason::MAX_EXPOSURE_PER_ASSET, room_asset, format!("{asset} exposure {asset_now}")),
             (reason::MAX_TOTAL_EXPOSURE, room_total, format!("total exposure {}", exp.total)),
             (reason::MAX_LEVERAGE, room_lev, format!("total notional {}", exp.total)),
-            (reason::INSUFFICIENT_CASH, cash_room, format!("available cash {}", view.available_cash)),
+            (cash_code, cash_room, cash_what),
         ] {
             if room <= Decimal::ZERO {
                 return Err((code, format!("{what} leaves no room (equity {equity})")));
@@ -974,7 +1005,7 @@ impl RiskCore {
         for (code, cap) in [
             (pos_code, pos_frac * equity),
             (reason::MAX_ORDER_NOTIONAL, cfg.max_order_notional),
-            (reason::INSUFFICIENT_CASH, cash_room),
+            (cash_code, cash_room),
             (reason::MAX_EXPOSURE_PER_ASSET, room_asset),
             (reason::MAX_TOTAL_EXPOSURE, room_total),
             (reason::MAX_LEVERAGE, room_lev),
@@ -1007,7 +1038,10 @@ impl RiskCore {
                 ),
             ));
         }
-        let (spec, _) = Self::priced_spec(self.entry, inst, quote, intent.side, qty)?;
+        let (mut spec, _) = Self::priced_spec(self.entry, inst, quote, intent.side, qty)?;
+        if short {
+            spec.leverage = Some(leverage); // a margin order: Kraken's `leverage`
+        }
 
         // Protective prices, rounded toward the entry (the loss at the stop never exceeds
         // the budget through rounding).
@@ -1096,7 +1130,7 @@ impl RiskCore {
         for (pair, pend) in &self.pending {
             let e = m.entry(pair.clone()).or_insert(Decimal::ZERO);
             if e.abs() < pend.notional {
-                *e = pend.notional;
+                *e = if pend.short { -pend.notional } else { pend.notional };
             }
         }
         m

@@ -666,6 +666,21 @@ impl SimMarket {
                 qty_min: prof.qty_min,
                 cost_min: prof.cost_min,
                 marginable: prof.margin.is_some(),
+                // What the feed decodes from this pair's `instrument` frame (margin_initial
+                // 0.20 → 5×, position_limit_short; Kraken's 80 / 40 % call and stop levels).
+                margin: prof.margin.and_then(|(mi, _, short)| {
+                    let lev = mi
+                        .parse::<Decimal>()
+                        .ok()
+                        .filter(|m| !m.is_zero())
+                        .map(|m| (Decimal::ONE / m).floor())?;
+                    Some(crate::core::instrument::MarginTerms {
+                        max_leverage_sell: u32::try_from(lev.mantissa() / 10i128.pow(lev.scale())).ok()?,
+                        margin_call: crate::core::instrument::MarginTerms::KRAKEN_MARGIN_CALL,
+                        margin_stop: crate::core::instrument::MarginTerms::KRAKEN_MARGIN_STOP,
+                        short_position_limit: Some(Decimal::from(short)),
+                    })
+                }),
             };
             let last0 = (price0 / tick).round() as i64;
             let open = (last0 as f64 * (1.0 - 0.01 * prng.normal())).round().max(1.0) as i64;

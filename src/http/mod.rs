@@ -123,7 +123,8 @@ fn positions_json(p: &PortfolioSnapshot) -> Value {
             .iter()
             .map(|x| {
                 json!({
-                    "pair": x.pair, "qty": x.qty, "avg_price": x.avg_price, "mark": x.mark,
+                    "pair": x.pair, "side": if x.qty < Decimal::ZERO { "short" } else { "long" },
+                    "qty": x.qty, "avg_price": x.avg_price, "mark": x.mark,
                     "notional": x.notional, "unrealized_pnl": x.unrealized,
                 })
             })
@@ -194,6 +195,8 @@ async fn api_dashboard(st: web::Data<ApiState>) -> HttpResponse {
         "correlation_exposure": g.risk.get("correlation_exposure").cloned().unwrap_or(Value::Null),
         "risk": g.risk,
         "execution": p.stats,
+        // Used / free margin and margin level (absent while shorts are off).
+        "margin": p.view.margin,
         "feed": g.feed,
         "equity_curve": curve,
         "recent_trades": p.recent_trades.iter().rev().take(50).collect::<Vec<_>>(),

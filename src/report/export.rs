@@ -297,6 +297,8 @@ pub const ORDER_COLUMNS: &[&str] = &[
     "trigger_price",
     "ended_at",
     "end_reason",
+    "leverage",
+    "amends",
 ];
 
 #[derive(Default)]
@@ -315,6 +317,7 @@ struct OrderAcc {
     fills: u64,
     fill_pair: Option<String>,
     fill_side: Option<Side>,
+    amends: u64,
 }
 
 fn trailing_text(v: Option<&Value>) -> Cell {
@@ -359,6 +362,15 @@ pub(crate) fn orders_table(d: &RunData) -> Table {
                 let part = |k: &str| rej.and_then(|j| j.get(k)).and_then(Value::as_str).unwrap_or("");
                 o.end_reason = Some(format!("{} ({})", part("error"), part("reason")));
             }
+            "order_amended" => {
+                // The amended values replace the requested ones; the row shows the last.
+                o.amends += 1;
+                for k in ["qty", "price", "price2"] {
+                    if let Some(v) = r.body.get(k) {
+                        o.spec.insert(k.to_string(), v.clone());
+                    }
+                }
+            }
             "order_triggered" => {
                 o.triggered_at = Some(time);
                 o.trigger_price = r.body.get("trigger_price").and_then(load::decimal);
@@ -391,7 +403,10 @@ pub(crate) fn orders_table(d: &RunData) -> Table {
         .map(|(id, o)| {
             let s = |k: &str| o.spec.get(k).and_then(Value::as_str);
             let qty = o.spec.get("qty").and_then(load::decimal);
+            let liquidation = o.origin.get("kind").and_then(Value::as_str) == Some("liquidation");
             let status = o.status.unwrap_or(match qty {
+                // Kraken: a liquidation order closes with `misc` `liquidated`.
+                Some(q) if o.filled >= q && !q.is_zero() && liquidation => "liquidated",
                 Some(q) if o.filled >= q && !q.is_zero() => "closed",
                 _ => "open",
             });
@@ -427,6 +442,8 @@ pub(crate) fn orders_table(d: &RunData) -> Table {
                 opt_dec(o.trigger_price),
                 ended_at.map_or(Cell::Null, Cell::Time),
                 o.end_reason.map_or(Cell::Null, Cell::Str),
+                o.spec.get("leverage").and_then(Value::as_u64).map_or(Cell::Null, Cell::UInt),
+                Cell::UInt(o.amends),
             ]
         })
         .collect();

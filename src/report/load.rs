@@ -63,8 +63,15 @@ pub(crate) struct RunData {
     pub last_time: Option<EventTime>,
     pub fills: Vec<FillRec>,
     pub trades: Vec<ClosedTrade>,
-    /// `order`, `order_rejected`, `order_triggered`, `order_canceled`, in journal order.
+    /// `order`, `order_rejected`, `order_triggered`, `order_canceled`, `order_amended`, in
+    /// journal order.
     pub order_events: Vec<StoredRecord>,
+    /// Σ `margin_fee` fees (quote currency of each pair).
+    pub margin_fees: Decimal,
+    /// `margin_call` records.
+    pub margin_calls: u64,
+    /// `margin_liquidation` records.
+    pub liquidations: u64,
     pub positions: Vec<PositionRec>,
     pub equity: Vec<EquityRec>,
     /// Reason codes of `risk_refusal` records.
@@ -149,7 +156,14 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
                 d.fills.push(FillRec { seq: rec.seq, fill });
             }
             "trade_closed" => d.trades.push(rec.parse().map_err(|e| e.to_string())?),
-            "order" | "order_rejected" | "order_triggered" | "order_canceled" => d.order_events.push(rec),
+            "order" | "order_rejected" | "order_triggered" | "order_canceled" | "order_amended" => {
+                d.order_events.push(rec)
+            }
+            "margin_fee" => {
+                d.margin_fees += rec.body.get("fee").and_then(decimal).unwrap_or_default();
+            }
+            "margin_call" => d.margin_calls += 1,
+            "margin_liquidation" => d.liquidations += 1,
             "position" => {
                 let time = rec.body.get("time").and_then(time_of).unwrap_or(rec.event_time);
                 let pair = rec.body.get("pair").and_then(Value::as_str).unwrap_or("").to_string();

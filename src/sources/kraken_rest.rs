@@ -655,6 +655,8 @@ pub fn parse_asset_pair(key: &str, v: &Value) -> Result<Option<AssetPair>, RestE
         qty_min: opt_dec("ordermin")?.unwrap_or(Decimal::ZERO),
         cost_min: opt_dec("costmin")?.unwrap_or(Decimal::ZERO),
         marginable: leverage("leverage_buy") || leverage("leverage_sell"),
+        margin: crate::core::kraken::instruments::margin_terms_from_rest(m)
+            .map_err(|e| decode(format!("{w}: {e}")))?,
     };
     let fees_taker = fee_schedule(m.get("fees"), &format!("{w}.fees"))?;
     let mut fees_maker = fee_schedule(m.get("fees_maker"), &format!("{w}.fees_maker"))?;

@@ -44,6 +44,7 @@ fn instrument(symbol: &str, pp: u32, qp: u32) -> Instrument {
         qty_min: Decimal::ZERO,
         cost_min: Decimal::ZERO,
         marginable: false,
+        margin: None,
     }
 }
 

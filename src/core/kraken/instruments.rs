@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::symbols::v2_symbol;
-use crate::core::instrument::{Instrument, PairStatus};
+use crate::core::instrument::{Instrument, MarginTerms, PairStatus};
 use crate::core::money::parse_decimal;
 
 /// Reads instruments from REST AssetPairs JSON (the whole response `{"error":[],"result":…}`
@@ -101,6 +101,7 @@ fn instrument_from_rest(key: &str, wsname: &str, info: &Map<String, Value>) -> R
             .transpose()
     };
     let marginable = info.get("leverage_buy").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let margin = margin_terms_from_rest(info).map_err(|e| format!("AssetPairs {key}: {e}"))?;
     Ok(Instrument {
         symbol: symbol.as_str().into(),
         base: base.into(),
@@ -116,8 +117,76 @@ fn instrument_from_rest(key: &str, wsname: &str, info: &Map<String, Value>) -> R
         qty_increment: step(qp),
         qty_min: dec("ordermin")?.unwrap_or(Decimal::ZERO),
         cost_min: dec("costmin")?.unwrap_or(Decimal::ZERO),
-        marginable,
+        marginable: marginable || margin.is_some(),
+        margin,
     })
+}
+
+/// Margin terms of one REST AssetPairs entry: present when `leverage_sell` is non-empty
+/// (the pair can be shorted); `margin_call` / `margin_stop` default to Kraken's 80 / 40 when
+/// absent, `short_position_limit` is optional (older responses lack it).
+pub fn margin_terms_from_rest(info: &Map<String, Value>) -> Result<Option<MarginTerms>, String> {
+    let small = |field: &str, v: &Value| -> Result<u32, String> {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("`{field}` must hold non-negative integers, got {v}"))
+    };
+    let levs = match info.get("leverage_sell") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(v) => return Err(format!("`leverage_sell` must be an array, got {v}")),
+    };
+    let mut max = 0;
+    for v in levs {
+        max = max.max(small("leverage_sell", v)?);
+    }
+    if max < 2 {
+        return Ok(None);
+    }
+    let level = |field: &str, default: u32| -> Result<u32, String> {
+        match info.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => small(field, v),
+        }
+    };
+    let margin_call = level("margin_call", MarginTerms::KRAKEN_MARGIN_CALL)?;
+    let margin_stop = level("margin_stop", MarginTerms::KRAKEN_MARGIN_STOP)?;
+    let short_position_limit = match info.get("short_position_limit") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(decimal_of(v).map_err(|e| format!("`short_position_limit`: {e}"))?),
+    };
+    Ok(Some(MarginTerms { max_leverage_sell: max, margin_call, margin_stop, short_position_limit }))
+}
+
+/// Margin terms of one WS v2 `instrument` pair: present when `marginable` is true and
+/// `margin_initial` is given (max leverage = ⌊1 / margin_initial⌋, e.g. 0.20 → 5). The
+/// channel carries no margin call / liquidation levels: Kraken's 80 / 40 are used.
+fn margin_terms_from_v2(obj: &Map<String, Value>, symbol: &str) -> Result<Option<MarginTerms>, String> {
+    if obj.get("marginable").and_then(Value::as_bool) != Some(true) {
+        return Ok(None);
+    }
+    let Some(mi) = obj.get("margin_initial").filter(|v| !v.is_null()) else { return Ok(None) };
+    let mi = decimal_of(mi).map_err(|e| format!("instrument {symbol}: `margin_initial`: {e}"))?;
+    if mi <= Decimal::ZERO || mi > Decimal::ONE {
+        return Err(format!("instrument {symbol}: `margin_initial` must be in (0, 1], got {mi}"));
+    }
+    let lev = (Decimal::ONE / mi).floor();
+    let max_leverage_sell = u32::try_from(lev.mantissa() / 10i128.pow(lev.scale())).unwrap_or(u32::MAX);
+    if max_leverage_sell < 2 {
+        return Ok(None);
+    }
+    let short_position_limit = match obj.get("position_limit_short") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            Some(decimal_of(v).map_err(|e| format!("instrument {symbol}: `position_limit_short`: {e}"))?)
+        }
+    };
+    Ok(Some(MarginTerms {
+        max_leverage_sell,
+        margin_call: MarginTerms::KRAKEN_MARGIN_CALL,
+        margin_stop: MarginTerms::KRAKEN_MARGIN_STOP,
+        short_position_limit,
+    }))
 }
 
 /// One pair of a WS v2 `instrument` message.
@@ -167,6 +236,7 @@ pub(crate) fn instrument_from_v2(pair: &Value) -> Result<Instrument, String> {
         qty_min: dec("qty_min")?.unwrap_or(Decimal::ZERO),
         cost_min: dec("cost_min")?.unwrap_or(Decimal::ZERO),
         marginable: obj.get("marginable").and_then(Value::as_bool).unwrap_or(false),
+        margin: margin_terms_from_v2(obj, symbol)?,
     })
 }
 
@@ -196,7 +266,8 @@ mod tests {
     const REST: &str = r#"{"error":[],"result":{
       "XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","base":"XXBT","quote":"ZUSD","cost_decimals":5,
         "pair_decimals":1,"lot_decimals":8,"ordermin":"0.00005","costmin":"0.5","tick_size":"0.1",
-        "status":"online","leverage_buy":[2,3]},
+        "status":"online","leverage_buy":[2,3],"leverage_sell":[2,3,4,5,6,7,8,9,10],"margin_call":80,
+        "margin_stop":40,"short_position_limit":250},
       "XXBTZUSD.d":{"altname":"XBTUSD.d","base":"XXBT","quote":"ZUSD","pair_decimals":1,"lot_decimals":8},
       "XDGUSD":{"altname":"XDGUSD","wsname":"XDG\/USD","base":"XXDG","quote":"ZUSD","pair_decimals":7,
         "lot_decimals":8,"ordermin":"13","leverage_buy":[]}}}"#;
@@ -212,11 +283,16 @@ mod tests {
         assert_eq!((btc.price_increment, btc.qty_increment), (dec!(0.1), dec!(0.00000001)));
         assert_eq!((btc.qty_min, btc.cost_min), (dec!(0.00005), dec!(0.5)));
         assert!(btc.marginable);
+        let m = btc.margin.as_ref().unwrap();
+        assert_eq!(
+            (m.max_leverage_sell, m.margin_call, m.margin_stop, m.short_position_limit),
+            (10, 80, 40, Some(dec!(250)))
+        );
         let doge = &v[1];
         assert_eq!(&*doge.symbol, "DOGE/USD");
         // No tick_size (2021 shape): 10^-7; no cost_decimals: min(7 + 8, 10) = 10.
         assert_eq!((doge.price_increment, doge.cost_precision), (dec!(0.0000001), 10));
-        assert!(!doge.marginable);
+        assert!(!doge.marginable && doge.margin.is_none());
     }
 
     #[test]
@@ -235,6 +311,24 @@ mod tests {
         assert_eq!(v[0].qty_increment, dec!(0.00000001));
         assert_eq!(v[0].qty_min.scale(), 8, "wire scale kept");
         assert_eq!(v[0].cost_min, dec!(0.5));
+        assert!(v[0].marginable && v[0].margin.is_none(), "no margin_initial: no short terms");
+    }
+
+    #[test]
+    fn ws_v2_margin_initial_gives_the_short_leverage() {
+        // Recorded 2024-03-29 (SOL/USD): margin_initial 0.25 → 4×, position_limit_short 24000.
+        let msg = r#"{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[
+          {"symbol":"SOL/USD","base":"SOL","quote":"USD","status":"online","qty_precision":8,
+           "qty_increment":1e-08,"price_precision":2,"cost_precision":5,"marginable":true,
+           "has_index":true,"cost_min":0.5,"margin_initial":0.25,"position_limit_long":37000,
+           "position_limit_short":24000,"tick_size":0.01,"price_increment":0.01,"qty_min":0.05}]}}"#;
+        let m = load_instruments(msg).unwrap()[0].margin.clone().unwrap();
+        assert_eq!(
+            (m.max_leverage_sell, m.margin_call, m.margin_stop, m.short_position_limit),
+            (4, 80, 40, Some(dec!(24000)))
+        );
+        let bad = msg.replace("0.25", "-1");
+        assert!(load_instruments(&bad).unwrap_err().contains("margin_initial"));
     }
 
     #[test]

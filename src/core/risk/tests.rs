@@ -33,6 +33,7 @@ fn inst(symbol: &str, tick: Decimal, qty_min: Decimal) -> Arc<Instrument> {
         qty_min,
         cost_min: dec!(0.5),
         marginable: false,
+        margin: None,
     })
 }
 
@@ -70,6 +71,7 @@ fn view(time: EventTime, equity: Decimal, positions: Vec<PositionView>, quotes: 
         positions,
         open_orders: Vec::new(),
         quotes,
+        margin: None,
     }
 }
 
@@ -409,6 +411,106 @@ fn sell_without_position_is_refused_and_against_a_long_exits() {
     let m = rc.metrics();
     assert_eq!(m["exit_intents"], 1);
     assert_eq!(m["refused_intents"], 1);
+}
+
+/// A BTC/USD quote whose pair can be shorted (AssetPairs: leverage_sell up to 10, 80 / 40).
+fn marginable_btc() -> Quote {
+    let mut q = btc();
+    let mut i = (*q.instrument).clone();
+    i.marginable = true;
+    i.margin = Some(crate::core::instrument::MarginTerms {
+        max_leverage_sell: 10,
+        margin_call: 80,
+        margin_stop: 40,
+        short_position_limit: Some(dec!(250)),
+    });
+    q.instrument = Arc::new(i);
+    q
+}
+
+fn margin_view(free: Decimal, leverage: u32) -> Option<crate::core::portfolio::MarginView> {
+    Some(crate::core::portfolio::MarginView {
+        leverage,
+        used_margin: Decimal::ZERO,
+        free_margin: free,
+        margin_level: None,
+        positions: 0,
+    })
+}
+
+#[test]
+fn with_margin_a_sell_without_position_opens_a_short() {
+    // Same sizing as a long: 10,000 × 1 % / 1 % × confidence 0.2 = 2,000 USD; a limit sell
+    // at the ask 50,000.1 → qty 2,000 / 50,000.1 = 0.03999992 (rounded down to the lot).
+    // Stop above: 50,000.1 × 1.01 = 50,500.101 → 50,500.1 (toward the entry); take profit
+    // below: × 0.98 = 49,000.098 → 49,000.1. Leverage 3 (config) ≤ the pair's 10.
+    let mut rc = core(loose());
+    let mut v = view(t(0), dec!(10000), vec![], vec![marginable_btc()]);
+    v.margin = margin_view(dec!(10000), 3);
+    rc.on_portfolio(&v);
+    let o = approved(rc.evaluate(&intent(1, "BTC/USD", Side::Sell, 0.2, t(0))));
+    assert_eq!(
+        (o.spec().side, o.spec().price, o.spec().qty),
+        (Side::Sell, Some(dec!(50000.1)), dec!(0.03999992))
+    );
+    assert_eq!(o.spec().leverage, Some(3));
+    assert!(!o.spec().reduce_only);
+    assert_eq!(o.protection().stop_loss, Some(dec!(50500.1)));
+    assert_eq!(o.protection().take_profit, Some(dec!(49000.1)));
+    // The pending short counts against max_open_positions like a long.
+    let mut rc2 = core(RiskConfig { max_open_positions: 1, ..loose() });
+    let mut v2 = view(t(0), dec!(10000), vec![], vec![marginable_btc(), eth()]);
+    v2.margin = margin_view(dec!(10000), 3);
+    rc2.on_portfolio(&v2);
+    approved(rc2.evaluate(&intent(1, "BTC/USD", Side::Sell, 0.2, t(0))));
+    assert_eq!(
+        refused(rc2.evaluate(&intent(2, "ETH/USD", Side::Buy, 0.2, t(0)))).reason,
+        reason::MAX_OPEN_POSITIONS
+    );
+}
+
+#[test]
+fn short_size_is_capped_by_free_margin_times_leverage() {
+    // Free margin 300 at 2× with fee reserve 0.5 %: 300 × 2 / 1.005 = 597.0149… USD; the
+    // risk size (2,000) is bigger, so margin binds: qty = 597.0149… / 50,000.1 = 0.01194027.
+    let mut rc = core(RiskConfig { fee_reserve: dec!(0.005), ..loose() });
+    let mut v = view(t(0), dec!(10000), vec![], vec![marginable_btc()]);
+    v.margin = margin_view(dec!(300), 2);
+    rc.on_portfolio(&v);
+    let o = approved(rc.evaluate(&intent(1, "BTC/USD", Side::Sell, 0.2, t(0))));
+    assert_eq!(o.spec().qty, dec!(0.01194027));
+    assert_eq!(rc.last_sizing().unwrap().binding, reason::INSUFFICIENT_MARGIN);
+    // No free margin: refused with the margin reason.
+    let mut rc = core(loose());
+    v.margin = margin_view(dec!(0), 2);
+    rc.on_portfolio(&v);
+    assert_eq!(
+        refused(rc.evaluate(&intent(2, "BTC/USD", Side::Sell, 0.2, t(0)))).reason,
+        reason::INSUFFICIENT_MARGIN
+    );
+}
+
+#[test]
+fn margin_on_but_pair_not_marginable_still_refuses_the_sell() {
+    let mut rc = core(loose());
+    let mut v = view(t(0), dec!(10000), vec![], vec![btc()]);
+    v.margin = margin_view(dec!(10000), 2);
+    rc.on_portfolio(&v);
+    let r = refused(rc.evaluate(&intent(1, "BTC/USD", Side::Sell, 0.5, t(0))));
+    assert_eq!(r.reason, reason::NO_POSITION);
+    assert!(r.detail.contains("not marginable"), "{}", r.detail);
+    // Against a short, a buy intent is a reduce-only exit.
+    let mut short = long("BTC/USD", dec!(-0.02), dec!(50000));
+    short.notional = dec!(1000);
+    let mut v = view(t(MIN), dec!(10000), vec![short], vec![marginable_btc()]);
+    v.margin = margin_view(dec!(9500), 2);
+    rc.on_portfolio(&v);
+    match rc.evaluate(&intent(2, "BTC/USD", Side::Buy, 0.5, t(MIN))) {
+        Verdict::Exit(o) => {
+            assert_eq!((o.spec().side, o.spec().qty, o.spec().reduce_only), (Side::Buy, dec!(0.02), true))
+        }
+        other => panic!("expected exit, got {other:?}"),
+    }
 }
 
 #[test]
