@@ -168,6 +168,22 @@ struct FeedState {
     req_id: u64,
     /// One-line progress on stderr, only when stderr is a terminal (never in logs/journal).
     progress: Option<Progress>,
+    /// Resume: frame counts at which earlier sessions were stopped by a signal, and where to
+    /// ask for their end-of-run block to be written again (see [`MarketFeed::with_replayed_stops`]).
+    replayed_stops: std::collections::VecDeque<u64>,
+    stop_replayer: Option<mpsc::UnboundedSender<ReplayedStop>>,
+}
+
+/// Resume: the re-executed feed has reached the frame at which an earlier session was stopped
+/// by a signal. The receiver writes that session's end-of-run block again (same records, same
+/// state changes: the same handlers run at the same point) and answers on `done`; the feed
+/// waits for it, then goes on with the next frame.
+#[derive(Debug)]
+pub struct ReplayedStop {
+    /// Event time the session stopped at (its `Shutdown` time).
+    pub time: EventTime,
+    /// Answered once the block is written.
+    pub done: tokio::sync::oneshot::Sender<()>,
 }
 
 /// The MarketFeed actor.
@@ -202,6 +218,8 @@ impl MarketFeed {
             untrusted: Default::default(),
             req_id: 1000,
             progress: Progress::for_terminal(settings.duration_micros),
+            replayed_stops: Default::default(),
+            stop_replayer: None,
         };
         let jitter = Rng::new(settings.jitter_seed);
         MarketFeed {
@@ -216,6 +234,17 @@ impl MarketFeed {
             last_error: String::new(),
             last_error_kind: "",
         }
+    }
+
+    /// Resume: after the batch that ends with decoded frame number `frames[i]`, stop as the
+    /// earlier session did — send a [`ReplayedStop`] to `to` and wait for its answer.
+    pub fn with_replayed_stops(self, frames: Vec<u64>, to: mpsc::UnboundedSender<ReplayedStop>) -> Self {
+        {
+            let mut st = self.state.borrow_mut();
+            st.replayed_stops = frames.into();
+            st.stop_replayer = Some(to);
+        }
+        self
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -305,6 +334,7 @@ async fn process_frames(
         let _ = ended.send(FeedEnded::PipelineFailed(e));
         return Ok(Flow::Stop);
     }
+    replay_stop_if_due(state, last).await;
     let mut st = state.borrow_mut();
     st.connected = true;
     let t = last.unwrap_or(st.decoder.last_time());
@@ -324,6 +354,27 @@ async fn process_frames(
         return Ok(Flow::Stop);
     }
     Ok(Flow::Continue)
+}
+
+/// Resume: when the frames decoded so far are where an earlier session was stopped by a
+/// signal, has its end-of-run block written again (and waits for it).
+async fn replay_stop_if_due(state: &Rc<RefCell<FeedState>>, last_event: Option<EventTime>) {
+    let request = {
+        let mut st = state.borrow_mut();
+        let frames = st.decoder.counters().frames;
+        if st.replayed_stops.front() != Some(&frames) {
+            return;
+        }
+        st.replayed_stops.pop_front();
+        let time = last_event.unwrap_or(st.decoder.last_time());
+        st.stop_replayer.clone().map(|tx| (tx, time))
+    };
+    let Some((tx, time)) = request else { return };
+    let (done, wait) = tokio::sync::oneshot::channel();
+    tracing::info!(actor = "market_feed", event_time = %time.to_rfc3339(), "resume: writing again the end-of-run block of a session stopped by a signal here");
+    if tx.send(ReplayedStop { time, done }).is_ok() {
+        let _ = wait.await;
+    }
 }
 
 /// Plays a recording through the same decoder and pipeline as a live connection; the file is
