@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use crate::actors::aggregator::{AggregatorOutputs, SignalAggregator};
 use crate::actors::external_signals::{self, ExternalOutputs, ExternalSignals};
 use crate::actors::journal::{Append, Close, IsVerifying, Journal, JournalPosition};
-use crate::actors::market_feed::{FeedEnded, FeedSettings, MarketFeed, Pipeline, ReplayedStop, StopFeed};
+use crate::actors::market_feed::{
+    FeedEnded, FeedSettings, LiveResume, MarketFeed, Pipeline, ReplayedStop, StopFeed,
+};
 use crate::actors::position_book::{PositionBook, PositionBookOutputs};
 use crate::actors::rate_limiter::RateLimiter;
 use crate::actors::risk_manager::{RiskManager, RiskOutputs};
@@ -149,6 +151,13 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         config.journal.interval_ms,
         JournalPosition::default(),
     )?;
+    // A live run records its feed beside the journal (feed.jsonl): what `run --resume`
+    // re-executes. The journal actor writes both, the recording first.
+    let live = config.feed.source == FeedSource::Kraken && replay.is_none();
+    let journal = match live {
+        true => journal.with_recording(&run_dir.file(files::FEED_RECORDING))?,
+        false => journal,
+    };
     let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<u64>();
     let journal = match &resume {
         Some(r) => journal.verify_prefix(r.last_seq, caught_up_tx)?,
@@ -232,9 +241,30 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     let signal_stops = resume.as_ref().map(|r| r.signal_stops.clone()).unwrap_or_default();
     // Wall time of the feed, for run.json's throughput only (never journaled).
     let feed_started = tokio::time::Instant::now();
+    let recorder = live.then(|| journal.clone().recipient());
+    let live_resume = (live && resume.is_some()).then(|| LiveResume {
+        recording: run_dir.file(files::FEED_RECORDING),
+        rest: crate::sources::kraken_rest::KrakenRest::new(
+            &config.feed.rest_url,
+            rate_limiter.clone().recipient(),
+            config.feed.rest.clone(),
+        )
+        .map_err(|e| tracing::warn!(actor = "engine", error = %e, "REST client unavailable: the trades missed while down cannot be fetched"))
+        .ok(),
+        gap_review: pb.clone().recipient(),
+    });
     let feed = Supervisor::start(move |_| {
-        let feed = MarketFeed::new(settings, pipeline, ended_tx);
-        if signal_stops.is_empty() { feed } else { feed.with_replayed_stops(signal_stops, stops_tx) }
+        let mut feed = MarketFeed::new(settings, pipeline, ended_tx);
+        if !signal_stops.is_empty() {
+            feed = feed.with_replayed_stops(signal_stops, stops_tx);
+        }
+        if let Some(r) = recorder {
+            feed = feed.with_recording(r);
+        }
+        if let Some(r) = live_resume {
+            feed = feed.with_live_resume(r);
+        }
+        feed
     });
     stop_receivers.push(feed.clone().recipient());
     let stop_block = StopBlock {

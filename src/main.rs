@@ -281,12 +281,7 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
             setup.instruments = input.instruments()?;
             setup.replay = Some(input.replay_input());
         }
-        RunSource::Live => {
-            return Err(anyhow!(
-                "run folder {} holds a live run; `run --resume` continues simulated and replay runs only",
-                dir.display()
-            ));
-        }
+        RunSource::Live => cut_torn_recording(&run_dir)?,
     }
     if !plan.signal_stops.is_empty() {
         tracing::info!(
@@ -303,6 +298,26 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
         &outcome.run_dir,
         &format!("resumed after seq {last_seq}; {}", outcome.reason),
     );
+    Ok(())
+}
+
+/// A live run's `feed.jsonl` written up to a torn last line (killed mid-write): that frame
+/// was never handed to the pipeline (it is recorded first), so it is cut off.
+fn cut_torn_recording(run_dir: &RunDir) -> Result<()> {
+    let path = run_dir.file(files::FEED_RECORDING);
+    let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if keep < bytes.len() {
+        tracing::warn!(
+            actor = "engine",
+            offset = keep,
+            bytes = bytes.len() - keep,
+            "feed recording ends in a torn line (interrupted write); cutting it off"
+        );
+        let f = std::fs::OpenOptions::new().write(true).open(&path).with_context(|| format!("open {}", path.display()))?;
+        f.set_len(keep as u64).with_context(|| format!("truncate {}", path.display()))?;
+        f.sync_all().ok();
+    }
     Ok(())
 }
 
@@ -359,7 +374,41 @@ fn cmd_record(args: RecordArgs) -> Result<()> {
             println!("recorded {n} events from the simulated exchange into {}", args.out.display());
             Ok(())
         }
-        RecordSource::Kraken => Err(anyhow!("record --source kraken is not available in this build yet")),
+        RecordSource::Kraken => {
+            let duration = match &args.duration {
+                Some(d) => {
+                    let span = Span::parse(d).map_err(|e| anyhow!("--duration: {e}"))?;
+                    Some(std::time::Duration::from_micros(span.as_micros().max(0) as u64))
+                }
+                None => None,
+            };
+            let f = &cfg.feed;
+            let settings = kraken_paper::sources::recording::LiveRecordSettings {
+                url: args.ws_url.clone().unwrap_or_else(|| f.ws_url.clone()),
+                pairs,
+                depth,
+                events: args.events,
+                duration,
+                ping_interval: std::time::Duration::from_millis(f.ping_interval_ms),
+                liveness_timeout: std::time::Duration::from_millis(f.liveness_timeout_ms),
+                backoff_ms: (f.reconnect.initial_backoff_ms, f.reconnect.max_backoff_ms),
+            };
+            let _guard = telemetry::init(cfg.logging.format, &cfg.logging.level, None).map_err(|e| anyhow!(e))?;
+            install_tls_provider();
+            let out = args.out.clone();
+            let summary = actix::System::new()
+                .block_on(async move { kraken_paper::sources::recording::record_live(&settings, &out).await })
+                .map_err(|e| anyhow!(e))?;
+            println!(
+                "recorded {} frames ({} book/trade events, {} connection(s)) from {} into {}",
+                summary.lines,
+                summary.events,
+                summary.connections,
+                args.ws_url.as_deref().unwrap_or(&cfg.feed.ws_url),
+                args.out.display()
+            );
+            Ok(())
+        }
     }
 }
 
