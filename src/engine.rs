@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use crate::actors::aggregator::{AggregatorOutputs, SignalAggregator};
 use crate::actors::external_signals::{self, ExternalOutputs, ExternalSignals};
 use crate::actors::journal::{Append, Close, IsVerifying, Journal, JournalPosition, JournalSink};
-use crate::actors::market_feed::{FeedEnded, FeedSettings, MarketFeed, Pipeline, StopFeed};
+use crate::actors::market_feed::{
+    FeedEnded, FeedSettings, LiveResume, MarketFeed, Pipeline, ReplayedStop, StopFeed,
+};
 use crate::actors::position_book::{PositionBook, PositionBookOutputs};
 use crate::actors::rate_limiter::RateLimiter;
 use crate::actors::risk_manager::{RiskManager, RiskOutputs};
@@ -71,6 +73,10 @@ pub struct Resume {
     pub last_seq: u64,
     /// Lift a trading halt in force once caught up (`run --resume DIR --lift-halt`).
     pub lift_halt: bool,
+    /// Frame counts at which earlier sessions were stopped by a signal
+    /// (`core::resume::ResumePlan::signal_stops`): their end-of-run blocks are written again
+    /// there, so they are checked like every other record and the run goes on past them.
+    pub signal_stops: Vec<u64>,
 }
 
 impl EngineSetup {
@@ -145,6 +151,13 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         config.journal.interval_ms,
         JournalPosition::default(),
     )?;
+    // A live run records its feed beside the journal (feed.jsonl): what `run --resume`
+    // re-executes. The journal actor writes both, the recording first.
+    let live = config.feed.source == FeedSource::Kraken && replay.is_none();
+    let journal = match live {
+        true => journal.with_recording(&run_dir.file(files::FEED_RECORDING))?,
+        false => journal,
+    };
     let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<u64>();
     let journal = match &resume {
         Some(r) => journal.verify_prefix(r.last_seq, caught_up_tx)?,
@@ -219,15 +232,52 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         journal_flush: journal.clone().recipient(),
         journal: sink.clone(),
         flushed_at: Default::default(),
+        always_flush: live,
     };
     let mut settings = feed_settings(&config, url);
     let is_replay = replay.is_some();
     settings.replay = replay;
     settings.instruments = instruments;
+    // Resume: the re-executed feed asks for the end-of-run block of each earlier session that
+    // a signal stopped, at the frame it stopped at.
+    let (stops_tx, stops_rx) = mpsc::unbounded_channel::<ReplayedStop>();
+    let signal_stops = resume.as_ref().map(|r| r.signal_stops.clone()).unwrap_or_default();
     // Wall time of the feed, for run.json's throughput only (never journaled).
     let feed_started = tokio::time::Instant::now();
-    let feed = Supervisor::start(move |_| MarketFeed::new(settings, pipeline, ended_tx));
+    let recorder = live.then(|| journal.clone().recipient());
+    let live_resume = (live && resume.is_some()).then(|| LiveResume {
+        recording: run_dir.file(files::FEED_RECORDING),
+        rest: crate::sources::kraken_rest::KrakenRest::new(
+            &config.feed.rest_url,
+            rate_limiter.clone().recipient(),
+            config.feed.rest.clone(),
+        )
+        .map_err(|e| tracing::warn!(actor = "engine", error = %e, "REST client unavailable: the trades missed while down cannot be fetched"))
+        .ok(),
+        gap_review: pb.clone().recipient(),
+    });
+    let feed = Supervisor::start(move |_| {
+        let mut feed = MarketFeed::new(settings, pipeline, ended_tx);
+        if !signal_stops.is_empty() {
+            feed = feed.with_replayed_stops(signal_stops, stops_tx);
+        }
+        if let Some(r) = recorder {
+            feed = feed.with_recording(r);
+        }
+        if let Some(r) = live_resume {
+            feed = feed.with_live_resume(r);
+        }
+        feed
+    });
     stop_receivers.push(feed.clone().recipient());
+    let stop_block = StopBlock {
+        position_book: pb.clone(),
+        risk: risk.clone(),
+        feed: feed.clone(),
+        journal: journal.clone(),
+        flatten: config.run.flatten_on_exit,
+    };
+    spawn_replayed_stops(stops_rx, stop_block.clone());
 
     let exchange = PaperExchange::new(&config.execution, &config.account.currency, &config.account.balances);
     pb_ctx.run(
@@ -325,20 +375,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
             reason: format!("{reason} before catching up with the journal"),
         });
     }
-    let shutdown = Shutdown { time: end_time, flatten: config.run.flatten_on_exit };
-    let _ = pb.send(shutdown.clone()).await;
-    let _ = risk.send(shutdown.clone()).await;
-    let _ = feed.send(shutdown.clone()).await;
-    let snapshot = pb.send(crate::actors::position_book::GetPortfolio).await.map_err(|e| e.to_string())?;
-    journal.do_send(Append(vec![Entry::new(
-        end_time,
-        "run_ended",
-        &json!({
-            "reason": reason,
-            "final_equity": snapshot.view.equity,
-            "open_positions": snapshot.open_positions,
-        }),
-    )]));
+    stop_block.write(end_time, &reason).await?;
     journal.send(Close).await.map_err(|e| e.to_string())??;
     journal_arbiter.stop();
     if let Some(h) = http {
@@ -348,6 +385,55 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     write_run_info(&run_dir, &feed, feed_wall).await;
     let report = crate::report::write_reports(run_dir.path())?;
     Ok(RunOutcome { report, run_dir: run_dir.path().to_path_buf(), reason })
+}
+
+/// The end of a session: the final records of PositionBook (flattening first when
+/// `run.flatten_on_exit`), RiskManager and MarketFeed, then `run_ended`.
+#[derive(Clone)]
+struct StopBlock {
+    position_book: Addr<PositionBook>,
+    risk: Addr<RiskManager>,
+    feed: Addr<MarketFeed>,
+    journal: Addr<Journal>,
+    flatten: bool,
+}
+
+impl StopBlock {
+    async fn write(&self, time: EventTime, reason: &str) -> Result<(), String> {
+        let shutdown = Shutdown { time, flatten: self.flatten };
+        let _ = self.position_book.send(shutdown.clone()).await;
+        let _ = self.risk.send(shutdown.clone()).await;
+        let _ = self.feed.send(shutdown).await;
+        let snapshot = self
+            .position_book
+            .send(crate::actors::position_book::GetPortfolio)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.journal.do_send(Append(vec![Entry::new(
+            time,
+            "run_ended",
+            &json!({
+                "reason": reason,
+                "final_equity": snapshot.view.equity,
+                "open_positions": snapshot.open_positions,
+            }),
+        )]));
+        Ok(())
+    }
+}
+
+/// Resume: writes again, when the re-executed feed reaches it, the end-of-run block of each
+/// session that a signal stopped (they are checked against the journal like any record).
+fn spawn_replayed_stops(mut requests: mpsc::UnboundedReceiver<ReplayedStop>, block: StopBlock) {
+    actix::spawn(async move {
+        while let Some(req) = requests.recv().await {
+            if let Err(e) = block.write(req.time, "signal").await {
+                tracing::error!(actor = "engine", error = %e, "resume: could not write the stop block again");
+            }
+            let _ = block.journal.send(crate::actors::journal::Flush).await;
+            let _ = req.done.send(());
+        }
+    });
 }
 
 /// Live runs: what only REST has (system status, the fee schedule, ordermin/costmin as

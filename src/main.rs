@@ -8,9 +8,10 @@ use clap::Parser;
 
 use kraken_paper::cli::{Cli, Command, EngineOpts, RecordArgs, RecordSource, RunArgs};
 use kraken_paper::config::{self, Config, ConfigSource, FeedSource, Speed};
+use kraken_paper::core::resume::RunSource;
 use kraken_paper::core::time::Span;
 use kraken_paper::engine::{self, EngineSetup};
-use kraken_paper::run_dir::RunDir;
+use kraken_paper::run_dir::{RunDir, files};
 use kraken_paper::telemetry;
 
 fn main() -> ExitCode {
@@ -146,33 +147,96 @@ fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
     if !args.file.exists() {
         return Err(anyhow!("recording {} does not exist", args.file.display()));
     }
-    let instruments = match &args.instruments {
+    let instruments_text = match &args.instruments {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
             kraken_paper::core::kraken::decode::load_instruments(&text)
-                .map_err(|e| anyhow!("--instruments {}: {e}", p.display()))?
+                .map_err(|e| anyhow!("--instruments {}: {e}", p.display()))?;
+            Some(text)
         }
-        None => Vec::new(),
+        None => None,
     };
+    let file =
+        std::fs::canonicalize(&args.file).with_context(|| format!("recording {}", args.file.display()))?;
     let run_dir = new_run_dir(args.engine.run_dir.as_deref())?;
     let _guard = init_logging(&cfg, &run_dir)?;
+    // What `run --resume` needs to play the same recording the same way.
+    let source = ReplaySource { file, batch_events: args.batch_events.max(1), instruments: instruments_text };
+    source.save(&run_dir).map_err(|e| anyhow!("{e}"))?;
     let mut setup = EngineSetup::new(cfg.clone(), run_dir);
     setup.command_line = std::env::args().collect();
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
-    setup.instruments = instruments;
-    setup.replay = Some(kraken_paper::actors::market_feed::ReplayInput {
-        path: args.file.clone(),
-        batch_lines: args.batch_events.max(1),
-    });
+    setup.instruments = source.instruments()?;
+    setup.replay = Some(source.replay_input());
     let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
     print_summary(&outcome.report, &outcome.run_dir, &outcome.reason);
     Ok(())
 }
 
+/// A replay run's input, kept in its run folder (`replay.json`, and `instruments.json` when
+/// `--instruments` was given) so that `run --resume` plays the same file the same way.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplaySource {
+    /// The recording (absolute path).
+    file: std::path::PathBuf,
+    /// `--batch-events`.
+    batch_events: usize,
+    /// The text of the `--instruments` file (stored as `instruments.json`, not in replay.json).
+    #[serde(skip)]
+    instruments: Option<String>,
+}
+
+impl ReplaySource {
+    fn save(&self, run_dir: &RunDir) -> Result<(), String> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        run_dir.write_atomic(files::REPLAY, json.as_bytes()).map_err(|e| e.to_string())?;
+        if let Some(text) = &self.instruments {
+            run_dir.write_atomic(files::INSTRUMENTS, text.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn load(run_dir: &RunDir) -> Result<ReplaySource, String> {
+        let path = run_dir.file(files::REPLAY);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("a replay run folder must hold {}: {e}", path.display()))?;
+        let mut s: ReplaySource =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let inst = run_dir.file(files::INSTRUMENTS);
+        if inst.exists() {
+            s.instruments =
+                Some(std::fs::read_to_string(&inst).map_err(|e| format!("{}: {e}", inst.display()))?);
+        }
+        if !s.file.exists() {
+            return Err(format!(
+                "the recording this replay run played, {}, is gone (replay.json `file`)",
+                s.file.display()
+            ));
+        }
+        Ok(s)
+    }
+
+    fn instruments(&self) -> Result<Vec<kraken_paper::core::instrument::Instrument>> {
+        match &self.instruments {
+            Some(text) => kraken_paper::core::kraken::decode::load_instruments(text)
+                .map_err(|e| anyhow!("instruments of the replay: {e}")),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn replay_input(&self) -> kraken_paper::actors::market_feed::ReplayInput {
+        kraken_paper::actors::market_feed::ReplayInput {
+            path: self.file.clone(),
+            batch_lines: self.batch_events.max(1),
+        }
+    }
+}
+
 /// `run --resume RUN_DIR`: continue a run from its journal (see `engine::Resume`).
 fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
     let run_dir = RunDir::open(dir).map_err(|e| anyhow!("{e}"))?;
-    let source = ConfigSource::File(run_dir.file(kraken_paper::run_dir::files::CONFIG));
+    let source = ConfigSource::File(run_dir.file(files::CONFIG));
     let mut cfg = Config::load(&source).map_err(|e| anyhow!("{e}"))?;
     if let Some(f) = args.engine.log_format {
         cfg.logging.format = f;
@@ -203,30 +267,61 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
         f.set_len(scan.valid_len).with_context(|| format!("truncate {}", path.display()))?;
         f.sync_all().ok();
     }
-    // Resume re-executes the run deterministically: only simulated runs can be replayed that way.
-    if let Some(start) = scan.records.iter().find(|r| r.kind == "run_started") {
-        let source = start.body.get("source").and_then(|v| v.as_str()).unwrap_or("sim");
-        if source != "sim" {
-            return Err(anyhow!(
-                "run folder {} holds a {source} run; `run --resume` continues simulated runs only (not yet {source} runs)",
-                dir.display()
-            ));
-        }
-    }
-    if scan.records.iter().any(|r| r.kind == "run_ended") {
-        return Err(anyhow!("run folder {} holds a finished run; nothing to resume", dir.display()));
-    }
-    let last_seq = scan.records.last().map(|r| r.seq).unwrap_or(0);
+    // Resume re-executes the run: from the same seed, the same recording, or the run's own
+    // recording of its live feed (core::resume).
+    let plan = kraken_paper::core::resume::plan(&scan.records)
+        .map_err(|e| anyhow!("run folder {} cannot be resumed: {e}", dir.display()))?;
+    let last_seq = plan.last_seq;
     install_tls_provider();
-    let mut setup = EngineSetup::new(cfg.clone(), run_dir);
+    let mut setup = EngineSetup::new(cfg.clone(), run_dir.clone());
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
-    setup.resume = Some(engine::Resume { last_seq, lift_halt: args.lift_halt });
+    match plan.source {
+        RunSource::Sim => {}
+        RunSource::Replay => {
+            let input = ReplaySource::load(&run_dir).map_err(|e| anyhow!("{e}"))?;
+            setup.instruments = input.instruments()?;
+            setup.replay = Some(input.replay_input());
+        }
+        RunSource::Live => cut_torn_recording(&run_dir)?,
+    }
+    if !plan.signal_stops.is_empty() {
+        tracing::info!(
+            actor = "engine",
+            sessions = plan.signal_stops.len(),
+            "resume: the run was stopped by a signal before; continuing past each stop"
+        );
+    }
+    setup.resume =
+        Some(engine::Resume { last_seq, lift_halt: args.lift_halt, signal_stops: plan.signal_stops });
     let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
     print_summary(
         &outcome.report,
         &outcome.run_dir,
         &format!("resumed after seq {last_seq}; {}", outcome.reason),
     );
+    Ok(())
+}
+
+/// A live run's `feed.jsonl` written up to a torn last line (killed mid-write): that frame
+/// was never handed to the pipeline (it is recorded first), so it is cut off.
+fn cut_torn_recording(run_dir: &RunDir) -> Result<()> {
+    let path = run_dir.file(files::FEED_RECORDING);
+    let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if keep < bytes.len() {
+        tracing::warn!(
+            actor = "engine",
+            offset = keep,
+            bytes = bytes.len() - keep,
+            "feed recording ends in a torn line (interrupted write); cutting it off"
+        );
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        f.set_len(keep as u64).with_context(|| format!("truncate {}", path.display()))?;
+        f.sync_all().ok();
+    }
     Ok(())
 }
 
@@ -283,7 +378,42 @@ fn cmd_record(args: RecordArgs) -> Result<()> {
             println!("recorded {n} events from the simulated exchange into {}", args.out.display());
             Ok(())
         }
-        RecordSource::Kraken => Err(anyhow!("record --source kraken is not available in this build yet")),
+        RecordSource::Kraken => {
+            let duration = match &args.duration {
+                Some(d) => {
+                    let span = Span::parse(d).map_err(|e| anyhow!("--duration: {e}"))?;
+                    Some(std::time::Duration::from_micros(span.as_micros().max(0) as u64))
+                }
+                None => None,
+            };
+            let f = &cfg.feed;
+            let settings = kraken_paper::sources::recording::LiveRecordSettings {
+                url: args.ws_url.clone().unwrap_or_else(|| f.ws_url.clone()),
+                pairs,
+                depth,
+                events: args.events,
+                duration,
+                ping_interval: std::time::Duration::from_millis(f.ping_interval_ms),
+                liveness_timeout: std::time::Duration::from_millis(f.liveness_timeout_ms),
+                backoff_ms: (f.reconnect.initial_backoff_ms, f.reconnect.max_backoff_ms),
+            };
+            let _guard =
+                telemetry::init(cfg.logging.format, &cfg.logging.level, None).map_err(|e| anyhow!(e))?;
+            install_tls_provider();
+            let out = args.out.clone();
+            let summary = actix::System::new()
+                .block_on(async move { kraken_paper::sources::recording::record_live(&settings, &out).await })
+                .map_err(|e| anyhow!(e))?;
+            println!(
+                "recorded {} frames ({} book/trade events, {} connection(s)) from {} into {}",
+                summary.lines,
+                summary.events,
+                summary.connections,
+                args.ws_url.as_deref().unwrap_or(&cfg.feed.ws_url),
+                args.out.display()
+            );
+            Ok(())
+        }
     }
 }
 

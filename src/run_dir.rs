@@ -17,6 +17,12 @@ pub mod files {
     pub const REPORT_HTML: &str = "report.html";
     /// Wall-clock facts about the run (not part of the deterministic journal).
     pub const RUN_INFO: &str = "run.json";
+    /// A replay run's input: the recording and `--batch-events` (JSON; `run --resume` reads it).
+    pub const REPLAY: &str = "replay.json";
+    /// A replay run's `--instruments` file, copied.
+    pub const INSTRUMENTS: &str = "instruments.json";
+    /// A live run's recording of its feed (the `record` format): `run --resume` re-executes it.
+    pub const FEED_RECORDING: &str = "feed.jsonl";
 }
 
 /// Problems with a run folder.

@@ -71,6 +71,14 @@ pub struct Close;
 #[rtype(result = "bool")]
 pub struct IsVerifying;
 
+/// Lines for the run's recording of its live feed (`feed.jsonl`, the `record` format),
+/// already encoded. The journal writes them before any journal record sent after them and
+/// syncs them first, so the recording is never behind the journal: `run --resume`
+/// re-executes it to regenerate the journal.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordFrames(pub Vec<u8>);
+
 /// Where the journal stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalPosition {
@@ -94,6 +102,33 @@ pub struct Journal {
     last_sync: Option<tokio::time::Instant>,
     error: Option<String>,
     verify: Option<VerifyPrefix>,
+    recording: Option<FeedRecording>,
+}
+
+/// The feed recording a live run keeps beside its journal ([`RecordFrames`]).
+struct FeedRecording {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    dirty: bool,
+}
+
+impl FeedRecording {
+    fn write_out(&mut self, sync: bool) -> Result<(), String> {
+        if !self.buf.is_empty() {
+            self.file
+                .write_all(&self.buf)
+                .map_err(|e| format!("feed recording {}: write failed: {e}", self.path.display()))?;
+            self.buf.clear();
+        }
+        if sync && self.dirty {
+            self.file
+                .sync_data()
+                .map_err(|e| format!("feed recording {}: fsync failed: {e}", self.path.display()))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
 }
 
 /// Resume by deterministic re-execution: the records a resumed run regenerates for
@@ -131,7 +166,24 @@ impl Journal {
             last_sync: None,
             error: None,
             verify: None,
+            recording: None,
         })
+    }
+
+    /// Also keeps the live feed's recording at `path` (appended to; see [`RecordFrames`]).
+    pub fn with_recording(mut self, path: &Path) -> Result<Journal, String> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open feed recording {}: {e}", path.display()))?;
+        self.recording = Some(FeedRecording {
+            path: path.to_path_buf(),
+            file,
+            buf: Vec::with_capacity(64 * 1024),
+            dirty: false,
+        });
+        Ok(self)
     }
 
     /// Resume mode: the first `until_seq` records must reproduce the existing journal (which
@@ -183,6 +235,17 @@ impl Journal {
     fn write_out(&mut self, sync: bool) -> Result<JournalPosition, String> {
         if let Some(e) = &self.error {
             return Err(e.clone());
+        }
+        if self.file.is_none() {
+            return Err("journal is closed".into());
+        }
+        // The recording first: the journal must never be ahead of it.
+        if let Some(rec) = self.recording.as_mut()
+            && let Err(msg) = rec.write_out(sync)
+        {
+            tracing::error!(actor = "journal", error = %msg, "feed recording write failed");
+            self.error = Some(msg.clone());
+            return Err(msg);
         }
         let Some(file) = self.file.as_mut() else {
             return Err("journal is closed".into());
@@ -299,6 +362,22 @@ impl Handler<Append> for Journal {
             let _ = self.write_out(true);
         } else if self.buf.len() > 1 << 20 {
             let _ = self.write_out(false);
+        }
+    }
+}
+
+impl Handler<RecordFrames> for Journal {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordFrames, _ctx: &mut Self::Context) {
+        let Some(rec) = self.recording.as_mut() else { return };
+        rec.buf.extend_from_slice(&msg.0);
+        rec.dirty = true;
+        if rec.buf.len() > 1 << 20
+            && let Err(e) = rec.write_out(false)
+        {
+            tracing::error!(actor = "journal", error = %e, "feed recording write failed");
+            self.error = Some(e);
         }
     }
 }

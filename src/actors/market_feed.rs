@@ -23,7 +23,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::actors::journal::{Append, Flush, JournalSink};
+use crate::actors::journal::{Append, Flush, JournalSink, RecordFrames};
 use crate::core::journal::Entry;
 use crate::core::kraken::decode::{self, FeedCounters, FeedDecoder, FeedNotice};
 use crate::core::market::{BookInvalidReason, MarketBatch, MarketEvent};
@@ -91,6 +91,9 @@ pub struct Pipeline {
     pub journal: JournalSink,
     /// `journal.appends_sent()` at the last Flush: a batch that appended nothing skips it.
     pub flushed_at: Arc<AtomicU64>,
+    /// Flush after every batch even when it appended nothing (live runs: the feed recording
+    /// `feed.jsonl` is written by the journal's Flush and must keep up with the frames).
+    pub always_flush: bool,
 }
 
 impl Pipeline {
@@ -108,7 +111,7 @@ impl Pipeline {
         self.risk_barrier.send(Barrier).await.map_err(closed)?;
         self.position_book_barrier.send(Barrier).await.map_err(closed)?;
         let sent = self.journal.appends_sent();
-        if self.flushed_at.swap(sent, Ordering::Relaxed) != sent {
+        if self.flushed_at.swap(sent, Ordering::Relaxed) != sent || self.always_flush {
             self.journal_flush.send(Flush).await.map_err(closed)?.map_err(|e| format!("journal: {e}"))?;
         }
         Ok(())
@@ -174,6 +177,42 @@ struct FeedState {
     req_id: u64,
     /// One-line progress on stderr, only when stderr is a terminal (never in logs/journal).
     progress: Option<Progress>,
+    /// Resume: frame counts at which earlier sessions were stopped by a signal, and where to
+    /// ask for their end-of-run block to be written again (see [`MarketFeed::with_replayed_stops`]).
+    replayed_stops: std::collections::VecDeque<u64>,
+    stop_replayer: Option<mpsc::UnboundedSender<ReplayedStop>>,
+    /// Live runs: where received and sent frames are recorded (the journal's `RecordFrames`).
+    recorder: Option<Recipient<RecordFrames>>,
+    /// Live resume: done once, before the first connection.
+    live_resume: Option<LiveResume>,
+    /// Last trade (time, id) seen per pair: where the REST catch-up of a live resume starts.
+    last_trades: std::collections::BTreeMap<String, (EventTime, u64)>,
+    /// The book invalidation after a disconnect; the next connection waits for it, so its
+    /// frames never overtake it (a re-execution of the recording runs them in this order).
+    invalidation: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// How a live run continues after its process stopped (`run --resume`): re-execute the
+/// run's recording of its feed, catch up on the trades missed while down, then reconnect.
+pub struct LiveResume {
+    /// The run's `feed.jsonl`.
+    pub recording: std::path::PathBuf,
+    /// Kraken REST (Trades `since`), through the RateLimiter; None: the gap cannot be fetched.
+    pub rest: Option<crate::sources::kraken_rest::KrakenRest>,
+    /// PositionBook: reports the orders whose fate in the gap cannot be known.
+    pub gap_review: Recipient<crate::actors::position_book::GapReview>,
+}
+
+/// Resume: the re-executed feed has reached the frame at which an earlier session was stopped
+/// by a signal. The receiver writes that session's end-of-run block again (same records, same
+/// state changes: the same handlers run at the same point) and answers on `done`; the feed
+/// waits for it, then goes on with the next frame.
+#[derive(Debug)]
+pub struct ReplayedStop {
+    /// Event time the session stopped at (its `Shutdown` time).
+    pub time: EventTime,
+    /// Answered once the block is written.
+    pub done: tokio::sync::oneshot::Sender<()>,
 }
 
 /// The MarketFeed actor.
@@ -208,6 +247,12 @@ impl MarketFeed {
             untrusted: Default::default(),
             req_id: 1000,
             progress: Progress::for_terminal(settings.duration_micros),
+            replayed_stops: Default::default(),
+            stop_replayer: None,
+            recorder: None,
+            live_resume: None,
+            last_trades: Default::default(),
+            invalidation: None,
         };
         let jitter = Rng::new(settings.jitter_seed);
         MarketFeed {
@@ -224,6 +269,31 @@ impl MarketFeed {
         }
     }
 
+    /// Resume: after the batch that ends with decoded frame number `frames[i]`, stop as the
+    /// earlier session did — send a [`ReplayedStop`] to `to` and wait for its answer.
+    pub fn with_replayed_stops(self, frames: Vec<u64>, to: mpsc::UnboundedSender<ReplayedStop>) -> Self {
+        {
+            let mut st = self.state.borrow_mut();
+            st.replayed_stops = frames.into();
+            st.stop_replayer = Some(to);
+        }
+        self
+    }
+
+    /// Live runs: record every frame received and every request sent to `to` (the journal,
+    /// which writes `feed.jsonl` and keeps it ahead of the journal).
+    pub fn with_recording(self, to: Recipient<RecordFrames>) -> Self {
+        self.state.borrow_mut().recorder = Some(to);
+        self
+    }
+
+    /// Live resume: before connecting, re-execute the run's recording, fetch the missed
+    /// trades and review the orders they touched (see [`resume_live`]).
+    pub fn with_live_resume(self, resume: LiveResume) -> Self {
+        self.state.borrow_mut().live_resume = Some(resume);
+        self
+    }
+
     fn connect(&mut self, ctx: &mut Context<Self>) {
         if self.state.borrow().finished {
             return;
@@ -233,6 +303,10 @@ impl MarketFeed {
         let pipeline = self.pipeline.clone();
         let ended = self.ended.clone();
         self.connected_since = Some(tokio::time::Instant::now());
+        let (live_resume, recorder, invalidation) = {
+            let mut st = self.state.borrow_mut();
+            (st.live_resume.take(), st.recorder.clone(), st.invalidation.take())
+        };
         let fut = async move {
             let (tx, rx) = mpsc::unbounded_channel::<String>();
             let conn = ConnectionSettings {
@@ -245,7 +319,23 @@ impl MarketFeed {
             if let Some(replay) = settings.replay.clone() {
                 return replay_file(&replay, &state, &settings, &pipeline, &tx, &ended).await;
             }
-            let consume = |frames| {
+            if let Some(wait) = invalidation {
+                let _ = wait.await;
+            }
+            if let Some(resume) = live_resume {
+                match resume_live(&resume, &state, &settings, &pipeline, &ended).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => return Ok(()),
+                    Err(e) => {
+                        tracing::error!(actor = "market_feed", error = %e, "live resume failed; ending the run");
+                        state.borrow_mut().finished = true;
+                        let _ = ended.send(FeedEnded::PipelineFailed(e));
+                        return Ok(());
+                    }
+                }
+            }
+            let consume = |frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>| {
+                record_frames(&recorder, "recv", frames.iter().map(|f| f.as_str()));
                 let state = state.clone();
                 let pipeline = pipeline.clone();
                 let tx = tx.clone();
@@ -253,7 +343,8 @@ impl MarketFeed {
                 let settings = settings.clone();
                 async move { process_frames(&state, &settings, &pipeline, &tx, &ended, frames).await }
             };
-            run_connection(&conn, rx, |_| {}, consume).await
+            let sent = |req: &str| record_frames(&recorder, "sent", std::iter::once(req));
+            run_connection(&conn, rx, sent, consume).await
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.state.borrow_mut().connected = false;
@@ -311,6 +402,7 @@ async fn process_frames(
         let _ = ended.send(FeedEnded::PipelineFailed(e));
         return Ok(Flow::Stop);
     }
+    replay_stop_if_due(state, last).await;
     let mut st = state.borrow_mut();
     st.connected = true;
     let t = last.unwrap_or(st.decoder.last_time());
@@ -330,6 +422,27 @@ async fn process_frames(
         return Ok(Flow::Stop);
     }
     Ok(Flow::Continue)
+}
+
+/// Resume: when the frames decoded so far are where an earlier session was stopped by a
+/// signal, has its end-of-run block written again (and waits for it).
+async fn replay_stop_if_due(state: &Rc<RefCell<FeedState>>, last_event: Option<EventTime>) {
+    let request = {
+        let mut st = state.borrow_mut();
+        let frames = st.decoder.counters().frames;
+        if st.replayed_stops.front() != Some(&frames) {
+            return;
+        }
+        st.replayed_stops.pop_front();
+        let time = last_event.unwrap_or(st.decoder.last_time());
+        st.stop_replayer.clone().map(|tx| (tx, time))
+    };
+    let Some((tx, time)) = request else { return };
+    let (done, wait) = tokio::sync::oneshot::channel();
+    tracing::info!(actor = "market_feed", event_time = %time.to_rfc3339(), "resume: writing again the end-of-run block of a session stopped by a signal here");
+    if tx.send(ReplayedStop { time, done }).is_ok() {
+        let _ = wait.await;
+    }
 }
 
 /// Plays a recording through the same decoder and pipeline as a live connection; the file is
@@ -422,6 +535,9 @@ fn decode_frames(
         {
             st.untrusted.remove(&*b.symbol);
         }
+        if let MarketEvent::Trade(t) = e {
+            st.last_trades.insert(t.symbol.to_string(), (t.time, t.trade_id));
+        }
     }
     if st.end_time.is_none() {
         // The run's clock starts at the first event that carries exchange time (reference
@@ -486,35 +602,239 @@ impl Supervised for MarketFeed {
 impl MarketFeed {
     /// Tells the pipeline every book is untrusted until its new snapshot (after a disconnect).
     fn invalidate_books(&mut self) {
-        let mut st = self.state.borrow_mut();
-        let time = st.decoder.last_time();
-        let events: Vec<MarketEvent> = self
-            .settings
-            .pairs
-            .iter()
-            .map(|p| MarketEvent::BookInvalid {
-                symbol: p.as_str().into(),
-                time,
-                reason: BookInvalidReason::Disconnected,
-            })
-            .collect();
-        let first_seq = st.next_seq;
-        st.next_seq += events.len() as u64;
-        drop(st);
-        let pipeline = self.pipeline.clone();
-        let record = Entry::new(
-            time,
-            "feed_reconnect",
-            &serde_json::json!({ "attempt": self.attempt, "reason": self.last_error_kind }),
-        );
+        let (batch, record, recorder) = {
+            let mut st = self.state.borrow_mut();
+            let (batch, record) =
+                book_invalidation(&mut st, &self.settings.pairs, self.attempt, self.last_error_kind);
+            (batch, record, st.recorder.clone())
+        };
+        // The recording first (a re-execution replays this disconnect at this point), then
+        // the journal record, then the invalidation; the next connection waits for it.
+        let marker =
+            serde_json::json!({ "attempt": self.attempt, "reason": self.last_error_kind }).to_string();
+        record_frames(&recorder, "reconnect", std::iter::once(marker.as_str()));
         self.pipeline.journal.do_send(Append(vec![record]));
+        let pipeline = self.pipeline.clone();
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.state.borrow_mut().invalidation = Some(wait);
         actix::spawn(async move {
-            if let Err(e) = pipeline.run(MarketBatch { first_seq, events }).await {
+            if let Err(e) = pipeline.run(batch).await {
                 tracing::error!(actor = "market_feed", error = %e, "could not publish book invalidation");
             }
+            let _ = done.send(());
         });
     }
 }
+
+/// After a disconnect: every pair's book is untrusted until its new snapshot. Returns the
+/// `BookInvalid` batch and the `feed_reconnect` record.
+fn book_invalidation(
+    st: &mut FeedState,
+    pairs: &[String],
+    attempt: u32,
+    reason: &str,
+) -> (MarketBatch, Entry) {
+    let time = st.decoder.last_time();
+    let events: Vec<MarketEvent> = pairs
+        .iter()
+        .map(|p| MarketEvent::BookInvalid {
+            symbol: p.as_str().into(),
+            time,
+            reason: BookInvalidReason::Disconnected,
+        })
+        .collect();
+    let first_seq = st.next_seq;
+    st.next_seq += events.len() as u64;
+    let record =
+        Entry::new(time, "feed_reconnect", &serde_json::json!({ "attempt": attempt, "reason": reason }));
+    (MarketBatch { first_seq, events }, record)
+}
+
+/// Live runs: hands frames to the journal for `feed.jsonl`, stamped with the wall time of
+/// receipt (`ts`, [`crate::sources::recording::wall_micros`]).
+fn record_frames<'a>(to: &Option<Recipient<RecordFrames>>, dir: &str, frames: impl Iterator<Item = &'a str>) {
+    let Some(to) = to else { return };
+    let ts = crate::sources::recording::wall_micros();
+    let mut buf = Vec::new();
+    for f in frames {
+        let _ = crate::sources::recording::write_line(&mut buf, ts, dir, f, false);
+    }
+    to.do_send(RecordFrames(buf));
+}
+
+/// Live resume, before the first connection of the resumed process:
+/// 1. re-executes the run's recording (`feed.jsonl`) through the same decoder and pipeline,
+///    frame by frame as they came, disconnects included — the journal checks every record
+///    it regenerates, so state is exactly what it was;
+/// 2. fetches, per pair, the trades after the last one seen (REST `Trades` `since`, through
+///    the RateLimiter) and feeds them, in time order, as WS v2 trade frames: resting limits
+///    fill from trades printed through them and stops trigger, as on a live feed;
+/// 3. asks PositionBook to report the orders whose fate in the gap cannot be known;
+/// 4. invalidates the books (they are stale) as after any disconnect.
+///
+/// Steps 2–4 are recorded (`rest`, `gap_end`, `reconnect` lines) before they are applied,
+/// so a later resume re-executes them too. Returns `Stop` when the run ended meanwhile.
+async fn resume_live(
+    resume: &LiveResume,
+    state: &Rc<RefCell<FeedState>>,
+    settings: &FeedSettings,
+    pipeline: &Pipeline,
+    ended: &mpsc::UnboundedSender<FeedEnded>,
+) -> Result<Flow, String> {
+    use crate::sources::recording;
+    // Resubscriptions the re-execution asks for were sent (and recorded) long ago.
+    let (scratch, _scratch_rx) = mpsc::unbounded_channel::<String>();
+    let path = &resume.recording;
+    let mut frames_replayed: u64 = 0;
+    if path.exists() {
+        let mut rx = crate::sources::replay::spawn_reader(path, 256, 0).map_err(|e| e.to_string())?;
+        while let Some(batch) = rx.recv().await {
+            let batch = batch.map_err(|e| e.to_string())?;
+            for (i, line) in batch.lines.iter().enumerate() {
+                let rec = recording::split_line(line)
+                    .map_err(|e| format!("{} line {}: {e}", path.display(), batch.first_line + i as u64))?;
+                match &*rec.dir {
+                    "recv" | "rest" => {
+                        frames_replayed += 1;
+                        let frame =
+                            vec![tokio_tungstenite::tungstenite::Utf8Bytes::from(rec.msg.into_owned())];
+                        if process_frames(state, settings, pipeline, &scratch, ended, frame).await?
+                            == Flow::Stop
+                        {
+                            return Ok(Flow::Stop);
+                        }
+                    }
+                    "reconnect" => {
+                        let v: serde_json::Value =
+                            serde_json::from_str(&rec.msg).map_err(|e| e.to_string())?;
+                        let attempt = v.get("attempt").and_then(|a| a.as_u64()).unwrap_or(0) as u32;
+                        let reason = v.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string();
+                        replay_reconnect(state, settings, pipeline, attempt, &reason).await?;
+                    }
+                    "gap_end" => {
+                        let review: GapEnd = serde_json::from_str(&rec.msg).map_err(|e| e.to_string())?;
+                        send_gap_review(resume, review).await;
+                    }
+                    _ => {} // `sent`: requests; the decoder of a live run does not read them either
+                }
+            }
+        }
+    }
+    tracing::info!(
+        actor = "market_feed",
+        frames = frames_replayed,
+        "live resume: recording re-executed; fetching the trades missed while down"
+    );
+
+    // The gap: trades after the last one seen, per pair.
+    let recorder = state.borrow().recorder.clone();
+    let (since_all, last_trades) = {
+        let st = state.borrow();
+        (st.decoder.last_time(), st.last_trades.clone())
+    };
+    let mut gap_trades = Vec::new();
+    let mut unfetched = Vec::new();
+    match &resume.rest {
+        None => unfetched.extend(settings.pairs.iter().cloned()),
+        Some(rest) => {
+            if let Err(e) = rest.asset_pairs().await {
+                tracing::warn!(actor = "market_feed", error = %e, "REST AssetPairs failed; querying Trades by WS names");
+            }
+            for pair in &settings.pairs {
+                let last = last_trades.get(pair).copied();
+                match fetch_trades_since(rest, pair, last.map_or(since_all, |l| l.0)).await {
+                    Ok(trades) => gap_trades.extend(recording::trades_after(trades, last)),
+                    Err(e) => {
+                        tracing::warn!(actor = "market_feed", pair = %pair, error = %e, "could not fetch the trades missed while down");
+                        unfetched.push(pair.clone());
+                    }
+                }
+            }
+        }
+    }
+    // In time order across pairs (stable: a pair's own order is kept).
+    gap_trades.sort_by_key(|t| t.time);
+    let until = gap_trades.last().map_or(since_all, |t| t.time);
+    tracing::info!(actor = "market_feed", trades = gap_trades.len(), since = %since_all.to_rfc3339(), "live resume: applying the trades missed while down");
+    for t in &gap_trades {
+        let frame = recording::trades_frame(std::slice::from_ref(t));
+        record_frames(&recorder, "rest", std::iter::once(frame.as_str()));
+        let frame = vec![tokio_tungstenite::tungstenite::Utf8Bytes::from(frame)];
+        if process_frames(state, settings, pipeline, &scratch, ended, frame).await? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+    }
+    let review = GapEnd { since: since_all, until, pairs_unfetched: unfetched };
+    let text = serde_json::to_string(&review).map_err(|e| e.to_string())?;
+    record_frames(&recorder, "gap_end", std::iter::once(text.as_str()));
+    send_gap_review(resume, review).await;
+    let marker = serde_json::json!({ "attempt": 1, "reason": "resumed" }).to_string();
+    record_frames(&recorder, "reconnect", std::iter::once(marker.as_str()));
+    replay_reconnect(state, settings, pipeline, 1, "resumed").await?;
+    Ok(Flow::Continue)
+}
+
+/// A `gap_end` line of a live run's recording.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GapEnd {
+    since: EventTime,
+    until: EventTime,
+    pairs_unfetched: Vec<String>,
+}
+
+async fn send_gap_review(resume: &LiveResume, g: GapEnd) {
+    let review = crate::actors::position_book::GapReview {
+        since: g.since,
+        until: g.until,
+        pairs_unfetched: g.pairs_unfetched,
+    };
+    let _ = resume.gap_review.send(review).await;
+}
+
+/// A disconnect as the supervisor handles it (`restarting` + [`MarketFeed::invalidate_books`]),
+/// applied in line when a recording is re-executed or a resumed process reconnects.
+async fn replay_reconnect(
+    state: &Rc<RefCell<FeedState>>,
+    settings: &FeedSettings,
+    pipeline: &Pipeline,
+    attempt: u32,
+    reason: &str,
+) -> Result<(), String> {
+    let (batch, record) = {
+        let mut st = state.borrow_mut();
+        st.reconnects += 1;
+        st.restarts += 1;
+        st.decoder.reset_books();
+        st.untrusted.extend(settings.pairs.iter().cloned());
+        book_invalidation(&mut st, &settings.pairs, attempt, reason)
+    };
+    pipeline.journal.do_send(Append(vec![record]));
+    pipeline.run(batch).await
+}
+
+/// Kraken REST `Trades` after `since`, following the `last` cursor while pages are full
+/// (Kraken returns at most 1000 trades a call), up to [`MAX_GAP_PAGES`] pages.
+async fn fetch_trades_since(
+    rest: &crate::sources::kraken_rest::KrakenRest,
+    pair: &str,
+    since: EventTime,
+) -> Result<Vec<crate::core::market::TradeEvent>, String> {
+    let mut cursor = crate::sources::kraken_rest::trades_since(since);
+    let mut out = Vec::new();
+    for _ in 0..MAX_GAP_PAGES {
+        let page = rest.trades(pair, Some(&cursor)).await.map_err(|e| e.to_string())?;
+        let full = page.trades.len() >= 1000;
+        out.extend(page.trades);
+        if !full || page.last == cursor {
+            return Ok(out);
+        }
+        cursor = page.last;
+    }
+    Err(format!("more than {MAX_GAP_PAGES} pages of trades missed; the gap is too long to catch up"))
+}
+
+/// Most `Trades` pages fetched per pair after a downtime (1000 trades each).
+const MAX_GAP_PAGES: usize = 50;
 
 impl Handler<StopFeed> for MarketFeed {
     type Result = ();

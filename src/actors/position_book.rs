@@ -30,6 +30,21 @@ use crate::messages::{
 #[rtype(result = "PortfolioSnapshot")]
 pub struct GetPortfolio;
 
+/// Live resume: the trades missed while the process was down (fetched over REST) have been
+/// applied. Orders they triggered are reported as `order_fate_unknown`: they execute on the
+/// first book after reconnecting, but the book they would have met in the gap is unknown;
+/// so are the orders of pairs whose missed trades could not be fetched.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct GapReview {
+    /// First event time of the gap (the last one the feed had seen).
+    pub since: EventTime,
+    /// Last event time of the gap (the latest trade fetched).
+    pub until: EventTime,
+    /// Pairs whose missed trades could not be fetched (the feed logs why).
+    pub pairs_unfetched: Vec<String>,
+}
+
 /// The account and counters at one moment.
 #[derive(Clone, Debug)]
 pub struct PortfolioSnapshot {
@@ -85,6 +100,39 @@ pub struct PositionBook {
     starting_equity: Decimal,
     stale_after: Span,
     last_book: std::collections::BTreeMap<crate::core::instrument::Symbol, EventTime>,
+    /// Triggered orders not yet filled (for [`GapReview`]), and the pairs of open orders.
+    gap_watch: GapWatch,
+}
+
+/// What [`GapReview`] needs to know about orders, kept from the published execution events.
+#[derive(Default)]
+struct GapWatch {
+    pairs: std::collections::BTreeMap<u64, crate::core::instrument::Symbol>,
+    triggered: std::collections::BTreeMap<u64, (EventTime, Decimal)>,
+}
+
+impl GapWatch {
+    fn see(&mut self, ev: &ExecEvent) {
+        match ev {
+            ExecEvent::OrderAccepted { order_id, spec, .. } => {
+                self.pairs.insert(order_id.0, spec.pair.clone());
+            }
+            ExecEvent::OrderTriggered { time, order_id, trigger_price } => {
+                self.triggered.insert(order_id.0, (*time, *trigger_price));
+            }
+            ExecEvent::OrderCanceled { order_id, .. } => {
+                self.pairs.remove(&order_id.0);
+                self.triggered.remove(&order_id.0);
+            }
+            ExecEvent::Fill(f) => {
+                self.triggered.remove(&f.order_id.0);
+                if !f.partial {
+                    self.pairs.remove(&f.order_id.0);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl PositionBook {
@@ -119,6 +167,7 @@ impl PositionBook {
             starting_equity: peak_equity,
             stale_after: Span(i64::MAX / 4),
             last_book: Default::default(),
+            gap_watch: GapWatch::default(),
         }
     }
 
@@ -131,6 +180,7 @@ impl PositionBook {
         let mut closed = Vec::new();
         let mut had_fill = false;
         for ev in self.scratch.drain(..) {
+            self.gap_watch.see(&ev);
             entries.push(Entry::new(ev.time(), ev.kind(), &ev));
             match ev {
                 ExecEvent::TradeClosed(t) => {
@@ -329,6 +379,55 @@ impl Handler<Shutdown> for PositionBook {
         let stats = Entry::new(time, "exec_stats", self.exchange.stats());
         let balances = Entry::new(time, "balances", &json!({ "balances": self.exchange.balances() }));
         self.out.journal.do_send(Append(vec![equity, stats, balances]));
+    }
+}
+
+impl Handler<GapReview> for PositionBook {
+    type Result = ();
+
+    fn handle(&mut self, msg: GapReview, _ctx: &mut Self::Context) {
+        let mut entries = Vec::new();
+        for (id, (time, price)) in &self.gap_watch.triggered {
+            if *time < msg.since {
+                continue;
+            }
+            let pair = self.gap_watch.pairs.get(id).map(|p| p.to_string());
+            tracing::warn!(actor = "position_book", order_id = id, pair = pair.as_deref().unwrap_or("-"), trigger_time = %time.to_rfc3339(), "order triggered while the feed was down: its fill price cannot be known");
+            entries.push(Entry::new(
+                *time,
+                "order_fate_unknown",
+                &json!({
+                    "order_id": id,
+                    "pair": pair,
+                    "trigger_price": price,
+                    "reason": "triggered by a trade fetched after a downtime; executes on the first book after reconnecting, not on the book of its trigger time (unknown)",
+                }),
+            ));
+        }
+        for pair in &msg.pairs_unfetched {
+            let orders: Vec<u64> = self
+                .gap_watch
+                .pairs
+                .iter()
+                .filter(|(_, p)| &***p == pair.as_str())
+                .map(|(id, _)| *id)
+                .collect();
+            tracing::warn!(actor = "position_book", pair = %pair, ?orders, "trades missed while down could not be fetched: the fate of this pair's open orders in the gap is unknown");
+            for id in orders {
+                entries.push(Entry::new(
+                    msg.until,
+                    "order_fate_unknown",
+                    &json!({
+                        "order_id": id,
+                        "pair": pair,
+                        "reason": "the trades missed while the feed was down could not be fetched",
+                    }),
+                ));
+            }
+        }
+        if !entries.is_empty() {
+            self.out.journal.do_send(Append(entries));
+        }
     }
 }
 

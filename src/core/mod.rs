@@ -16,6 +16,7 @@ pub mod money;
 pub mod orders;
 pub mod portfolio;
 pub mod rate_limit;
+pub mod resume;
 pub mod risk;
 pub mod rng;
 pub mod signals;

@@ -3,5 +3,6 @@
 
 pub mod kraken_rest;
 pub mod kraken_ws;
+pub mod recording;
 pub mod replay;
 pub mod simulated;

@@ -613,17 +613,10 @@ async fn connection(
 // Recording without a socket
 // ---------------------------------------------------------------------------------------
 
-/// `{"ts":<unix seconds, 6 decimals>,"dir":…,"msg":<frame>}` + newline.
+/// One `record` line (`sources::recording`, the one writer of the format); the simulator's
+/// frames are JSON, written as they are.
 fn write_line(w: &mut impl Write, t: EventTime, dir: &str, msg: &str) -> std::io::Result<()> {
-    let us = t.as_micros();
-    write!(
-        w,
-        r#"{{"ts":{}.{:06},"dir":"{dir}","msg":"#,
-        us.div_euclid(MICROS_PER_SEC),
-        us.rem_euclid(MICROS_PER_SEC)
-    )?;
-    w.write_all(msg.as_bytes())?;
-    w.write_all(b"}\n")
+    crate::sources::recording::write_line(w, t.as_micros(), dir, msg, true)
 }
 
 /// `record --source sim`: writes at least `events` book/trade events (≥ 70 % book updates)

@@ -12,5 +12,6 @@ mod feed_mock;
 mod http;
 mod replay;
 mod rest;
+mod resume_sources;
 mod risk_stop;
 mod supervision;

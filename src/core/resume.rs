@@ -1,0 +1,167 @@
+//! What a journal says about continuing its run (`run --resume RUN_DIR`): where its market
+//! data came from, whether the run is finished, and where earlier sessions were stopped by a
+//! signal. Pure: it reads records already scanned by `core::journal::scan`.
+//!
+//! A resume re-executes the run from its first market frame and checks every regenerated
+//! record against the journal. A session stopped by SIGINT/SIGTERM wrote its end-of-run
+//! block (`equity`, `exec_stats`, `balances`, `risk_metrics`, `feed_stats`, `run_ended`
+//! with reason `signal`) after the frame it stopped at; the re-execution writes that block
+//! again at the same frame — after the same number of decoded frames, `feed_stats.frames`
+//! — so it is checked like any other record, the state it left (a flattening on exit
+//! included) is the state the continued run starts from, and `seq` runs on past it.
+
+use super::journal::StoredRecord;
+
+/// Where the run's market data came from (`run_started.source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunSource {
+    /// The embedded simulated exchange (re-executed from the same seed).
+    Sim,
+    /// A recording played with `kraken-paper replay` (re-executed from the same file).
+    Replay,
+    /// Kraken's live feed (re-executed from the run folder's `feed.jsonl`).
+    Live,
+}
+
+/// How to continue a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumePlan {
+    /// The run's source.
+    pub source: RunSource,
+    /// Last complete record.
+    pub last_seq: u64,
+    /// For each session stopped by a signal, in order: the number of frames the feed had
+    /// decoded when it stopped (the re-execution stops there again, writes the same block,
+    /// then goes on).
+    pub signal_stops: Vec<u64>,
+}
+
+/// Why a journal cannot be continued.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeRefusal {
+    /// The journal has no record.
+    #[error("the journal is empty (the run never started); start a new run instead")]
+    Empty,
+    /// The last session ended by itself.
+    #[error(
+        "it holds a finished run (ended: {reason}); nothing to resume (only a run that was killed or stopped by SIGINT/SIGTERM can be continued)"
+    )]
+    Finished {
+        /// `run_ended.reason`.
+        reason: String,
+    },
+    /// `run_started.source` is not one this build knows.
+    #[error("its run_started record names an unknown source {0:?}")]
+    UnknownSource(String),
+    /// A signal stop without the feed's counters: the re-execution cannot find its frame.
+    #[error(
+        "the session stopped by a signal at seq {seq} left no feed_stats record, so the frame it stopped at is unknown"
+    )]
+    StopWithoutFeedStats {
+        /// `run_ended`'s seq.
+        seq: u64,
+    },
+}
+
+/// Reads the plan from a journal's records (the torn tail already cut off).
+pub fn plan(records: &[StoredRecord]) -> Result<ResumePlan, ResumeRefusal> {
+    let last = records.last().ok_or(ResumeRefusal::Empty)?;
+    let reason_of =
+        |r: &StoredRecord| r.body.get("reason").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    if last.kind == "run_ended" && reason_of(last) != "signal" {
+        return Err(ResumeRefusal::Finished { reason: reason_of(last) });
+    }
+    let source = match records.iter().find(|r| r.kind == "run_started") {
+        None => RunSource::Sim,
+        Some(start) => match start.body.get("source").and_then(|v| v.as_str()).unwrap_or("sim") {
+            "sim" => RunSource::Sim,
+            "replay" => RunSource::Replay,
+            "kraken" => RunSource::Live,
+            other => return Err(ResumeRefusal::UnknownSource(other.to_string())),
+        },
+    };
+    let mut signal_stops = Vec::new();
+    let mut frames: Option<u64> = None;
+    for r in records {
+        match r.kind.as_str() {
+            "feed_stats" => frames = r.body.get("frames").and_then(|v| v.as_u64()),
+            "run_ended" => {
+                // Only a signal stop can be followed by more records (a resume refuses the
+                // others), so every run_ended met here is a signal stop or the last record.
+                let f = frames.take().ok_or(ResumeRefusal::StopWithoutFeedStats { seq: r.seq })?;
+                signal_stops.push(f);
+            }
+            _ => {}
+        }
+    }
+    Ok(ResumePlan { source, last_seq: last.seq, signal_stops })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::core::time::EventTime;
+
+    fn rec(seq: u64, kind: &str, body: Value) -> StoredRecord {
+        let body: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
+        StoredRecord { seq, event_time: EventTime::ZERO, kind: kind.into(), body }
+    }
+
+    fn started(source: &str) -> StoredRecord {
+        rec(1, "run_started", json!({ "source": source }))
+    }
+
+    #[test]
+    fn killed_run_resumes_with_no_stop_to_replay() {
+        let p = plan(&[started("sim"), rec(2, "fill", json!({}))]).unwrap();
+        assert_eq!(p, ResumePlan { source: RunSource::Sim, last_seq: 2, signal_stops: vec![] });
+    }
+
+    #[test]
+    fn run_ended_by_its_duration_is_finished() {
+        let r = plan(&[
+            started("replay"),
+            rec(2, "feed_stats", json!({"frames": 9})),
+            rec(3, "run_ended", json!({"reason": "duration"})),
+        ]);
+        assert_eq!(r, Err(ResumeRefusal::Finished { reason: "duration".into() }));
+        assert!(r.unwrap_err().to_string().contains("nothing to resume"));
+    }
+
+    #[test]
+    fn failed_run_is_finished() {
+        let r = plan(&[started("sim"), rec(2, "run_ended", json!({"reason": "failed: disk full"}))]);
+        assert!(matches!(r, Err(ResumeRefusal::Finished { .. })));
+    }
+
+    #[test]
+    fn signal_stops_are_listed_by_their_frame_counts() {
+        let p = plan(&[
+            started("kraken"),
+            rec(2, "feed_stats", json!({"frames": 120})),
+            rec(3, "run_ended", json!({"reason": "signal"})),
+            rec(4, "fill", json!({})),
+            rec(5, "feed_stats", json!({"frames": 480})),
+            rec(6, "run_ended", json!({"reason": "signal"})),
+        ])
+        .unwrap();
+        assert_eq!(p, ResumePlan { source: RunSource::Live, last_seq: 6, signal_stops: vec![120, 480] });
+    }
+
+    #[test]
+    fn signal_stop_without_feed_stats_is_refused() {
+        let r = plan(&[started("sim"), rec(2, "run_ended", json!({"reason": "signal"}))]);
+        assert_eq!(r, Err(ResumeRefusal::StopWithoutFeedStats { seq: 2 }));
+    }
+
+    #[test]
+    fn unknown_source_and_empty_journal_are_refused() {
+        assert_eq!(
+            plan(&[started("carrier-pigeon")]),
+            Err(ResumeRefusal::UnknownSource("carrier-pigeon".into()))
+        );
+        assert_eq!(plan(&[]), Err(ResumeRefusal::Empty));
+    }
+}
