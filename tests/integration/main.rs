@@ -13,4 +13,5 @@ mod http;
 mod replay;
 mod rest;
 mod risk_stop;
+mod shorts;
 mod supervision;
