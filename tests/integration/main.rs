@@ -14,4 +14,5 @@ mod replay;
 mod rest;
 mod resume_sources;
 mod risk_stop;
+mod shorts;
 mod supervision;
