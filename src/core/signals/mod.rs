@@ -12,6 +12,8 @@
 //! | `breakout` | [`breakout`] | volatility breakout out of a rolling band |
 //! | `imbalance` | [`imbalance`] | order-book depth imbalance |
 //! | `online_ml` | [`online_ml`] | walk-forward online logistic regression |
+//!
+//! [`features`] computes the feature vector of the ML models.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,7 @@ use super::validate::Issues;
 pub mod breakout;
 pub mod common;
 pub mod ema_cross;
+pub mod features;
 pub mod imbalance;
 pub mod online_ml;
 pub mod rsi;
