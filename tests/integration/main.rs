@@ -10,6 +10,8 @@ mod end_to_end;
 mod external_signals;
 mod feed_mock;
 mod http;
+#[cfg(feature = "onnx")]
+mod onnx_signal;
 mod replay;
 mod rest;
 mod resume_sources;

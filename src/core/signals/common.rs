@@ -227,6 +227,20 @@ pub fn make_signal(
     }
 }
 
+/// The side a probability model takes after a new `score = 2p − 1`, given the side it held
+/// (1 long, −1 short, 0 none). Hysteresis: a side opens at `|score| ≥ min_confidence` and
+/// closes below half of it (or when the score changes sign), so a prediction hovering at the
+/// threshold does not flicker into a stream of signals.
+pub fn hysteresis_side(score: f64, min_confidence: f64, held: i8) -> i8 {
+    if score.abs() >= min_confidence {
+        if score > 0.0 { 1 } else { -1 }
+    } else if score.abs() < min_confidence / 2.0 || score.signum() != f64::from(held) {
+        0
+    } else {
+        held
+    }
+}
+
 /// Config check shared by the models: a span key must be positive.
 pub fn positive_span(is: &mut Issues, key: &str, s: Span) {
     is.check(s.as_micros() > 0, key, || format!("must be a positive duration such as 10s, got {s}"));
@@ -269,6 +283,16 @@ mod tests {
         assert_eq!(e.update(10.0), 10.0);
         assert_eq!(e.update(20.0), 15.0);
         assert_eq!(e.update(0.0), 7.5);
+    }
+
+    #[test]
+    fn hysteresis_opens_at_the_threshold_and_closes_below_half_of_it() {
+        // (score, side held) → side: 0.4 opens, 0.25 keeps, 0.15 (< 0.2) closes, a sign
+        // change below the threshold closes, −0.5 flips straight to short.
+        let cases = [(0.4, 0, 1), (0.3, 0, 0), (0.25, 1, 1), (0.15, 1, 0), (-0.3, 1, 0), (-0.5, 1, -1)];
+        for (score, held, want) in cases {
+            assert_eq!(hysteresis_side(score, 0.4, held), want, "score {score}, held {held}");
+        }
     }
 
     #[test]

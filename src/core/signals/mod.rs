@@ -12,6 +12,9 @@
 //! | `breakout` | [`breakout`] | volatility breakout out of a rolling band |
 //! | `imbalance` | [`imbalance`] | order-book depth imbalance |
 //! | `online_ml` | [`online_ml`] | walk-forward online logistic regression |
+//! | `onnx` | [`onnx`] | a model trained elsewhere, exported to ONNX (`--features onnx`) |
+//!
+//! [`features`] computes the feature vector `online_ml` and `onnx` share.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +25,10 @@ use super::validate::Issues;
 pub mod breakout;
 pub mod common;
 pub mod ema_cross;
+pub mod features;
 pub mod imbalance;
 pub mod online_ml;
+pub mod onnx;
 pub mod rsi;
 #[cfg(test)]
 pub(crate) mod testdata;
@@ -32,10 +37,13 @@ pub use breakout::{Breakout, BreakoutConfig};
 pub use ema_cross::{EmaCross, EmaCrossConfig};
 pub use imbalance::{Imbalance, ImbalanceConfig};
 pub use online_ml::{OnlineMl, OnlineMlConfig};
+pub use onnx::OnnxConfig;
 pub use rsi::{Rsi, RsiConfig};
 
-/// Names of the built-in models, in the order `signals.enabled` may list them.
-pub const BUILT_IN: [&str; 5] = ["ema_cross", "rsi", "breakout", "imbalance", "online_ml"];
+/// Names of the built-in models, in the order `signals.enabled` may list them. `onnx` is
+/// only available in builds with `--features onnx`; other builds refuse it with a message
+/// saying so.
+pub const BUILT_IN: [&str; 6] = ["ema_cross", "rsi", "breakout", "imbalance", "online_ml", "onnx"];
 
 /// A signal model: reads market events in order, sometimes says something.
 ///
@@ -54,7 +62,7 @@ pub trait SignalModel: Send {
 #[serde(deny_unknown_fields, default)]
 pub struct SignalsConfig {
     /// Built-in models to run, by name (`ema_cross`, `rsi`, `breakout`, `imbalance`,
-    /// `online_ml`); default `[ema_cross]`.
+    /// `online_ml`, `onnx`); default `[ema_cross]`.
     pub enabled: Vec<String>,
     /// `signals.ema_cross.*`: EMA-cross momentum.
     pub ema_cross: EmaCrossConfig,
@@ -66,6 +74,8 @@ pub struct SignalsConfig {
     pub imbalance: ImbalanceConfig,
     /// `signals.online_ml.*`: online logistic regression.
     pub online_ml: OnlineMlConfig,
+    /// `signals.onnx.*`: a model trained elsewhere, exported to ONNX.
+    pub onnx: OnnxConfig,
 }
 
 impl Default for SignalsConfig {
@@ -77,6 +87,7 @@ impl Default for SignalsConfig {
             breakout: BreakoutConfig::default(),
             imbalance: ImbalanceConfig::default(),
             online_ml: OnlineMlConfig::default(),
+            onnx: OnnxConfig::default(),
         }
     }
 }
@@ -85,14 +96,38 @@ impl SignalsConfig {
     /// Adds a problem for every out-of-range key (`signals.…`).
     ///
     /// Every model's section is checked, enabled or not, so that a typo in a section that is
-    /// switched on later does not wait until then to be found.
+    /// switched on later does not wait until then to be found. With `onnx` enabled, its model
+    /// file is loaded and checked too (`signals.onnx.model`).
     pub fn validate(&self, is: &mut Issues) {
+        let before = is.list.len();
+        self.validate_keys(is);
+        if is.list.len() == before && self.enabled.iter().any(|n| n == onnx::NAME) {
+            self.check_onnx_model(is);
+        }
+    }
+
+    /// Loads the `onnx` model once to check the file and its shapes.
+    #[cfg(feature = "onnx")]
+    fn check_onnx_model(&self, is: &mut Issues) {
+        if let Err(e) = onnx::OnnxSignal::new(&self.onnx) {
+            let message = e.strip_prefix("signals.onnx.model: ").unwrap_or(&e).to_string();
+            is.push("signals.onnx.model", message);
+        }
+    }
+
+    /// Without the feature, `validate_keys` has already refused `onnx` in `enabled`.
+    #[cfg(not(feature = "onnx"))]
+    fn check_onnx_model(&self, _is: &mut Issues) {}
+
+    fn validate_keys(&self, is: &mut Issues) {
         for (i, name) in self.enabled.iter().enumerate() {
             let key = format!("signals.enabled[{i}]");
             if !BUILT_IN.contains(&name.as_str()) {
                 is.push(key, format!("unknown signal model {name:?} (built-in: {})", BUILT_IN.join(", ")));
             } else if self.enabled[..i].contains(name) {
                 is.push(key, format!("{name:?} is listed twice"));
+            } else if name == onnx::NAME && !cfg!(feature = "onnx") {
+                is.push(key, onnx::NOT_BUILT);
             }
         }
         self.ema_cross.validate(is);
@@ -100,15 +135,17 @@ impl SignalsConfig {
         self.breakout.validate(is);
         self.imbalance.validate(is);
         self.online_ml.validate(is);
+        self.onnx.validate(is);
     }
 
     /// The enabled built-in models, one instance per name.
     ///
     /// Fails with every config problem (one per line, each naming its key) when the config
-    /// does not validate, e.g. `signals.enabled[1]: unknown signal model "macd" (…)`.
+    /// does not validate, e.g. `signals.enabled[1]: unknown signal model "macd" (…)`, or with
+    /// the problem of the `onnx` model file (`signals.onnx.model: …`).
     pub fn build(&self) -> Result<Vec<Box<dyn SignalModel>>, String> {
         let mut is = Issues::default();
-        self.validate(&mut is);
+        self.validate_keys(&mut is);
         if !is.is_empty() {
             return Err(is.list.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
         }
@@ -120,6 +157,8 @@ impl SignalsConfig {
                 "breakout" => Box::new(Breakout::new(&self.breakout)),
                 "imbalance" => Box::new(Imbalance::new(&self.imbalance)),
                 "online_ml" => Box::new(OnlineMl::new(&self.online_ml)),
+                #[cfg(feature = "onnx")]
+                "onnx" => Box::new(onnx::OnnxSignal::new(&self.onnx)?),
                 other => return Err(format!("signals.enabled[{i}]: unknown signal model {other:?}")),
             });
         }
@@ -140,10 +179,25 @@ mod tests {
 
     #[test]
     fn builds_every_built_in_under_its_name() {
+        // `onnx` needs a model file: tested in onnx_tests.
+        let plain: Vec<&str> = BUILT_IN.iter().copied().filter(|n| *n != "onnx").collect();
         let cfg =
-            SignalsConfig { enabled: BUILT_IN.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+            SignalsConfig { enabled: plain.iter().map(|s| s.to_string()).collect(), ..Default::default() };
         let names: Vec<_> = cfg.build().unwrap().iter().map(|m| m.name().to_string()).collect();
-        assert_eq!(names, BUILT_IN);
+        assert_eq!(names, plain);
+    }
+
+    #[cfg(not(feature = "onnx"))]
+    #[test]
+    fn onnx_without_the_feature_names_the_key_and_the_flag() {
+        let cfg = SignalsConfig { enabled: vec!["ema_cross".into(), "onnx".into()], ..Default::default() };
+        let mut is = Issues::default();
+        cfg.validate(&mut is);
+        assert_eq!(is.list.len(), 1, "{is}");
+        assert_eq!(is.list[0].key, "signals.enabled[1]");
+        assert!(is.list[0].message.contains("--features onnx"), "{is}");
+        let err = cfg.build().err().unwrap();
+        assert!(err.starts_with("signals.enabled[1]: ") && err.contains("--features onnx"), "{err}");
     }
 
     #[test]

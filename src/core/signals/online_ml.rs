@@ -1,48 +1,33 @@
 //! `online_ml`: online logistic regression trained walk-forward on features from the feed.
 //!
-//! Per pair, on an event-time grid (`sample_interval`), the model builds a feature vector
-//! from what it has seen so far:
+//! Per pair, on an event-time grid (`sample_interval`), the model takes the feature vector of
+//! [`features`](super::features) (returns over `lags`, realised volatility, spread, depth
+//! imbalance, trade flow; standardised with running moments that include the current sample
+//! and nothing later, clipped to ±5). The prediction is `p = σ(b + w·x)`;
+//! score = 2p − 1, confidence = |2p − 1|.
 //!
-//! | feature | definition |
-//! |---|---|
-//! | `ret_L` for each L in `lags` | `ln(p_t / p_{t−L})`, L in samples |
-//! | `vol` | RMS of the last `vol_samples` one-sample log returns |
-//! | `spread` | `(ask − bid) / mid` of the latest book |
-//! | `imbalance` | `(bid_depth − ask_depth) / (bid_depth + ask_depth)` of the latest book |
-//! | `flow` | `Σ side·qty / Σ qty` of the trades since the previous sample (0 without trades) |
-//!
-//! Each feature is standardised with running (Welford) mean and variance that include the
-//! current sample and nothing later, then clipped to ±5. The prediction is
-//! `p = σ(b + w·x)`; score = 2p − 1, confidence = |2p − 1|.
-//!
-//! **Walk-forward training, no look-ahead.** The sample taken at time t waits in a queue.
-//! It is learned from only when a later sample arrives at event time t' ≥ t + `horizon`:
-//! label y = 1 if p_{t'} > p_t, 0 if lower (ties are dropped), and one SGD step with L2:
-//! `g = σ(b + w·x) − y;  w ← w − η·(g·x + λ·w);  b ← b − η·g`. The label therefore uses
-//! prices up to t' only, and the prediction at any time uses only samples whose horizon has
-//! passed. Signals start after `warmup` training steps and are emitted when the predicted
-//! side changes (|2p − 1| ≥ `min_confidence` opens a side; falling below half of it closes
-//! it).
+//! **Walk-forward training, no look-ahead.** The sample taken at time t waits in a queue
+//! ([`HorizonLabels`]). It is learned from only when a later sample arrives at event time
+//! t' ≥ t + `horizon`: label y = 1 if p_{t'} > p_t, 0 if lower (ties are dropped), and one SGD
+//! step with L2: `g = σ(b + w·x) − y;  w ← w − η·(g·x + λ·w);  b ← b − η·g`. The label
+//! therefore uses prices up to t' only, and the prediction at any time uses only samples whose
+//! horizon has passed. Signals start after `warmup` training steps and are emitted when the
+//! predicted side changes (|2p − 1| ≥ `min_confidence` opens a side; falling below half of it
+//! closes it).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::super::decisions::Signal;
 use super::super::instrument::Symbol;
-use super::super::market::{MarketEvent, Side};
-use super::super::money::to_f64;
+use super::super::market::MarketEvent;
 use super::super::time::{EventTime, Span};
 use super::super::validate::Issues;
 use super::SignalModel;
-use super::common::{
-    GridSampler, Window, count_in, depth_imbalance, float_in, make_signal, mid_of, positive_span,
-    relative_spread,
-};
-
-/// Standardised features are clipped to this many standard deviations.
-const CLIP: f64 = 5.0;
+use super::common::{count_in, float_in, hysteresis_side, make_signal, positive_span};
+use super::features::{FeatureSpec, Features, HorizonLabels, Pending};
 
 /// `signals.online_ml.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,48 +70,26 @@ impl Default for OnlineMlConfig {
 impl OnlineMlConfig {
     /// Adds a problem for every out-of-range key (`signals.online_ml.…`).
     pub fn validate(&self, is: &mut Issues) {
-        positive_span(is, "signals.online_ml.sample_interval", self.sample_interval);
+        self.features().validate(is, "signals.online_ml");
         positive_span(is, "signals.online_ml.horizon", self.horizon);
-        is.check(!self.lags.is_empty() && self.lags.len() <= 16, "signals.online_ml.lags", || {
-            format!("list 1 to 16 lags in samples, e.g. [1, 6, 30], got {} lags", self.lags.len())
-        });
-        for (i, l) in self.lags.iter().enumerate() {
-            count_in(is, &format!("signals.online_ml.lags[{i}]"), *l, 1, 10_000);
-        }
-        count_in(is, "signals.online_ml.vol_samples", self.vol_samples, 2, 100_000);
         float_in(is, "signals.online_ml.learning_rate", self.learning_rate, 1e-9, 10.0);
         float_in(is, "signals.online_ml.l2", self.l2, 0.0, 1.0);
         count_in(is, "signals.online_ml.warmup", self.warmup, 0, 10_000_000);
         is.fraction_f64("signals.online_ml.min_confidence", self.min_confidence, true);
     }
 
+    /// The feature keys of this section.
+    pub fn features(&self) -> FeatureSpec {
+        FeatureSpec {
+            sample_interval: self.sample_interval,
+            lags: self.lags.clone(),
+            vol_samples: self.vol_samples,
+        }
+    }
+
     /// Number of features: one per lag plus vol, spread, imbalance, flow.
     pub fn n_features(&self) -> usize {
-        self.lags.len() + 4
-    }
-}
-
-/// Running mean and variance (Welford).
-#[derive(Clone, Debug, Default)]
-struct Welford {
-    n: f64,
-    mean: f64,
-    m2: f64,
-}
-
-impl Welford {
-    fn update(&mut self, x: f64) {
-        self.n += 1.0;
-        let d = x - self.mean;
-        self.mean += d / self.n;
-        self.m2 += d * (x - self.mean);
-    }
-    fn standardise(&self, x: f64) -> f64 {
-        if self.n < 2.0 {
-            return 0.0;
-        }
-        let sd = (self.m2 / (self.n - 1.0)).sqrt();
-        if sd > 1e-12 { ((x - self.mean) / sd).clamp(-CLIP, CLIP) } else { 0.0 }
+        self.features().n_features()
     }
 }
 
@@ -167,24 +130,9 @@ impl Logistic {
 }
 
 #[derive(Clone, Debug)]
-struct Pending {
-    time: EventTime,
-    price: f64,
-    x: Vec<f64>,
-}
-
-#[derive(Clone, Debug)]
 struct PairState {
-    sampler: GridSampler,
-    prices: Window,
-    rets: Window,
-    spread: f64,
-    imbalance: f64,
-    flow_signed: f64,
-    flow_total: f64,
-    scalers: Vec<Welford>,
     model: Logistic,
-    pending: VecDeque<Pending>,
+    labels: HorizonLabels,
     side: i8,
 }
 
@@ -192,15 +140,19 @@ struct PairState {
 pub struct OnlineMl {
     name: Arc<str>,
     cfg: OnlineMlConfig,
-    max_lag: usize,
+    features: Features,
     pairs: BTreeMap<Symbol, PairState>,
 }
 
 impl OnlineMl {
     /// A model with the given parameters.
     pub fn new(cfg: &OnlineMlConfig) -> Self {
-        let max_lag = cfg.lags.iter().copied().max().unwrap_or(1) as usize;
-        OnlineMl { name: Arc::from("online_ml"), cfg: cfg.clone(), max_lag, pairs: BTreeMap::new() }
+        OnlineMl {
+            name: Arc::from("online_ml"),
+            cfg: cfg.clone(),
+            features: Features::new(cfg.features()),
+            pairs: BTreeMap::new(),
+        }
     }
 
     /// Training steps taken so far for `pair` (0 for an unseen pair).
@@ -210,7 +162,7 @@ impl OnlineMl {
 
     /// Event times of the samples of `pair` still waiting for their label.
     pub fn pending_times(&self, pair: &str) -> Vec<EventTime> {
-        self.pairs.get(pair).map_or_else(Vec::new, |s| s.pending.iter().map(|p| p.time).collect())
+        self.pairs.get(pair).map_or_else(Vec::new, |s| s.labels.pending_times())
     }
 
     /// The current model of `pair`.
@@ -225,91 +177,28 @@ impl SignalModel for OnlineMl {
     }
 
     fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
-        let sym = ev.symbol()?;
+        // 1. Features of this sample (from data up to and including this event).
+        let sample = self.features.on_event(ev)?;
         let cfg = &self.cfg;
-        let cap = self.max_lag + 1;
-        let st = self.pairs.entry(sym.clone()).or_insert_with(|| PairState {
-            sampler: GridSampler::new(cfg.sample_interval),
-            prices: Window::new(cap),
-            rets: Window::new(cfg.vol_samples as usize),
-            spread: 0.0,
-            imbalance: 0.0,
-            flow_signed: 0.0,
-            flow_total: 0.0,
-            scalers: vec![Welford::default(); cfg.n_features()],
+        let st = self.pairs.entry(sample.pair.clone()).or_insert_with(|| PairState {
             model: Logistic::new(cfg.n_features()),
-            pending: VecDeque::new(),
+            labels: HorizonLabels::new(cfg.horizon),
             side: 0,
         });
-        // Book and trade state is updated before sampling so the sample sees this event too.
-        if let MarketEvent::Trade(tr) = ev {
-            let q = to_f64(tr.qty).max(0.0);
-            st.flow_signed += if tr.side == Side::Buy { q } else { -q };
-            st.flow_total += q;
-        }
-        if let Some(s) = relative_spread(ev) {
-            st.spread = s;
-        }
-        if let Some(i) = depth_imbalance(ev) {
-            st.imbalance = i;
-        }
-        let (_, t, mid) = mid_of(ev)?;
-        if !st.sampler.offer(t) {
-            return None;
-        }
 
-        // 1. Learn from every queued sample whose horizon has passed, labelled with today's mid.
-        let h = cfg.horizon.as_micros();
-        while st.pending.front().is_some_and(|p| t.micros_since(p.time) >= h) {
-            let Some(p) = st.pending.pop_front() else { break };
-            if mid != p.price {
-                let y = if mid > p.price { 1.0 } else { 0.0 };
-                st.model.learn(&p.x, y, cfg.learning_rate, cfg.l2);
-            }
-        }
-
-        // 2. Features of this sample (from data up to and including this event).
-        if let Some(prev) = st.prices.back(0) {
-            st.rets.push((mid / prev).ln());
-        }
-        st.prices.push(mid);
-        let flow = if st.flow_total > 0.0 { st.flow_signed / st.flow_total } else { 0.0 };
-        st.flow_signed = 0.0;
-        st.flow_total = 0.0;
-        if !st.prices.is_full() {
-            return None;
-        }
-        let mut raw = Vec::with_capacity(cfg.n_features());
-        for &l in &cfg.lags {
-            let past = st.prices.back(l as usize).unwrap_or(mid);
-            raw.push((mid / past).ln());
-        }
-        raw.extend([st.rets.rms().unwrap_or(0.0), st.spread, st.imbalance, flow]);
-        let x: Vec<f64> = raw
-            .iter()
-            .zip(st.scalers.iter_mut())
-            .map(|(v, sc)| {
-                sc.update(*v);
-                sc.standardise(*v)
-            })
-            .collect();
+        // 2. Learn from every queued sample whose horizon has passed, labelled with today's mid.
+        let model = &mut st.model;
+        st.labels.resolve(sample.time, sample.mid, |p, y| model.learn(&p.x, y, cfg.learning_rate, cfg.l2));
+        let x = sample.x?;
 
         // 3. Predict, queue the sample for later training, maybe speak.
         let p = st.model.predict(&x);
-        st.pending.push_back(Pending { time: t, price: mid, x });
+        st.labels.push(Pending { time: sample.time, mid: sample.mid, x });
         if st.model.steps < u64::from(cfg.warmup) {
             return None;
         }
         let score = 2.0 * p - 1.0;
-        // Hysteresis: a side opens at |score| ≥ min_confidence and closes below half of it, so
-        // a prediction hovering at the threshold does not flicker into a stream of signals.
-        let side: i8 = if score.abs() >= cfg.min_confidence {
-            if score > 0.0 { 1 } else { -1 }
-        } else if score.abs() < cfg.min_confidence / 2.0 || score.signum() != f64::from(st.side) {
-            0
-        } else {
-            st.side
-        };
+        let side = hysteresis_side(score, cfg.min_confidence, st.side);
         let changed = side != st.side;
         st.side = side;
         if !changed || side == 0 {
@@ -317,11 +206,11 @@ impl SignalModel for OnlineMl {
         }
         Some(make_signal(
             &self.name,
-            sym,
+            &sample.pair,
             score,
             score.abs(),
             cfg.horizon,
-            t,
+            sample.time,
             seq,
             format!("p(up over {}) = {p:.3} after {} training steps", cfg.horizon, st.model.steps),
         ))
