@@ -314,7 +314,10 @@ fn cut_torn_recording(run_dir: &RunDir) -> Result<()> {
             bytes = bytes.len() - keep,
             "feed recording ends in a torn line (interrupted write); cutting it off"
         );
-        let f = std::fs::OpenOptions::new().write(true).open(&path).with_context(|| format!("open {}", path.display()))?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
         f.set_len(keep as u64).with_context(|| format!("truncate {}", path.display()))?;
         f.sync_all().ok();
     }
@@ -393,7 +396,8 @@ fn cmd_record(args: RecordArgs) -> Result<()> {
                 liveness_timeout: std::time::Duration::from_millis(f.liveness_timeout_ms),
                 backoff_ms: (f.reconnect.initial_backoff_ms, f.reconnect.max_backoff_ms),
             };
-            let _guard = telemetry::init(cfg.logging.format, &cfg.logging.level, None).map_err(|e| anyhow!(e))?;
+            let _guard =
+                telemetry::init(cfg.logging.format, &cfg.logging.level, None).map_err(|e| anyhow!(e))?;
             install_tls_provider();
             let out = args.out.clone();
             let summary = actix::System::new()

@@ -148,8 +148,12 @@ impl Journal {
             .append(true)
             .open(path)
             .map_err(|e| format!("cannot open feed recording {}: {e}", path.display()))?;
-        self.recording =
-            Some(FeedRecording { path: path.to_path_buf(), file, buf: Vec::with_capacity(64 * 1024), dirty: false });
+        self.recording = Some(FeedRecording {
+            path: path.to_path_buf(),
+            file,
+            buf: Vec::with_capacity(64 * 1024),
+            dirty: false,
+        });
         Ok(self)
     }
 

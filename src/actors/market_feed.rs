@@ -595,12 +595,14 @@ impl MarketFeed {
     fn invalidate_books(&mut self) {
         let (batch, record, recorder) = {
             let mut st = self.state.borrow_mut();
-            let (batch, record) = book_invalidation(&mut st, &self.settings.pairs, self.attempt, self.last_error_kind);
+            let (batch, record) =
+                book_invalidation(&mut st, &self.settings.pairs, self.attempt, self.last_error_kind);
             (batch, record, st.recorder.clone())
         };
         // The recording first (a re-execution replays this disconnect at this point), then
         // the journal record, then the invalidation; the next connection waits for it.
-        let marker = serde_json::json!({ "attempt": self.attempt, "reason": self.last_error_kind }).to_string();
+        let marker =
+            serde_json::json!({ "attempt": self.attempt, "reason": self.last_error_kind }).to_string();
         record_frames(&recorder, "reconnect", std::iter::once(marker.as_str()));
         self.pipeline.journal.do_send(Append(vec![record]));
         let pipeline = self.pipeline.clone();
@@ -617,7 +619,12 @@ impl MarketFeed {
 
 /// After a disconnect: every pair's book is untrusted until its new snapshot. Returns the
 /// `BookInvalid` batch and the `feed_reconnect` record.
-fn book_invalidation(st: &mut FeedState, pairs: &[String], attempt: u32, reason: &str) -> (MarketBatch, Entry) {
+fn book_invalidation(
+    st: &mut FeedState,
+    pairs: &[String],
+    attempt: u32,
+    reason: &str,
+) -> (MarketBatch, Entry) {
     let time = st.decoder.last_time();
     let events: Vec<MarketEvent> = pairs
         .iter()
@@ -629,7 +636,8 @@ fn book_invalidation(st: &mut FeedState, pairs: &[String], attempt: u32, reason:
         .collect();
     let first_seq = st.next_seq;
     st.next_seq += events.len() as u64;
-    let record = Entry::new(time, "feed_reconnect", &serde_json::json!({ "attempt": attempt, "reason": reason }));
+    let record =
+        Entry::new(time, "feed_reconnect", &serde_json::json!({ "attempt": attempt, "reason": reason }));
     (MarketBatch { first_seq, events }, record)
 }
 
@@ -679,13 +687,17 @@ async fn resume_live(
                 match &*rec.dir {
                     "recv" | "rest" => {
                         frames_replayed += 1;
-                        let frame = vec![tokio_tungstenite::tungstenite::Utf8Bytes::from(rec.msg.into_owned())];
-                        if process_frames(state, settings, pipeline, &scratch, ended, frame).await? == Flow::Stop {
+                        let frame =
+                            vec![tokio_tungstenite::tungstenite::Utf8Bytes::from(rec.msg.into_owned())];
+                        if process_frames(state, settings, pipeline, &scratch, ended, frame).await?
+                            == Flow::Stop
+                        {
                             return Ok(Flow::Stop);
                         }
                     }
                     "reconnect" => {
-                        let v: serde_json::Value = serde_json::from_str(&rec.msg).map_err(|e| e.to_string())?;
+                        let v: serde_json::Value =
+                            serde_json::from_str(&rec.msg).map_err(|e| e.to_string())?;
                         let attempt = v.get("attempt").and_then(|a| a.as_u64()).unwrap_or(0) as u32;
                         let reason = v.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string();
                         replay_reconnect(state, settings, pipeline, attempt, &reason).await?;
@@ -699,7 +711,11 @@ async fn resume_live(
             }
         }
     }
-    tracing::info!(actor = "market_feed", frames = frames_replayed, "live resume: recording re-executed; fetching the trades missed while down");
+    tracing::info!(
+        actor = "market_feed",
+        frames = frames_replayed,
+        "live resume: recording re-executed; fetching the trades missed while down"
+    );
 
     // The gap: trades after the last one seen, per pair.
     let recorder = state.borrow().recorder.clone();
@@ -758,7 +774,11 @@ struct GapEnd {
 }
 
 async fn send_gap_review(resume: &LiveResume, g: GapEnd) {
-    let review = crate::actors::position_book::GapReview { since: g.since, until: g.until, pairs_unfetched: g.pairs_unfetched };
+    let review = crate::actors::position_book::GapReview {
+        since: g.since,
+        until: g.until,
+        pairs_unfetched: g.pairs_unfetched,
+    };
     let _ = resume.gap_review.send(review).await;
 }
 

@@ -384,8 +384,13 @@ impl Handler<GapReview> for PositionBook {
             ));
         }
         for pair in &msg.pairs_unfetched {
-            let orders: Vec<u64> =
-                self.gap_watch.pairs.iter().filter(|(_, p)| &***p == pair.as_str()).map(|(id, _)| *id).collect();
+            let orders: Vec<u64> = self
+                .gap_watch
+                .pairs
+                .iter()
+                .filter(|(_, p)| &***p == pair.as_str())
+                .map(|(id, _)| *id)
+                .collect();
             tracing::warn!(actor = "position_book", pair = %pair, ?orders, "trades missed while down could not be fetched: the fate of this pair's open orders in the gap is unknown");
             for id in orders {
                 entries.push(Entry::new(

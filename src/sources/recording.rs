@@ -23,7 +23,13 @@ const MICROS_PER_SEC: i64 = 1_000_000;
 
 /// Appends one record line. `msg` is embedded as JSON when `msg_is_json` (the caller knows
 /// it is one line of valid JSON) or [`embeddable`] says so, else written as a JSON string.
-pub fn write_line(w: &mut impl Write, ts_micros: i64, dir: &str, msg: &str, msg_is_json: bool) -> std::io::Result<()> {
+pub fn write_line(
+    w: &mut impl Write,
+    ts_micros: i64,
+    dir: &str,
+    msg: &str,
+    msg_is_json: bool,
+) -> std::io::Result<()> {
     write!(
         w,
         r#"{{"ts":{}.{:06},"dir":"{dir}","msg":"#,
@@ -175,7 +181,8 @@ pub async fn record_live(s: &LiveRecordSettings, out: &std::path::Path) -> Resul
     use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
 
     let io = |e: std::io::Error| format!("cannot write recording {}: {e}", out.display());
-    let file = std::fs::File::create(out).map_err(|e| format!("cannot create recording {}: {e}", out.display()))?;
+    let file =
+        std::fs::File::create(out).map_err(|e| format!("cannot create recording {}: {e}", out.display()))?;
     struct Rec {
         w: std::io::BufWriter<std::fs::File>,
         decoder: FeedDecoder,
@@ -278,7 +285,14 @@ pub async fn record_live(s: &LiveRecordSettings, out: &std::path::Path) -> Resul
     std::io::Write::flush(&mut r.w).map_err(io)?;
     r.w.get_ref().sync_all().map_err(io)?;
     let c = r.decoder.counters();
-    tracing::info!(actor = "record", lines = r.summary.lines, events = c.events, checksums_verified = c.checksums_verified, checksum_mismatches = c.checksum_mismatches, "recording closed");
+    tracing::info!(
+        actor = "record",
+        lines = r.summary.lines,
+        events = c.events,
+        checksums_verified = c.checksums_verified,
+        checksum_mismatches = c.checksum_mismatches,
+        "recording closed"
+    );
     Ok(r.summary.clone())
 }
 
@@ -386,9 +400,18 @@ mod tests {
         };
         let ids = |v: Vec<TradeEvent>| v.iter().map(|t| t.trade_id).collect::<Vec<_>>();
         // By id: trade 5 (the cursor, same second as 6) is dropped, 6 kept.
-        assert_eq!(ids(trades_after(vec![t(5, 10), t(6, 10), t(7, 11)], Some((EventTime::from_micros(10_000_000), 5)))), [6, 7]);
+        assert_eq!(
+            ids(trades_after(
+                vec![t(5, 10), t(6, 10), t(7, 11)],
+                Some((EventTime::from_micros(10_000_000), 5))
+            )),
+            [6, 7]
+        );
         // Without ids (old rows): by time.
-        assert_eq!(ids(trades_after(vec![t(0, 10), t(0, 11)], Some((EventTime::from_micros(10_000_000), 0)))), [0]);
+        assert_eq!(
+            ids(trades_after(vec![t(0, 10), t(0, 11)], Some((EventTime::from_micros(10_000_000), 0)))),
+            [0]
+        );
         assert_eq!(ids(trades_after(vec![t(1, 1)], None)), [1]);
     }
 }
