@@ -547,6 +547,12 @@ pub(crate) fn report_from(d: &RunData) -> Value {
         "per_signal": per_signal_section(d),
         "stats": stats_block,
         "run": run_section(d),
+        "orders_fate_unknown": d.fate_unknown.iter().map(|r| {
+            let mut m = r.body.clone();
+            m.insert("seq".into(), json!(r.seq));
+            m.insert("event_time".into(), json!(r.event_time.to_rfc3339()));
+            Value::Object(m)
+        }).collect::<Vec<_>>(),
     })
 }
 

@@ -77,6 +77,9 @@ pub(crate) struct RunData {
     /// Reason codes of `risk_refusal` records.
     pub refusals: Vec<String>,
     pub emergency_stops: Vec<StoredRecord>,
+    /// `order_fate_unknown` records (live resume: orders the missed trades touched whose
+    /// outcome cannot be known).
+    pub fate_unknown: Vec<StoredRecord>,
     pub halts_lifted: u64,
     pub signal_decisions: u64,
     /// Latest `signal_weights`.
@@ -196,6 +199,7 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
                 d.refusals.push(reason.to_string());
             }
             "emergency_stop" => d.emergency_stops.push(rec),
+            "order_fate_unknown" => d.fate_unknown.push(rec),
             "halt_lifted" => d.halts_lifted += 1,
             "signal_decision" => d.signal_decisions += 1,
             "signal_weights" => {

@@ -207,7 +207,7 @@ pub async fn record_live(s: &LiveRecordSettings, out: &std::path::Path) -> Resul
     };
     tokio::pin!(until_deadline);
     let mut attempt: u32 = 0;
-    let mut jitter = crate::core::rng::Rng::new(0x5EC0_4D);
+    let mut jitter = crate::core::rng::Rng::new(0x5EC0_4D00);
     loop {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let conn = ConnectionSettings {

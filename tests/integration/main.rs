@@ -10,6 +10,7 @@ mod end_to_end;
 mod external_signals;
 mod feed_mock;
 mod http;
+mod live_resume;
 #[cfg(feature = "onnx")]
 mod onnx_signal;
 mod replay;

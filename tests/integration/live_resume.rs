@@ -1,0 +1,418 @@
+//! Live runs against a mock Kraken on 127.0.0.1 (WS v2 + REST): `record` from the WebSocket
+//! writes a file `replay` verifies; a live run records its feed in `feed.jsonl`, and after a
+//! SIGKILL `run --resume` re-executes it (the journal checks every record), fetches the
+//! trades that happened while it was down over REST `Trades` `since`, fills the resting
+//! order they crossed, reports the stop they triggered, and reconnects.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kraken_paper::core::book::L2Book;
+use kraken_paper::core::market::Side;
+use rust_decimal::Decimal;
+
+use crate::support::*;
+
+#[test]
+fn record_from_the_websocket_replays_with_every_checksum_verified() {
+    let mock = MockKraken::start(MockScript::default());
+    let dir = TempDir::new("record-ws");
+    let file = dir.join("ws.jsonl");
+    let out = run_cli_timeout(
+        &[
+            "record",
+            "--ws-url",
+            &mock.url,
+            "--pairs",
+            "BTC/USD",
+            "--events",
+            "300",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "record failed:\n{}", text(&out));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a record line is JSON"))
+        .collect();
+    // The subscriptions first, as sent, then what came back (the instrument snapshot too).
+    let sent: Vec<&serde_json::Value> = lines.iter().take(4).map(|l| &l["msg"]).collect();
+    assert!(lines.iter().take(4).all(|l| l["dir"] == "sent"), "{:?}", &lines[..4]);
+    assert!(is_request(sent[0], "subscribe", "instrument", None));
+    assert!(is_request(sent[3], "subscribe", "book", Some("BTC/USD")));
+    assert!(lines.iter().any(|l| l["dir"] == "recv" && l["msg"]["channel"] == "instrument"));
+    // ts: Unix seconds with microseconds, the wall time of receipt (after the mock's 2025 data).
+    let ts = lines[5]["ts"].to_string();
+    assert!(ts.split_once('.').is_some_and(|(s, us)| s.len() == 10 && us.len() == 6), "{ts}");
+    assert!(lines[5]["ts"].as_f64().unwrap() > 1_735_689_600.0);
+
+    let run = dir.join("replay");
+    let out = run_cli(&["replay", file.to_str().unwrap(), "--run-dir", run.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "replay failed:\n{}", text(&out));
+    let feed = &report(&run)["feed"];
+    assert!(feed["events"].as_u64().unwrap() >= 300, "{feed}");
+    let updates = lines.iter().filter(|l| l["msg"]["channel"] == "book").count() as u64;
+    assert_eq!(feed["checksums_verified"].as_u64(), Some(updates), "{feed}");
+    assert_eq!(feed["checksum_mismatches"], 0, "{feed}");
+    assert_eq!(feed["malformed"], 0, "{feed}");
+}
+
+// ---- a market that makes the engine rest a buy -------------------------------------------
+
+/// 2025-01-01T00:00:00Z.
+const START_S: i64 = 1_735_689_600;
+
+/// What the mock shares between its WebSocket and REST halves.
+struct Market {
+    /// Updates sent so far; event time = START + 2 s × step.
+    step: i64,
+    book: L2Book,
+    /// Connections so far.
+    connections: usize,
+    /// Trades to print in the gap, relative to the time of the REST request: (ms after, price, qty).
+    gap: Vec<(i64, &'static str, &'static str)>,
+    /// `since` of every Trades request.
+    trades_since: Vec<String>,
+    next_trade_id: u64,
+}
+
+impl Market {
+    fn new() -> Market {
+        // Bids far deeper than asks: the imbalance signal wants to buy at once.
+        let mut book = L2Book::new(10, Some(1), Some(8));
+        for k in 0..10i64 {
+            book.apply(Side::Buy, Decimal::new(499_995 - 5 * k, 1), Decimal::new(5, 0));
+            book.apply(Side::Sell, Decimal::new(500_000 + 5 * k, 1), Decimal::new(1, 1));
+        }
+        Market {
+            step: 0,
+            book,
+            connections: 0,
+            gap: Vec::new(),
+            trades_since: Vec::new(),
+            next_trade_id: 100,
+        }
+    }
+
+    fn time_us(&self) -> i64 {
+        (START_S + 2 * self.step) * 1_000_000
+    }
+
+    fn rfc3339(us: i64) -> String {
+        kraken_paper::core::time::EventTime::from_micros(us).to_rfc3339()
+    }
+
+    fn levels(&self, side: Side) -> String {
+        self.book
+            .levels(side)
+            .map(|l| {
+                let mut q = l.qty;
+                q.rescale(8);
+                format!(r#"{{"price":{},"qty":{q}}}"#, l.price)
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn snapshot(&mut self) -> String {
+        let (b, a) = (self.levels(Side::Buy), self.levels(Side::Sell));
+        format!(
+            r#"{{"channel":"book","type":"snapshot","data":[{{"symbol":"BTC/USD","bids":[{b}],"asks":[{a}],"checksum":{},"timestamp":"{}"}}]}}"#,
+            self.book.checksum(),
+            Self::rfc3339(self.time_us())
+        )
+    }
+
+    /// The deepest bid's size changes; the touch never moves.
+    fn update(&mut self) -> String {
+        self.step += 1;
+        let price = Decimal::new(499_995 - 5 * 9, 1);
+        let mut qty = Decimal::new(5 + self.step % 3, 0);
+        self.book.apply(Side::Buy, price, qty);
+        qty.rescale(8);
+        format!(
+            r#"{{"channel":"book","type":"update","data":[{{"symbol":"BTC/USD","bids":[{{"price":{price},"qty":{qty}}}],"asks":[],"checksum":{},"timestamp":"{}"}}]}}"#,
+            self.book.checksum(),
+            Self::rfc3339(self.time_us())
+        )
+    }
+}
+
+/// The WebSocket half: status, acks, the instrument snapshot, a book snapshot, then one
+/// update every `pace` while a client is subscribed.
+fn start_ws(market: Arc<Mutex<Market>>, pace: Duration) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            use futures_util::{SinkExt, StreamExt};
+            use tokio_tungstenite::tungstenite::Message;
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { continue };
+                market.lock().unwrap().connections += 1;
+                let (mut tx, mut rx) = ws.split();
+                let status = r#"{"channel":"status","data":[{"api_version":"v2","connection_id":1,"system":"online","version":"2.0.10"}],"type":"update"}"#;
+                if tx.send(Message::text(status)).await.is_err() {
+                    continue;
+                }
+                let mut book_on = false;
+                let mut tick = tokio::time::interval(pace);
+                loop {
+                    tokio::select! {
+                        msg = rx.next() => {
+                            let Some(Ok(Message::Text(t))) = msg else { break };
+                            let r: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+                            let (method, channel) = (r["method"].as_str().unwrap_or(""), r["params"]["channel"].as_str().unwrap_or(""));
+                            let now = Market::rfc3339(market.lock().unwrap().time_us());
+                            let mut out = Vec::new();
+                            if method == "ping" {
+                                out.push(serde_json::json!({"method":"pong","req_id":r["req_id"],"time_in":now,"time_out":now}).to_string());
+                            } else if method == "subscribe" {
+                                let mut result = serde_json::json!({"channel": channel});
+                                if channel != "instrument" {
+                                    result["symbol"] = serde_json::json!("BTC/USD");
+                                }
+                                out.push(serde_json::json!({"method":"subscribe","req_id":r["req_id"],"result":result,"success":true,"time_in":now,"time_out":now}).to_string());
+                                match channel {
+                                    "instrument" => out.push(mock_instrument_frame()),
+                                    "book" => {
+                                        book_on = true;
+                                        out.push(market.lock().unwrap().snapshot());
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            for f in out {
+                                if tx.send(Message::text(f)).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        _ = tick.tick() => {
+                            if book_on {
+                                let f = market.lock().unwrap().update();
+                                if tx.send(Message::text(f)).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    });
+    (url, handle)
+}
+
+/// The REST half (HTTP/1.1, one request per connection): AssetPairs and Trades `since`.
+fn start_rest(market: Arc<Mutex<Market>>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 8192];
+            let mut req = Vec::new();
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&req).to_string();
+            let target = req.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            let param = |k: &str| {
+                query.split('&').find_map(|kv| kv.strip_prefix(&format!("{k}="))).map(str::to_string)
+            };
+            let (code, body) = match path {
+                "/0/public/AssetPairs" => (200, ASSET_PAIRS.to_string()),
+                "/0/public/Trades" => {
+                    let mut m = market.lock().unwrap();
+                    let since = param("since").unwrap_or_default();
+                    m.trades_since.push(since.clone());
+                    let since_ns: i128 = since.parse().unwrap_or(0);
+                    let base = m.time_us();
+                    let gap = m.gap.clone();
+                    let mut rows = Vec::new();
+                    let mut last = since.clone();
+                    for (ms, price, qty) in gap {
+                        let us = base + ms * 1000;
+                        if i128::from(us) * 1000 <= since_ns {
+                            continue;
+                        }
+                        m.next_trade_id += 1;
+                        rows.push(format!(
+                            r#"["{price}","{qty}",{}.{:06},"s","m","",{}]"#,
+                            us / 1_000_000,
+                            us % 1_000_000,
+                            m.next_trade_id
+                        ));
+                        last = (i128::from(us) * 1000).to_string();
+                    }
+                    // The market moved on while the trades printed.
+                    m.step += 2;
+                    (
+                        200,
+                        format!(
+                            r#"{{"error":[],"result":{{"XXBTZUSD":[{}],"last":"{last}"}}}}"#,
+                            rows.join(",")
+                        ),
+                    )
+                }
+                _ => (404, r#"{"error":["EGeneral:Unknown method"]}"#.to_string()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+const ASSET_PAIRS: &str = r#"{"error":[],"result":{"XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","base":"XXBT","quote":"ZUSD","cost_decimals":5,"pair_decimals":1,"lot_decimals":8,"fees":[[0,0.4]],"fees_maker":[[0,0.25]],"fee_volume_currency":"ZUSD","ordermin":"0.00005","costmin":"0.5","tick_size":"0.1","status":"online"}}}"#;
+
+const LIVE_CONFIG: &str = r#"
+feed:
+  source: kraken
+  pairs: [BTC/USD]
+signals:
+  enabled: [imbalance]
+  imbalance:
+    half_life: 2s
+    cooldown: 1h
+run:
+  duration: 20m
+"#;
+
+#[test]
+fn live_run_killed_then_resumed_fills_from_the_trades_it_missed() {
+    let market = Arc::new(Mutex::new(Market::new()));
+    let (ws_url, _ws) = start_ws(market.clone(), Duration::from_millis(40));
+    let rest_url = start_rest(market.clone());
+    let dir = TempDir::new("live-resume");
+    let config = write_config(dir.path(), LIVE_CONFIG);
+    let run = dir.join("run");
+    let journal = run.join("journal.jsonl");
+    let log = dir.join("run.log");
+    let args = [
+        "run",
+        "--live",
+        "--no-http",
+        "--config",
+        config.to_str().unwrap(),
+        "--ws-url",
+        &ws_url,
+        "--rest-url",
+        &rest_url,
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    let mut child = spawn_cli(&args, &[], &log);
+    // Wait for a resting buy at the touch, then a few more frames.
+    let resting = || {
+        std::fs::read_to_string(&journal).unwrap_or_default().lines().any(|l| {
+            l.contains(r#""type":"order""#)
+                && l.contains(r#""kind":"intent""#)
+                && l.contains(r#""side":"buy""#)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the live run exited:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            resting()
+        }),
+        "the live run placed no buy:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = std::fs::read(&journal).unwrap();
+    let recs = valid_journal(&run);
+    assert!(records(&recs, "fill").is_empty(), "filled before the kill; the mock never crosses the bid");
+    let order =
+        records(&recs, "order").into_iter().find(|o| o["origin"]["kind"] == "intent").unwrap().clone();
+    let bid = dec(&order["spec"]["price"]);
+    assert!(std::fs::metadata(run.join("feed.jsonl")).unwrap().len() > 0, "no feed recording");
+
+    // While it is down: a sell prints through the bid (fills the buy), then one far below
+    // the stop-loss (triggers it; no book to fill it on in the gap).
+    market.lock().unwrap().gap = vec![(300, "49900.0", "20.00000000"), (3000, "45000.0", "5.00000000")];
+    let resume = ["run", "--resume", run.to_str().unwrap(), "--no-http", "--log-format", "json"];
+    let mut child = spawn_cli(&resume, &[], &log);
+    let filled = || std::fs::read_to_string(&journal).unwrap_or_default().contains(r#""type":"fill""#);
+    assert!(
+        wait_until(Duration::from_secs(60), || filled() && market.lock().unwrap().connections >= 2),
+        "no fill after the resume:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Let it run on the reconnected feed, then stop it gracefully.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)).code(), Some(0));
+
+    let after = std::fs::read(&journal).unwrap();
+    assert!(after.starts_with(&killed), "the resume rewrote journaled records");
+    let recs = valid_journal(&run);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["seq"].as_u64(), Some(i as u64 + 1), "seq breaks at {r}");
+    }
+    let fills = records(&recs, "fill");
+    let entry = fills.iter().find(|f| f["order_id"] == order["order_id"]).expect("the resting buy filled");
+    assert_eq!(entry["cause"]["kind"], "trade", "{entry}");
+    assert_eq!(dec(&entry["price"]), bid, "a maker fill at our price");
+    assert_eq!(entry["liquidity"], "maker");
+    unique_fill_ids(&recs);
+    assert_balances_follow_fills(&recs);
+    // The REST catch-up started at the last event the first session had seen.
+    let since = market.lock().unwrap().trades_since.clone();
+    assert_eq!(since.len(), 1, "{since:?}");
+    let last_before: i64 = killed
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .filter_map(|r| {
+            r["event_time"]
+                .as_str()
+                .map(|t| kraken_paper::core::time::EventTime::parse_rfc3339(t).unwrap().as_micros())
+        })
+        .max()
+        .unwrap();
+    assert!(
+        since[0].parse::<i64>().unwrap() / 1000 >= last_before,
+        "since {} is before {last_before}",
+        since[0]
+    );
+    // The stop the second gap trade triggered: reported, in the journal and report.json.
+    let unknown = records(&recs, "order_fate_unknown");
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    let r = report(&run);
+    assert_eq!(r["orders_fate_unknown"].as_array().map(Vec::len), Some(1), "{}", r["orders_fate_unknown"]);
+
+    // Resuming again re-executes feed.jsonl, REST catch-up lines included, and changes nothing
+    // journaled before: the stop block, then a new catch-up (no more trades), then live again.
+    let out = run_cli_timeout(&resume, &[], Duration::from_secs(8));
+    assert!(
+        text(&out).contains("resume caught up with the journal"),
+        "the second resume did not catch up:\n{}",
+        text(&out)
+    );
+    let again = std::fs::read(&journal).unwrap();
+    assert!(again.starts_with(&after), "the second resume rewrote journaled records");
+    unique_fill_ids(&valid_journal(&run));
+}
