@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -26,10 +26,10 @@ use tokio::sync::mpsc;
 use crate::actors::journal::{Append, Flush, JournalSink, RecordFrames};
 use crate::core::journal::Entry;
 use crate::core::kraken::decode::{self, FeedCounters, FeedDecoder, FeedNotice};
-use crate::core::market::{BookInvalidReason, MarketBatch, MarketEvent};
+use crate::core::market::{BookInvalidReason, FrameMark, MarketBatch, MarketEvent};
 use crate::core::rng::Rng;
 use crate::core::time::EventTime;
-use crate::messages::{Barrier, EmergencyStop, MarketData, Shutdown};
+use crate::messages::{Barrier, EmergencyStop, MarketData, NextDecision, Shutdown};
 use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
 
 /// Stops reading: the current connection closes after the batch in flight.
@@ -57,6 +57,9 @@ pub struct FeedHealth {
     pub last_event_time: EventTime,
     /// Pairs whose book is not trusted right now.
     pub untrusted_pairs: Vec<String>,
+    /// Pipeline passes so far (frames with events go through one at a time, or several in
+    /// one pass while every stage is quiet).
+    pub passes: u64,
 }
 
 /// Why the feed stopped for good.
@@ -70,51 +73,78 @@ pub enum FeedEnded {
     PipelineFailed(String),
 }
 
-/// The actors one batch goes through, in order.
+/// The actors a batch goes through, in order.
 #[derive(Clone)]
 pub struct Pipeline {
-    /// PositionBook first: fills and marks for this batch.
+    /// PositionBook first: fills and marks for this pass.
     pub position_book: Recipient<MarketData>,
-    /// PositionBook barrier (orders placed by risk for this batch).
+    /// PositionBook barrier (orders placed by risk for this pass; answers "engaged").
     pub position_book_barrier: Recipient<Barrier>,
     /// RiskManager: drawdown on the new portfolio (may broadcast EmergencyStop).
     pub risk: Recipient<MarketData>,
-    /// RiskManager barrier (intents of this batch).
+    /// RiskManager barrier (intents of this pass; answers "engaged").
     pub risk_barrier: Recipient<Barrier>,
-    /// Signal actors.
+    /// Signal actors (they get each batch whole, before its passes).
     pub signals: Vec<Recipient<MarketData>>,
     /// The aggregator, after the signal actors.
     pub aggregator: Recipient<MarketData>,
+    /// The aggregator: from which event on it can decide (where a pass must end).
+    pub next_decision: Recipient<NextDecision>,
     /// Journal durability barrier.
     pub journal_flush: Recipient<Flush>,
     /// Journal records.
     pub journal: JournalSink,
-    /// `journal.appends_sent()` at the last Flush: a batch that appended nothing skips it.
+    /// `journal.appends_sent()` at the last Flush: a pass that appended nothing skips it.
     pub flushed_at: Arc<AtomicU64>,
-    /// Flush after every batch even when it appended nothing (live runs: the feed recording
+    /// Flush after every pass even when it appended nothing (live runs: the feed recording
     /// `feed.jsonl` is written by the journal's Flush and must keep up with the frames).
     pub always_flush: bool,
+    /// A stage was engaged after the last pass: the next pass is a single frame.
+    pub engaged: Arc<AtomicBool>,
 }
 
 impl Pipeline {
-    /// Drives one batch through every stage, awaiting each.
+    /// Drives a batch through every stage as one pass (a disconnect's book invalidation).
     pub async fn run(&self, batch: MarketBatch) -> Result<(), String> {
-        let data = MarketData { batch: Arc::new(batch) };
-        let closed = |e: MailboxError| format!("pipeline stage stopped: {e}");
-        self.position_book.send(data.clone()).await.map_err(closed)?;
-        self.risk.send(data.clone()).await.map_err(closed)?;
+        let data = MarketData::whole(Arc::new(batch));
+        self.signals(&data).await;
+        self.pass(data).await
+    }
+
+    /// The signal actors see a batch whole, ahead of its passes: they depend on market data
+    /// only, and the aggregator holds their signals until their events come.
+    pub async fn signals(&self, data: &MarketData) {
         for s in &self.signals {
             // A signal actor being restarted misses this batch; trading goes on.
             let _ = s.send(data.clone()).await;
         }
+    }
+
+    /// The lowest event sequence number at which the aggregator can decide.
+    pub async fn next_decision(&self) -> Result<Option<u64>, String> {
+        self.next_decision.send(NextDecision).await.map_err(|e| format!("pipeline stage stopped: {e}"))
+    }
+
+    /// One pass over `data.range` (whole frames) through every stage but the signal actors,
+    /// awaiting each; records whether a stage is engaged afterwards.
+    pub async fn pass(&self, data: MarketData) -> Result<(), String> {
+        let closed = |e: MailboxError| format!("pipeline stage stopped: {e}");
+        self.position_book.send(data.clone()).await.map_err(closed)?;
+        self.risk.send(data.clone()).await.map_err(closed)?;
         self.aggregator.send(data).await.map_err(closed)?;
-        self.risk_barrier.send(Barrier).await.map_err(closed)?;
-        self.position_book_barrier.send(Barrier).await.map_err(closed)?;
+        let risk_engaged = self.risk_barrier.send(Barrier).await.map_err(closed)?;
+        let book_engaged = self.position_book_barrier.send(Barrier).await.map_err(closed)?;
+        self.engaged.store(risk_engaged || book_engaged, Ordering::Relaxed);
         let sent = self.journal.appends_sent();
         if self.flushed_at.swap(sent, Ordering::Relaxed) != sent || self.always_flush {
             self.journal_flush.send(Flush).await.map_err(closed)?.map_err(|e| format!("journal: {e}"))?;
         }
         Ok(())
+    }
+
+    /// Whether a stage was engaged after the last pass.
+    pub fn engaged(&self) -> bool {
+        self.engaged.load(Ordering::Relaxed)
     }
 }
 
@@ -166,6 +196,11 @@ pub struct ReplayInput {
 /// What survives restarts of the actor (the supervisor reuses the struct).
 struct FeedState {
     decoder: FeedDecoder,
+    /// The decoder's counters after the last frame passed through the pipeline (frames
+    /// decoded past a stop are not counted).
+    passed: FeedCounters,
+    /// Pipeline passes so far.
+    passes: u64,
     next_seq: u64,
     end_time: Option<EventTime>,
     stop_requested: bool,
@@ -237,6 +272,8 @@ impl MarketFeed {
         decoder.preload_instruments(settings.instruments.iter().cloned());
         let state = FeedState {
             decoder,
+            passed: FeedCounters::default(),
+            passes: 0,
             next_seq: settings.first_seq,
             end_time: settings.end_time,
             stop_requested: false,
@@ -381,7 +418,13 @@ impl MarketFeed {
     }
 }
 
-/// One pass of the pipeline over decoded frames; says whether to go on.
+/// Decodes frames and drives them through the pipeline; says whether to go on.
+///
+/// The signal actors get the decoded frames whole; the other stages get them in passes of
+/// whole frames. A pass is a single frame while a stage is engaged (orders open, holdings
+/// that move with the market, a halt); otherwise it runs up to the frame at which the
+/// aggregator can next decide (or the run's end, or a replayed stop). Both give exactly the
+/// journal of frame-by-frame passes, so results do not depend on how frames are grouped.
 async fn process_frames(
     state: &Rc<RefCell<FeedState>>,
     settings: &FeedSettings,
@@ -390,51 +433,103 @@ async fn process_frames(
     ended: &mpsc::UnboundedSender<FeedEnded>,
     frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
 ) -> Result<Flow, String> {
-    let Some(batch) = decode_frames(state, settings, tx, frames) else {
+    let Some((batch, counters)) = decode_frames(state, settings, tx, frames) else {
         return Ok(Flow::Continue);
     };
-    let last = batch.events.last().map(|e| e.time());
-    if !batch.events.is_empty()
-        && let Err(e) = pipeline.run(batch).await
-    {
-        tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
-        state.borrow_mut().finished = true;
-        let _ = ended.send(FeedEnded::PipelineFailed(e));
-        return Ok(Flow::Stop);
+    let batch = Arc::new(batch);
+    if !batch.events.is_empty() {
+        pipeline.signals(&MarketData::whole(batch.clone())).await;
     }
-    replay_stop_if_due(state, last).await;
-    let mut st = state.borrow_mut();
-    st.connected = true;
-    let t = last.unwrap_or(st.decoder.last_time());
-    if let (Some(end), Some(p)) = (st.end_time, st.progress.as_mut()) {
-        p.show(t, end);
-    }
-    if st.end_time.is_some_and(|end| t >= end) {
-        st.finished = true;
-        st.progress = None; // clears the progress line
-        let _ = ended.send(FeedEnded::DurationReached(t));
-        return Ok(Flow::Stop);
-    }
-    if st.stop_requested {
-        st.finished = true;
-        st.progress = None;
-        let _ = ended.send(FeedEnded::Stopped(t));
-        return Ok(Flow::Stop);
+    let mut first = 0;
+    while first < batch.frames.len() {
+        let last = match pass_end(state, pipeline, &batch, &counters, first).await {
+            Ok(last) => last,
+            Err(e) => return Ok(pipeline_failed(state, ended, e)),
+        };
+        let range = batch.frame_start(first)..batch.frames[last].end;
+        first = last + 1;
+        if !range.is_empty() {
+            state.borrow_mut().passes += 1;
+            if let Err(e) = pipeline.pass(MarketData { batch: batch.clone(), range }).await {
+                return Ok(pipeline_failed(state, ended, e));
+            }
+        }
+        let FrameMark { time: t, .. } = batch.frames[last];
+        state.borrow_mut().passed = counters[last].clone();
+        replay_stop_if_due(state, counters[last].frames, t).await;
+        let mut st = state.borrow_mut();
+        st.connected = true;
+        if let (Some(end), Some(p)) = (st.end_time, st.progress.as_mut()) {
+            p.show(t, end);
+        }
+        if st.end_time.is_some_and(|end| t >= end) {
+            st.finished = true;
+            st.progress = None; // clears the progress line
+            let _ = ended.send(FeedEnded::DurationReached(t));
+            return Ok(Flow::Stop);
+        }
+        if st.stop_requested {
+            st.finished = true;
+            st.progress = None;
+            let _ = ended.send(FeedEnded::Stopped(t));
+            return Ok(Flow::Stop);
+        }
     }
     Ok(Flow::Continue)
 }
 
-/// Resume: when the frames decoded so far are where an earlier session was stopped by a
-/// signal, has its end-of-run block written again (and waits for it).
-async fn replay_stop_if_due(state: &Rc<RefCell<FeedState>>, last_event: Option<EventTime>) {
+/// The last frame of the pass starting at frame `first`.
+async fn pass_end(
+    state: &Rc<RefCell<FeedState>>,
+    pipeline: &Pipeline,
+    batch: &MarketBatch,
+    counters: &[FeedCounters],
+    first: usize,
+) -> Result<usize, String> {
+    let n = batch.frames.len();
+    if pipeline.engaged() || first + 1 >= n {
+        return Ok(first);
+    }
+    let mut last = n - 1;
+    if let Some(seq) = pipeline.next_decision().await?
+        && seq < batch.end_seq()
+    {
+        last = batch.frame_of_seq(seq).max(first);
+    }
+    let st = state.borrow();
+    // Where a frame-by-frame run stops: the run's end, a replayed stop, a stop request.
+    if st.stop_requested {
+        return Ok(first);
+    }
+    let stop_at = st.replayed_stops.front().copied();
+    let stops = batch.frames[first..=last]
+        .iter()
+        .zip(&counters[first..=last])
+        .position(|(m, c)| st.end_time.is_some_and(|end| m.time >= end) || Some(c.frames) == stop_at);
+    Ok(stops.map_or(last, |i| first + i))
+}
+
+/// The pipeline failed: the run ends.
+fn pipeline_failed(
+    state: &Rc<RefCell<FeedState>>,
+    ended: &mpsc::UnboundedSender<FeedEnded>,
+    e: String,
+) -> Flow {
+    tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
+    state.borrow_mut().finished = true;
+    let _ = ended.send(FeedEnded::PipelineFailed(e));
+    Flow::Stop
+}
+
+/// Resume: when the frames passed so far (`frames`) are where an earlier session was
+/// stopped by a signal, has its end-of-run block written again (and waits for it).
+async fn replay_stop_if_due(state: &Rc<RefCell<FeedState>>, frames: u64, time: EventTime) {
     let request = {
         let mut st = state.borrow_mut();
-        let frames = st.decoder.counters().frames;
         if st.replayed_stops.front() != Some(&frames) {
             return;
         }
         st.replayed_stops.pop_front();
-        let time = last_event.unwrap_or(st.decoder.last_time());
         st.stop_replayer.clone().map(|tx| (tx, time))
     };
     let Some((tx, time)) = request else { return };
@@ -490,18 +585,28 @@ async fn replay_file(
     Ok(())
 }
 
-/// Decodes frames into one batch; handles notices (resync requests, subscription errors).
+/// Decodes frames into one batch (with the feed's counters after each frame); handles
+/// notices (resync requests, subscription errors).
 fn decode_frames(
     state: &Rc<RefCell<FeedState>>,
     settings: &FeedSettings,
     tx: &mpsc::UnboundedSender<String>,
     frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
-) -> Option<MarketBatch> {
+) -> Option<(MarketBatch, Vec<FeedCounters>)> {
     let mut st = state.borrow_mut();
     let mut events = Vec::new();
     let mut notices = Vec::new();
+    let mut marks = Vec::with_capacity(frames.len());
+    let mut counters = Vec::with_capacity(frames.len());
     for f in &frames {
+        let before = events.len();
         st.decoder.decode(f.as_str(), &mut events, &mut notices);
+        let time = match events.get(before..).and_then(|e| e.last()) {
+            Some(e) => e.time(),
+            None => st.decoder.last_time(),
+        };
+        marks.push(FrameMark { end: events.len(), time });
+        counters.push(st.decoder.counters().clone());
     }
     for n in notices {
         match n {
@@ -548,7 +653,7 @@ fn decode_frames(
     }
     let first_seq = st.next_seq;
     st.next_seq += events.len() as u64;
-    Some(MarketBatch { first_seq, events })
+    Some((MarketBatch { first_seq, events, frames: marks }, counters))
 }
 
 impl Actor for MarketFeed {
@@ -647,7 +752,7 @@ fn book_invalidation(
     st.next_seq += events.len() as u64;
     let record =
         Entry::new(time, "feed_reconnect", &serde_json::json!({ "attempt": attempt, "reason": reason }));
-    (MarketBatch { first_seq, events }, record)
+    (MarketBatch::one_frame(first_seq, events, time), record)
 }
 
 /// Live runs: hands frames to the journal for `feed.jsonl`, stamped with the wall time of
@@ -857,7 +962,7 @@ impl Handler<Shutdown> for MarketFeed {
 
     fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) {
         let st = self.state.borrow();
-        let c = st.decoder.counters();
+        let c = &st.passed;
         let record = Entry::new(
             msg.time,
             "feed_stats",
@@ -883,11 +988,12 @@ impl Handler<GetFeedHealth> for MarketFeed {
         let st = self.state.borrow();
         MessageResult(FeedHealth {
             connected: st.connected,
-            counters: st.decoder.counters().clone(),
+            counters: st.passed.clone(),
             reconnects: st.reconnects,
             restarts: st.restarts,
             last_event_time: st.decoder.last_time(),
             untrusted_pairs: st.untrusted.iter().cloned().collect(),
+            passes: st.passes,
         })
     }
 }

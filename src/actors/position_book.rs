@@ -6,7 +6,7 @@
 //!   (cancel everything and flatten in the same event), [`Barrier`], [`Shutdown`],
 //!   [`GetPortfolio`].
 //! - Out: journal records for every execution event and equity snapshots; [`PortfolioUpdate`]
-//!   to RiskManager after every batch; [`TradesClosed`] to the aggregator and RiskManager.
+//!   to RiskManager after every pass (and at its sampling grid points within one); [`TradesClosed`] to the aggregator and RiskManager.
 //! - Fails: never on data; an accounting identity violation is logged as an error and
 //!   journaled (`identity_violation`), because it means a bug, not bad input.
 
@@ -102,6 +102,10 @@ pub struct PositionBook {
     last_book: std::collections::BTreeMap<crate::core::instrument::Symbol, EventTime>,
     /// Triggered orders not yet filled (for [`GapReview`]), and the pairs of open orders.
     gap_watch: GapWatch,
+    /// RiskManager samples the portfolio on this event-time grid (µs; 0: every view).
+    view_grid_us: i64,
+    /// Next grid point at which a view is due (None: the next frame's view is).
+    next_view_at: Option<EventTime>,
 }
 
 /// What [`GapReview`] needs to know about orders, kept from the published execution events.
@@ -143,6 +147,15 @@ impl PositionBook {
         self
     }
 
+    /// RiskManager samples portfolio views on an event-time grid of `every`
+    /// (`risk.correlation_sample_interval`): when a pass covers several frames, a view is also
+    /// sent after the first frame at or past each grid point, so the samples are those a
+    /// frame-by-frame run takes.
+    pub fn with_view_grid(mut self, every: Span) -> Self {
+        self.view_grid_us = every.as_micros().max(0);
+        self
+    }
+
     /// A PositionBook over `exchange`, writing equity snapshots every `equity_interval`.
     pub fn new(
         exchange: PaperExchange,
@@ -168,6 +181,8 @@ impl PositionBook {
             stale_after: Span(i64::MAX / 4),
             last_book: Default::default(),
             gap_watch: GapWatch::default(),
+            view_grid_us: 0,
+            next_view_at: None,
         }
     }
 
@@ -252,6 +267,19 @@ impl PositionBook {
         )
     }
 
+    /// Whether the view after this frame falls on RiskManager's sampling grid (and moves the
+    /// grid on if so): the same rule as `core::risk::stats::Sampler::observe`.
+    fn view_due(&mut self) -> bool {
+        let t = self.exchange.now();
+        if self.next_view_at.is_some_and(|next| t < next) {
+            return false;
+        }
+        let step = self.view_grid_us.max(1);
+        let grid = t.as_micros().div_euclid(step) * step;
+        self.next_view_at = Some(EventTime::from_micros(grid.saturating_add(step)));
+        true
+    }
+
     fn send_portfolio(&self) {
         let mut view = self.exchange.portfolio();
         let limit = self.stale_after.as_micros();
@@ -285,7 +313,14 @@ impl Handler<MarketData> for PositionBook {
 
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
         let mut snapshots = Vec::new();
-        for (seq, ev) in msg.batch.iter_seq() {
+        let batch = &msg.batch;
+        // Frame ends inside this message's range: where a frame-by-frame run would have sent
+        // RiskManager a view (only those on its sampling grid matter before the last one).
+        let first_frame = batch.frame_of_seq(batch.first_seq + msg.range.start as u64);
+        let mut frame_ends =
+            batch.frames[first_frame..].iter().map(|m| m.end).filter(|&e| e <= msg.range.end);
+        let mut next_end = frame_ends.next();
+        for (i, (seq, ev)) in msg.iter_seq().enumerate() {
             let t = ev.time();
             if t > self.last_time {
                 self.last_time = t;
@@ -314,8 +349,17 @@ impl Handler<MarketData> for PositionBook {
                 Some(_) => {}
             }
             self.exchange.on_event(seq, ev, &mut self.scratch);
+            let index = msg.range.start + i + 1;
+            while next_end.is_some_and(|e| e < index) {
+                next_end = frame_ends.next();
+            }
+            if next_end == Some(index) && index < msg.range.end && self.view_due() {
+                self.publish();
+                self.send_portfolio();
+            }
         }
         self.publish();
+        self.view_due();
         self.send_portfolio();
     }
 }
@@ -361,9 +405,13 @@ impl Handler<EmergencyStop> for PositionBook {
 }
 
 impl Handler<Barrier> for PositionBook {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, _msg: Barrier, _ctx: &mut Self::Context) {}
+    /// Engaged while orders are open or anything but the account currency is held (equity
+    /// then moves with the market, and fills can happen).
+    fn handle(&mut self, _msg: Barrier, _ctx: &mut Self::Context) -> bool {
+        !self.exchange.is_quiet()
+    }
 }
 
 impl Handler<Shutdown> for PositionBook {

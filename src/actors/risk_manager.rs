@@ -175,16 +175,20 @@ impl Handler<MarketData> for RiskManager {
     type Result = ();
 
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
-        if let Some(ev) = msg.batch.events.last() {
+        // The latest of each frame's last event: what a frame-by-frame run would keep.
+        for ev in msg.frame_last_events() {
             self.last_time = self.last_time.max(ev.time());
         }
     }
 }
 
 impl Handler<Barrier> for RiskManager {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, _msg: Barrier, _ctx: &mut Self::Context) {}
+    /// Engaged while halted: a cool-down lifts the halt at the first view past its end.
+    fn handle(&mut self, _msg: Barrier, _ctx: &mut Self::Context) -> bool {
+        self.core.halted()
+    }
 }
 
 impl Handler<OperatorCommand> for RiskManager {

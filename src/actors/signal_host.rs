@@ -51,7 +51,7 @@ impl Handler<MarketData> for SignalHost {
 
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
         let mut signals = Vec::new();
-        for (seq, ev) in msg.batch.iter_seq() {
+        for (seq, ev) in msg.iter_seq() {
             if let Some(s) = self.model.on_event(seq, ev) {
                 signals.push(s);
             }
