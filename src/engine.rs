@@ -226,7 +226,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         position_book: pb.clone().recipient(),
         position_book_barrier: pb.clone().recipient(),
         risk: risk.clone().recipient(),
-        risk_barrier: risk.clone().recipient(),
+        risk_watch: risk.clone().recipient(),
         signals: signal_inputs,
         aggregator: agg.clone().recipient(),
         next_decision: agg.clone().recipient(),
@@ -234,8 +234,8 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         journal: sink.clone(),
         flushed_at: Default::default(),
         always_flush: live,
-        // Until the first pass says otherwise, frame by frame.
-        engaged: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        // Frame by frame until RiskManager's first answer.
+        watch: Default::default(),
     };
     let mut settings = feed_settings(&config, url);
     let is_replay = replay.is_some();

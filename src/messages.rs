@@ -2,23 +2,25 @@
 //!
 //! ```text
 //! MarketFeed ──MarketData (whole batch)──► signal actors ──SignalBatch──► SignalAggregator
-//!            ──NextDecision──► SignalAggregator   (where the pass must end)
-//!   then per pass (a run of frames):
-//!            ──MarketData──► PositionBook ──PortfolioUpdate──► RiskManager
+//!            ──NextDecision──► SignalAggregator   (where the pass must end at the latest)
+//!   then per pass (a run of whole frames):
+//!            ──BookPass───► PositionBook ──PortfolioUpdate──► RiskManager   (answers: events applied)
 //!            ──MarketData──► RiskManager                       (drawdown → EmergencyStop ──► all)
 //!            ──MarketData──► SignalAggregator ──TradeIntents──► RiskManager
-//!            ──Barrier────► RiskManager ──PlaceOrders──► PositionBook
+//!            ──WatchRequest► RiskManager ──PlaceOrders──► PositionBook     (answers: RiskWatch)
 //!            ──Barrier────► PositionBook                      ──TradesClosed──► SignalAggregator, RiskManager
 //!            ──Flush──────► Journal   (every actor ──Append──► Journal)
 //! ```
 //!
 //! The feed awaits every hop, so each pass is fully handled (orders placed, records appended)
 //! before the next one starts: the order of everything is fixed by the data, which is what
-//! makes journals byte-identical. A pass is one frame, or — while no stage is engaged (see
-//! [`Barrier`]) — every frame up to the next one at which a decision can happen
-//! ([`NextDecision`]); both give the same journal, so results do not depend on batching.
+//! makes journals byte-identical. A pass covers frames up to the next one at which the
+//! aggregator can decide ([`NextDecision`]); PositionBook ends it earlier after a frame whose
+//! consequences the others must see first ([`BookPass`]); while RiskManager is halted a pass
+//! is one frame. Every way of grouping frames gives the journal of frame-by-frame passes, so
+//! results do not depend on batching.
 //! Actix mailboxes are FIFO, so a message an actor sends while handling a hop is handled by
-//! its receiver before the feed's next hop to that receiver (the `Barrier`).
+//! its receiver before the feed's next hop to that receiver (the barriers).
 
 use std::sync::Arc;
 
@@ -29,6 +31,7 @@ use crate::core::execution::ClosedTrade;
 use crate::core::market::{MarketBatch, MarketEvent};
 use crate::core::orders::OrderRequest;
 use crate::core::portfolio::PortfolioView;
+use crate::core::risk::RiskWatch;
 use crate::core::time::EventTime;
 
 /// A run of verified market events (MarketFeed → PositionBook, RiskManager, signal actors,
@@ -81,6 +84,27 @@ impl MarketData {
         (!self.range.is_empty()).then(|| self.batch.first_seq + self.range.end as u64 - 1)
     }
 }
+
+/// PositionBook's part of a pass (MarketFeed → PositionBook): the frames of `data`, and what
+/// RiskManager watches ([`RiskWatch`], from its last answer). PositionBook sends RiskManager
+/// a view after every frame at which a frame-by-frame run would have it act or change state,
+/// and ends the pass early — answering how many events it applied — after the first frame
+/// with an execution event (fill, order accepted, cancel, trigger, …) or a possible drawdown
+/// breach: what follows must see that frame's consequences first.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "usize")]
+pub struct BookPass {
+    /// The frames of the pass.
+    pub data: MarketData,
+    /// RiskManager's state as of the last pass.
+    pub watch: RiskWatch,
+}
+
+/// "Handle what was sent to you before this, and say what a view can change" (MarketFeed →
+/// RiskManager, after the aggregator's hop): the end-of-pass barrier of RiskManager.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "RiskWatch")]
+pub struct WatchRequest;
 
 /// Signals computed from one batch (signal actors → SignalAggregator).
 #[derive(Message, Clone, Debug)]
@@ -148,13 +172,9 @@ pub struct HaltLifted {
     pub by: String,
 }
 
-/// "Handle everything sent to you before this" (MarketFeed → RiskManager, PositionBook).
-/// Answered with whether the receiver is *engaged*: its state can change from one frame to the
-/// next in a way other actors must see frame by frame (PositionBook: open orders or holdings
-/// whose value moves with the market; RiskManager: a halt in force). While every stage is
-/// quiet, the feed may pass several frames at once (see `actors::market_feed`).
+/// "Handle everything sent to you before this" (MarketFeed → PositionBook).
 #[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "bool")]
+#[rtype(result = "()")]
 pub struct Barrier;
 
 /// "From which event on can you decide something?" (MarketFeed → SignalAggregator, after the

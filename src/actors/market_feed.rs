@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -27,9 +27,10 @@ use crate::actors::journal::{Append, Flush, JournalSink, RecordFrames};
 use crate::core::journal::Entry;
 use crate::core::kraken::decode::{self, FeedCounters, FeedDecoder, FeedNotice};
 use crate::core::market::{BookInvalidReason, FrameMark, MarketBatch, MarketEvent};
+use crate::core::risk::RiskWatch;
 use crate::core::rng::Rng;
 use crate::core::time::EventTime;
-use crate::messages::{Barrier, EmergencyStop, MarketData, NextDecision, Shutdown};
+use crate::messages::{Barrier, BookPass, EmergencyStop, MarketData, NextDecision, Shutdown, WatchRequest};
 use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
 
 /// Stops reading: the current connection closes after the batch in flight.
@@ -76,14 +77,14 @@ pub enum FeedEnded {
 /// The actors a batch goes through, in order.
 #[derive(Clone)]
 pub struct Pipeline {
-    /// PositionBook first: fills and marks for this pass.
-    pub position_book: Recipient<MarketData>,
-    /// PositionBook barrier (orders placed by risk for this pass; answers "engaged").
+    /// PositionBook first: fills and marks for this pass (it may end the pass early).
+    pub position_book: Recipient<BookPass>,
+    /// PositionBook barrier (orders placed by risk for this pass).
     pub position_book_barrier: Recipient<Barrier>,
     /// RiskManager: drawdown on the new portfolio (may broadcast EmergencyStop).
     pub risk: Recipient<MarketData>,
-    /// RiskManager barrier (intents of this pass; answers "engaged").
-    pub risk_barrier: Recipient<Barrier>,
+    /// RiskManager barrier (intents of this pass; answers what PositionBook must watch).
+    pub risk_watch: Recipient<WatchRequest>,
     /// Signal actors (they get each batch whole, before its passes).
     pub signals: Vec<Recipient<MarketData>>,
     /// The aggregator, after the signal actors.
@@ -99,8 +100,8 @@ pub struct Pipeline {
     /// Flush after every pass even when it appended nothing (live runs: the feed recording
     /// `feed.jsonl` is written by the journal's Flush and must keep up with the frames).
     pub always_flush: bool,
-    /// A stage was engaged after the last pass: the next pass is a single frame.
-    pub engaged: Arc<AtomicBool>,
+    /// RiskManager's answer after the last pass (None before the first: frame by frame).
+    pub watch: Arc<std::sync::Mutex<Option<RiskWatch>>>,
 }
 
 impl Pipeline {
@@ -108,7 +109,7 @@ impl Pipeline {
     pub async fn run(&self, batch: MarketBatch) -> Result<(), String> {
         let data = MarketData::whole(Arc::new(batch));
         self.signals(&data).await;
-        self.pass(data).await
+        self.pass(data).await.map(|_| ())
     }
 
     /// The signal actors see a batch whole, ahead of its passes: they depend on market data
@@ -126,25 +127,38 @@ impl Pipeline {
     }
 
     /// One pass over `data.range` (whole frames) through every stage but the signal actors,
-    /// awaiting each; records whether a stage is engaged afterwards.
-    pub async fn pass(&self, data: MarketData) -> Result<(), String> {
+    /// awaiting each. PositionBook may end it early: returns the index one past the last
+    /// event passed.
+    pub async fn pass(&self, data: MarketData) -> Result<usize, String> {
         let closed = |e: MailboxError| format!("pipeline stage stopped: {e}");
-        self.position_book.send(data.clone()).await.map_err(closed)?;
+        let watch = self.last_watch().unwrap_or_default();
+        let (start, end) = (data.range.start, data.range.end);
+        let applied =
+            self.position_book.send(BookPass { data: data.clone(), watch }).await.map_err(closed)?;
+        let data = MarketData { range: start..applied.clamp(start, end), ..data };
         self.risk.send(data.clone()).await.map_err(closed)?;
-        self.aggregator.send(data).await.map_err(closed)?;
-        let risk_engaged = self.risk_barrier.send(Barrier).await.map_err(closed)?;
-        let book_engaged = self.position_book_barrier.send(Barrier).await.map_err(closed)?;
-        self.engaged.store(risk_engaged || book_engaged, Ordering::Relaxed);
+        self.aggregator.send(data.clone()).await.map_err(closed)?;
+        let watch = self.risk_watch.send(WatchRequest).await.map_err(closed)?;
+        if let Ok(mut w) = self.watch.lock() {
+            *w = Some(watch);
+        }
+        self.position_book_barrier.send(Barrier).await.map_err(closed)?;
         let sent = self.journal.appends_sent();
         if self.flushed_at.swap(sent, Ordering::Relaxed) != sent || self.always_flush {
             self.journal_flush.send(Flush).await.map_err(closed)?.map_err(|e| format!("journal: {e}"))?;
         }
-        Ok(())
+        Ok(data.range.end)
     }
 
-    /// Whether a stage was engaged after the last pass.
-    pub fn engaged(&self) -> bool {
-        self.engaged.load(Ordering::Relaxed)
+    /// RiskManager's answer after the last pass.
+    fn last_watch(&self) -> Option<RiskWatch> {
+        self.watch.lock().ok().and_then(|w| w.clone())
+    }
+
+    /// Whether the next pass must be a single frame (before the first pass, and while
+    /// RiskManager is halted: a cool-down lifts at the first view past its end).
+    pub fn frame_by_frame(&self) -> bool {
+        self.last_watch().is_none_or(|w| w.halted)
     }
 }
 
@@ -446,14 +460,18 @@ async fn process_frames(
             Ok(last) => last,
             Err(e) => return Ok(pipeline_failed(state, ended, e)),
         };
+        let mut last = last;
         let range = batch.frame_start(first)..batch.frames[last].end;
-        first = last + 1;
         if !range.is_empty() {
             state.borrow_mut().passes += 1;
-            if let Err(e) = pipeline.pass(MarketData { batch: batch.clone(), range }).await {
-                return Ok(pipeline_failed(state, ended, e));
+            match pipeline.pass(MarketData { batch: batch.clone(), range: range.clone() }).await {
+                // PositionBook ended the pass after the frame holding event `end - 1`.
+                Ok(end) if end < range.end => last = batch.frame_of_seq(batch.first_seq + end as u64 - 1),
+                Ok(_) => {}
+                Err(e) => return Ok(pipeline_failed(state, ended, e)),
             }
         }
+        first = last + 1;
         let FrameMark { time: t, .. } = batch.frames[last];
         state.borrow_mut().passed = counters[last].clone();
         replay_stop_if_due(state, counters[last].frames, t).await;
@@ -487,7 +505,7 @@ async fn pass_end(
     first: usize,
 ) -> Result<usize, String> {
     let n = batch.frames.len();
-    if pipeline.engaged() || first + 1 >= n {
+    if pipeline.frame_by_frame() || first + 1 >= n {
         return Ok(first);
     }
     let mut last = n - 1;

@@ -1,7 +1,8 @@
 //! PositionBook actor: owns the paper exchange ([`PaperExchange`]): orders, fills against the
 //! book, fees, balances and positions.
 //!
-//! - In: [`MarketData`] (apply events: fills, triggers, marks), [`PlaceOrders`] (from
+//! - In: [`BookPass`] (apply a pass's events: fills, triggers, marks; ends the pass early
+//!   after a frame the others must see first), [`PlaceOrders`] (from
 //!   RiskManager), [`AmendOrder`] (order API: Kraken's AmendOrder), [`EmergencyStop`]
 //!   (cancel everything and flatten in the same event), [`Barrier`], [`Shutdown`],
 //!   [`GetPortfolio`].
@@ -20,9 +21,10 @@ use crate::actors::journal::{Append, JournalSink};
 use crate::core::execution::{ExecEvent, ExecStats, PaperExchange};
 use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
+use crate::core::risk::RiskWatch;
 use crate::core::time::{EventTime, Span};
 use crate::messages::{
-    AmendOrder, Barrier, EmergencyStop, MarketData, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
+    AmendOrder, Barrier, BookPass, EmergencyStop, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
 };
 
 /// Asks for the current account (dashboard, tests).
@@ -106,6 +108,10 @@ pub struct PositionBook {
     view_grid_us: i64,
     /// Next grid point at which a view is due (None: the next frame's view is).
     next_view_at: Option<EventTime>,
+    /// RiskManager's state as the views sent so far leave it.
+    watch: RiskWatch,
+    /// Execution events published so far.
+    exec_published: u64,
 }
 
 /// What [`GapReview`] needs to know about orders, kept from the published execution events.
@@ -183,6 +189,8 @@ impl PositionBook {
             gap_watch: GapWatch::default(),
             view_grid_us: 0,
             next_view_at: None,
+            watch: RiskWatch::default(),
+            exec_published: 0,
         }
     }
 
@@ -191,6 +199,7 @@ impl PositionBook {
         if self.scratch.is_empty() {
             return;
         }
+        self.exec_published += self.scratch.len() as u64;
         let mut entries = Vec::with_capacity(self.scratch.len());
         let mut closed = Vec::new();
         let mut had_fill = false;
@@ -267,17 +276,34 @@ impl PositionBook {
         )
     }
 
-    /// Whether the view after this frame falls on RiskManager's sampling grid (and moves the
-    /// grid on if so): the same rule as `core::risk::stats::Sampler::observe`.
-    fn view_due(&mut self) -> bool {
+    /// Whether a view at `t` falls on RiskManager's sampling grid: the rule of
+    /// `core::risk::stats::Sampler::observe`.
+    fn view_due_at(&self, t: EventTime) -> bool {
+        self.next_view_at.is_none_or(|next| t >= next)
+    }
+
+    /// Execution events produced so far (published or not).
+    fn exec_events(&self) -> u64 {
+        self.exec_published + self.scratch.len() as u64
+    }
+
+    /// The end of a pass: journal what happened, send the view.
+    fn end_pass(&mut self) {
+        self.publish();
+        self.send_view();
+    }
+
+    /// Sends RiskManager the view after the current frame, keeping the sampling grid and
+    /// the watch in step with what RiskManager will do with it.
+    fn send_view(&mut self) {
         let t = self.exchange.now();
-        if self.next_view_at.is_some_and(|next| t < next) {
-            return false;
+        if self.view_due_at(t) {
+            let step = self.view_grid_us.max(1);
+            let grid = t.as_micros().div_euclid(step) * step;
+            self.next_view_at = Some(EventTime::from_micros(grid.saturating_add(step)));
         }
-        let step = self.view_grid_us.max(1);
-        let grid = t.as_micros().div_euclid(step) * step;
-        self.next_view_at = Some(EventTime::from_micros(grid.saturating_add(step)));
-        true
+        self.watch.see(t, self.exchange.equity());
+        self.send_portfolio();
     }
 
     fn send_portfolio(&self) {
@@ -308,19 +334,22 @@ impl Actor for PositionBook {
     }
 }
 
-impl Handler<MarketData> for PositionBook {
-    type Result = ();
+impl Handler<BookPass> for PositionBook {
+    type Result = usize;
 
-    fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
+    /// Applies the pass's frames; answers the index one past the last event applied (the
+    /// pass ends early after a frame whose consequences the other stages must see first).
+    fn handle(&mut self, msg: BookPass, _ctx: &mut Self::Context) -> usize {
+        let BookPass { data, watch } = msg;
+        self.watch = watch;
+        let range = data.range.clone();
         let mut snapshots = Vec::new();
-        let batch = &msg.batch;
-        // Frame ends inside this message's range: where a frame-by-frame run would have sent
-        // RiskManager a view (only those on its sampling grid matter before the last one).
-        let first_frame = batch.frame_of_seq(batch.first_seq + msg.range.start as u64);
+        // Frame ends inside the pass (frames without events share their predecessor's end).
         let mut frame_ends =
-            batch.frames[first_frame..].iter().map(|m| m.end).filter(|&e| e <= msg.range.end);
+            data.batch.frames.iter().map(|m| m.end).filter(|&e| e > range.start && e <= range.end);
         let mut next_end = frame_ends.next();
-        for (i, (seq, ev)) in msg.iter_seq().enumerate() {
+        let mut acted_before = self.exec_events();
+        for (i, (seq, ev)) in data.iter_seq().enumerate() {
             let t = ev.time();
             if t > self.last_time {
                 self.last_time = t;
@@ -349,18 +378,28 @@ impl Handler<MarketData> for PositionBook {
                 Some(_) => {}
             }
             self.exchange.on_event(seq, ev, &mut self.scratch);
-            let index = msg.range.start + i + 1;
+            let index = range.start + i + 1;
             while next_end.is_some_and(|e| e < index) {
                 next_end = frame_ends.next();
             }
-            if next_end == Some(index) && index < msg.range.end && self.view_due() {
-                self.publish();
-                self.send_portfolio();
+            if next_end != Some(index) || index == range.end {
+                continue; // inside a frame, or the pass's last frame (handled below)
+            }
+            // A frame ended: what would a frame-by-frame run make of its view?
+            let acted = self.exec_events() != acted_before;
+            acted_before = self.exec_events();
+            let equity = self.exchange.equity();
+            let (wanted, breach) = self.watch.needs_view(self.exchange.now(), equity);
+            if acted || breach {
+                self.end_pass();
+                return index;
+            }
+            if wanted || self.view_due_at(self.exchange.now()) {
+                self.send_view();
             }
         }
-        self.publish();
-        self.view_due();
-        self.send_portfolio();
+        self.end_pass();
+        range.end
     }
 }
 
@@ -405,13 +444,9 @@ impl Handler<EmergencyStop> for PositionBook {
 }
 
 impl Handler<Barrier> for PositionBook {
-    type Result = bool;
+    type Result = ();
 
-    /// Engaged while orders are open or anything but the account currency is held (equity
-    /// then moves with the market, and fills can happen).
-    fn handle(&mut self, _msg: Barrier, _ctx: &mut Self::Context) -> bool {
-        !self.exchange.is_quiet()
-    }
+    fn handle(&mut self, _msg: Barrier, _ctx: &mut Self::Context) {}
 }
 
 impl Handler<Shutdown> for PositionBook {

@@ -62,17 +62,23 @@ fn sim_recording_replays_verified_and_byte_identical() {
 }
 
 #[test]
-fn journals_do_not_depend_on_batch_size_while_trading_or_stopping_mid_batch() {
+fn journals_do_not_depend_on_batch_size_while_trading_halting_or_stopping_mid_batch() {
     let dir = TempDir::new("replay-batches");
     let file = dir.join("sim.jsonl");
     let out =
         run_cli(&["record", "--source", "sim", "--events", "60000", "--out", file.to_str().unwrap()], &[]);
     assert!(out.status.success(), "record failed:\n{}", text(&out));
-    // The whole file, and a duration that ends the run in the middle of a batch.
-    for duration in [None, Some("40m")] {
+    // A tight drawdown limit with a cool-down: emergency stops (cancel, flatten) and lifts
+    // happen in the middle of batches too.
+    let tight = dir.join("tight.yaml");
+    std::fs::write(&tight, "risk:\n  max_drawdown: 0.002\n  halt_cooldown: 10m\nhttp:\n  enabled: false\n")
+        .unwrap();
+    let cases: [(&str, Option<&str>, Option<&std::path::Path>); 3] =
+        [("all", None, None), ("40m", Some("40m"), None), ("tight", None, Some(&tight))];
+    for (name, duration, config) in cases {
         let mut journals = Vec::new();
         for batch in ["1", "3", "50", "1000"] {
-            let run = dir.join(format!("b{batch}-{}", duration.unwrap_or("all")).as_str());
+            let run = dir.join(format!("b{batch}-{name}").as_str());
             let mut args = vec![
                 "replay",
                 file.to_str().unwrap(),
@@ -84,22 +90,36 @@ fn journals_do_not_depend_on_batch_size_while_trading_or_stopping_mid_batch() {
             if let Some(d) = duration {
                 args.extend(["--duration", d]);
             }
+            if let Some(c) = config {
+                args.extend(["--config", c.to_str().unwrap()]);
+            }
             let out = run_cli(&args, &[]);
-            assert!(out.status.success(), "replay (batch {batch}) failed:\n{}", text(&out));
+            assert!(out.status.success(), "replay (batch {batch}, {name}) failed:\n{}", text(&out));
             let r = report(&run);
             // Not a quiet replay: orders were placed and filled, so decisions interleave with
             // fills frame by frame.
-            assert!(r["fills"].as_u64().unwrap_or(0) > 0, "no fills at batch {batch}: {}", r["execution"]);
-            journals.push((
-                batch,
-                std::fs::read(run.join("journal.jsonl")).unwrap(),
-                r["feed"]["frames"].clone(),
-            ));
+            assert!(
+                r["fills"].as_u64().unwrap_or(0) > 0,
+                "no fills at batch {batch} ({name}): {}",
+                r["execution"]
+            );
+            let journal = std::fs::read(run.join("journal.jsonl")).unwrap();
+            if config.is_some() {
+                let text = String::from_utf8_lossy(&journal);
+                assert!(
+                    text.contains("\"type\":\"emergency_stop\""),
+                    "no emergency stop ({name}, batch {batch})"
+                );
+                assert!(text.contains("\"type\":\"halt_lifted\""), "no halt lifted ({name}, batch {batch})");
+            }
+            journals.push((batch, journal, r["feed"].clone()));
         }
-        let (_, first, frames) = &journals[0];
+        let (_, first, feed) = &journals[0];
         for (batch, j, f) in &journals[1..] {
-            assert_eq!(f, frames, "feed.frames differs at batch {batch} (duration {duration:?})");
-            assert!(j == first, "batch {batch} wrote another journal than batch 1 (duration {duration:?})");
+            for k in ["frames", "events", "checksums_verified"] {
+                assert_eq!(f[k], feed[k], "feed.{k} differs at batch {batch} ({name})");
+            }
+            assert!(j == first, "batch {batch} wrote another journal than batch 1 ({name})");
         }
     }
 }
