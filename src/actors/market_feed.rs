@@ -787,8 +787,9 @@ fn record_frames<'a>(to: &Option<Recipient<RecordFrames>>, dir: &str, frames: im
 
 /// Live resume, before the first connection of the resumed process:
 /// 1. re-executes the run's recording (`feed.jsonl`) through the same decoder and pipeline,
-///    frame by frame as they came, disconnects included — the journal checks every record
-///    it regenerates, so state is exactly what it was;
+///    frames in the order they came (in batches: results do not depend on batching),
+///    disconnects included — the journal checks every record it regenerates, so state is
+///    exactly what it was;
 /// 2. fetches, per pair, the trades after the last one seen (REST `Trades` `since`, through
 ///    the RateLimiter) and feeds them, in time order, as WS v2 trade frames: resting limits
 ///    fill from trades printed through them and stops trigger, as on a live feed;
@@ -813,19 +814,25 @@ async fn resume_live(
         let mut rx = crate::sources::replay::spawn_reader(path, 256, 0).map_err(|e| e.to_string())?;
         while let Some(batch) = rx.recv().await {
             let batch = batch.map_err(|e| e.to_string())?;
+            // Frames go through in batches (results do not depend on batching); a disconnect
+            // or gap marker first has the frames before it passed.
+            let mut frames = Vec::new();
             for (i, line) in batch.lines.iter().enumerate() {
                 let rec = recording::split_line(line)
                     .map_err(|e| format!("{} line {}: {e}", path.display(), batch.first_line + i as u64))?;
+                if rec.dir != "recv"
+                    && rec.dir != "rest"
+                    && !frames.is_empty()
+                    && process_frames(state, settings, pipeline, &scratch, ended, std::mem::take(&mut frames))
+                        .await?
+                        == Flow::Stop
+                {
+                    return Ok(Flow::Stop);
+                }
                 match &*rec.dir {
                     "recv" | "rest" => {
                         frames_replayed += 1;
-                        let frame =
-                            vec![tokio_tungstenite::tungstenite::Utf8Bytes::from(rec.msg.into_owned())];
-                        if process_frames(state, settings, pipeline, &scratch, ended, frame).await?
-                            == Flow::Stop
-                        {
-                            return Ok(Flow::Stop);
-                        }
+                        frames.push(tokio_tungstenite::tungstenite::Utf8Bytes::from(rec.msg.into_owned()));
                     }
                     "reconnect" => {
                         let v: serde_json::Value =
@@ -840,6 +847,11 @@ async fn resume_live(
                     }
                     _ => {} // `sent`: requests; the decoder of a live run does not read them either
                 }
+            }
+            if !frames.is_empty()
+                && process_frames(state, settings, pipeline, &scratch, ended, frames).await? == Flow::Stop
+            {
+                return Ok(Flow::Stop);
             }
         }
     }
