@@ -3,7 +3,8 @@
 //! Both sides are sorted vectors, best level first, so the top ten levels the checksum
 //! covers are a slice. Each level keeps the checksum digits of its price and quantity,
 //! computed once when the level is written; the checksum then only concatenates cached
-//! digits and runs one CRC32 over them, with no allocation after warm-up.
+//! digits and runs one CRC32 over them, with no allocation after warm-up. Books that never
+//! verify a checksum (the paper exchange's copies) skip the cache.
 //!
 //! Checksum rule (docs: Kraken "Spot Websockets (v2) Book Checksum", see
 //! shared/kraken/book-checksum.md): asks ascending then bids descending, the ten best of
@@ -19,15 +20,22 @@ use super::money::{Price, Qty};
 /// Levels the checksum covers on each side.
 pub const CHECKSUM_LEVELS: usize = 10;
 
+/// Most digits one value can have (a `Decimal` mantissa has at most 29).
+const DIGITS_MAX: usize = 30;
+
+/// Scratch bytes for one checksum: the digits of 2 × 10 levels × 2 values, plus the spare
+/// room the last fixed-size copy writes past its digits.
+const CHECKSUM_SCRATCH: usize = (4 * CHECKSUM_LEVELS + 1) * DIGITS_MAX;
+
 /// The digits of a decimal as the checksum writes them (no dot, no leading zeros).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 struct Digits {
     len: u8,
-    bytes: [u8; 30],
+    bytes: [u8; DIGITS_MAX],
 }
 
 impl Digits {
-    const EMPTY: Digits = Digits { len: 0, bytes: [0; 30] };
+    const EMPTY: Digits = Digits { len: 0, bytes: [0; DIGITS_MAX] };
 
     /// Digits of `value` written with `precision` decimals (or its own scale).
     fn of(value: Decimal, precision: Option<u32>) -> Digits {
@@ -63,10 +71,6 @@ impl Digits {
         out.len = n as u8;
         out
     }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
 }
 
 /// One level as the book stores it.
@@ -87,6 +91,9 @@ pub struct L2Book {
     bids: Vec<BookLevel>,
     asks: Vec<BookLevel>,
     scratch: Vec<u8>,
+    /// Whether levels cache their checksum digits (false for books that never verify a
+    /// checksum, such as the paper exchange's copy: [`Self::checksum`] then writes them).
+    cache_digits: bool,
 }
 
 impl L2Book {
@@ -99,8 +106,15 @@ impl L2Book {
             qty_precision,
             bids: Vec::with_capacity(depth.min(1024) + 4),
             asks: Vec::with_capacity(depth.min(1024) + 4),
-            scratch: Vec::with_capacity(512),
+            scratch: vec![0; CHECKSUM_SCRATCH],
+            cache_digits: true,
         }
+    }
+
+    /// A book that keeps no checksum digits per level, for copies that never verify a
+    /// checksum (the paper exchange's books): cheaper updates, [`Self::checksum`] still right.
+    pub fn without_digit_cache(depth: usize) -> Self {
+        L2Book { cache_digits: false, ..L2Book::new(depth, None, None) }
     }
 
     /// Maximum levels per side.
@@ -115,6 +129,9 @@ impl L2Book {
         }
         self.price_precision = price_precision;
         self.qty_precision = qty_precision;
+        if !self.cache_digits {
+            return;
+        }
         for l in self.bids.iter_mut().chain(self.asks.iter_mut()) {
             l.price_digits = Digits::of(l.price, price_precision);
             l.qty_digits = Digits::of(l.qty, qty_precision);
@@ -135,6 +152,7 @@ impl L2Book {
             Side::Buy => (&mut self.bids, self.price_precision, self.qty_precision),
             Side::Sell => (&mut self.asks, self.price_precision, self.qty_precision),
         };
+        let cache = self.cache_digits;
         // Bids are sorted descending, asks ascending: search with the matching order.
         let found = match side {
             Side::Buy => levels.binary_search_by(|l| price.cmp(&l.price)),
@@ -149,7 +167,9 @@ impl L2Book {
                 let l = &mut levels[i];
                 if l.qty != qty || l.qty.scale() != qty.scale() {
                     l.qty = qty;
-                    l.qty_digits = Digits::of(qty, qp);
+                    if cache {
+                        l.qty_digits = Digits::of(qty, qp);
+                    }
                 }
             }
             (Err(i), false) => {
@@ -158,8 +178,8 @@ impl L2Book {
                     BookLevel {
                         price,
                         qty,
-                        price_digits: Digits::of(price, pp),
-                        qty_digits: Digits::of(qty, qp),
+                        price_digits: if cache { Digits::of(price, pp) } else { Digits::EMPTY },
+                        qty_digits: if cache { Digits::of(qty, qp) } else { Digits::EMPTY },
                     },
                 );
             }
@@ -174,12 +194,28 @@ impl L2Book {
 
     /// Kraken's CRC32 over the ten best asks then the ten best bids.
     pub fn checksum(&mut self) -> u32 {
-        self.scratch.clear();
-        for l in self.asks.iter().take(CHECKSUM_LEVELS).chain(self.bids.iter().take(CHECKSUM_LEVELS)) {
-            self.scratch.extend_from_slice(l.price_digits.as_bytes());
-            self.scratch.extend_from_slice(l.qty_digits.as_bytes());
+        // Each value's whole 30-byte digit array is copied (a fixed-size copy, no call) and
+        // the write position advances by its length: room for 40 values plus one spare.
+        if self.scratch.len() != CHECKSUM_SCRATCH {
+            self.scratch.resize(CHECKSUM_SCRATCH, 0);
         }
-        crc32fast::hash(&self.scratch)
+        let mut at = 0;
+        let mut put = |scratch: &mut [u8], d: &Digits| {
+            if let Some(dst) = scratch.get_mut(at..at + DIGITS_MAX) {
+                dst.copy_from_slice(&d.bytes);
+                at += usize::from(d.len);
+            }
+        };
+        for l in self.asks.iter().take(CHECKSUM_LEVELS).chain(self.bids.iter().take(CHECKSUM_LEVELS)) {
+            if self.cache_digits {
+                put(&mut self.scratch, &l.price_digits);
+                put(&mut self.scratch, &l.qty_digits);
+            } else {
+                put(&mut self.scratch, &Digits::of(l.price, self.price_precision));
+                put(&mut self.scratch, &Digits::of(l.qty, self.qty_precision));
+            }
+        }
+        crc32fast::hash(self.scratch.get(..at).unwrap_or_default())
     }
 
     /// Best bid.
@@ -416,6 +452,21 @@ mod tests {
             ("353.92000000", "2.82900000"),
         ];
         assert_eq!(book_from(&asks, &bids, None, None).checksum(), 2_583_817_756);
+    }
+
+    #[test]
+    fn book_without_digit_cache_gives_the_same_checksum() {
+        // Vector F again (v1 strings, own scale), updated level by level without cached digits.
+        let cached = book_from(&[("354.80000000", "1.40000000"), ("354.84000000", "6.88212752")], &[], None, None);
+        let mut plain = L2Book::without_digit_cache(1000);
+        plain.apply(Side::Sell, d("354.84000000"), d("1.00000000"));
+        plain.apply(Side::Sell, d("354.80000000"), d("1.40000000"));
+        plain.apply(Side::Sell, d("354.84000000"), d("6.88212752"));
+        plain.apply(Side::Sell, d("354.90000000"), d("2.00000000"));
+        plain.apply(Side::Sell, d("354.90000000"), d("0"));
+        let mut cached = cached;
+        assert_eq!(plain.checksum(), cached.checksum());
+        assert_ne!(plain.checksum(), crc32fast::hash(b""));
     }
 
     #[test]
