@@ -155,8 +155,8 @@ impl L2Book {
         let cache = self.cache_digits;
         // Bids are sorted descending, asks ascending: search with the matching order.
         let found = match side {
-            Side::Buy => levels.binary_search_by(|l| price.cmp(&l.price)),
-            Side::Sell => levels.binary_search_by(|l| l.price.cmp(&price)),
+            Side::Buy => levels.binary_search_by(|l| cmp_price(price, l.price)),
+            Side::Sell => levels.binary_search_by(|l| cmp_price(l.price, price)),
         };
         match (found, qty.is_zero()) {
             (Ok(i), true) => {
@@ -230,7 +230,10 @@ impl L2Book {
 
     /// Top of book with the summed quantity of the ten best levels per side.
     pub fn top(&self) -> TopOfBook {
-        let sum = |v: &[BookLevel]| v.iter().take(CHECKSUM_LEVELS).map(|l| l.qty).sum::<Decimal>();
+        let sum = |v: &[BookLevel]| {
+            let top = v.get(..CHECKSUM_LEVELS).unwrap_or(v);
+            exact_sum(top).unwrap_or_else(|| top.iter().map(|l| l.qty).sum::<Decimal>())
+        };
         TopOfBook {
             bid: self.best_bid(),
             ask: self.best_ask(),
@@ -275,6 +278,31 @@ impl L2Book {
     pub fn is_empty(&self) -> bool {
         self.bids.is_empty() && self.asks.is_empty()
     }
+}
+
+/// `a.cmp(&b)` for prices, comparing mantissas when the scales agree (the usual case in
+/// one book: every price has the pair's precision).
+#[inline]
+fn cmp_price(a: Price, b: Price) -> std::cmp::Ordering {
+    if a.scale() == b.scale() { a.mantissa().cmp(&b.mantissa()) } else { a.cmp(&b) }
+}
+
+/// The quantities' sum exactly as `Decimal`'s `Sum` gives it (a fold from zero whose result
+/// has the largest scale of its terms), computed on the mantissas: None when a term would
+/// not fit (the caller then folds).
+fn exact_sum(levels: &[BookLevel]) -> Option<Decimal> {
+    let scale = levels.iter().map(|l| l.qty.scale()).max().unwrap_or(0);
+    let mut total: i128 = 0;
+    for l in levels {
+        let m = l.qty.mantissa();
+        let m = if l.qty.scale() == scale { m } else { m.checked_mul(10i128.checked_pow(scale - l.qty.scale())?)? };
+        total = total.checked_add(m)?;
+    }
+    // Within 96 bits no `Decimal` addition along the fold rounds.
+    if total.unsigned_abs() >= 1u128 << 96 {
+        return None;
+    }
+    Decimal::try_from_i128_with_scale(total, scale).ok()
 }
 
 #[cfg(test)]
@@ -452,6 +480,32 @@ mod tests {
             ("353.92000000", "2.82900000"),
         ];
         assert_eq!(book_from(&asks, &bids, None, None).checksum(), 2_583_817_756);
+    }
+
+    #[test]
+    fn depth_sums_equal_decimal_sums_scale_included() {
+        // Mixed scales, zero-padded and huge values: the fast sum must give the same value
+        // and the same scale (the scale reaches the journal's text) as folding `Decimal`s.
+        let mut rng = crate::core::rng::Rng::new(7);
+        for _ in 0..2000 {
+            let n = (rng.next_u64() % 12) as usize;
+            let levels: Vec<BookLevel> = (0..n)
+                .map(|i| {
+                    let scale = (rng.next_u64() % 10) as u32;
+                    let big = rng.next_u64() % 50 == 0;
+                    let m = if big { i128::from(rng.next_u64()) << 30 } else { i128::from(rng.next_u64() % 10_000_000) };
+                    let qty = Decimal::from_i128_with_scale(m, scale);
+                    let price = Decimal::from(i as u64 + 1);
+                    BookLevel { price, qty, price_digits: Digits::EMPTY, qty_digits: Digits::EMPTY }
+                })
+                .collect();
+            let folded = levels.iter().map(|l| l.qty).sum::<Decimal>();
+            if let Some(fast) = exact_sum(&levels) {
+                assert_eq!((fast, fast.scale()), (folded, folded.scale()), "{levels:?}");
+                assert_eq!(fast.to_string(), folded.to_string());
+            }
+        }
+        assert_eq!(exact_sum(&[]), Some(Decimal::ZERO));
     }
 
     #[test]

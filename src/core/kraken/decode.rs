@@ -48,6 +48,22 @@ const KRAKEN_DEFAULT_DEPTH: u16 = 10;
 /// How many sent requests are remembered to name failed acks (oldest forgotten first).
 const MAX_REMEMBERED_REQUESTS: usize = 1024;
 
+// Keys in the order Kraken (and `record`) write them: the scanner tries the expected key
+// first (`Scan::key_hint`) and reads any other layout the general way.
+/// A `record` line's keys.
+const RECORD_KEYS: [&str; 3] = ["ts", "dir", "msg"];
+/// A v2 channel message's keys.
+const FRAME_KEYS: [&str; 3] = ["channel", "type", "data"];
+/// A v2 book data element's keys.
+const BOOK_KEYS: [&str; 5] = ["symbol", "bids", "asks", "checksum", "timestamp"];
+/// A v2 trade's keys.
+const TRADE_KEYS: [&str; 7] = ["symbol", "side", "price", "qty", "ord_type", "trade_id", "timestamp"];
+/// A v2 ticker's keys.
+const TICKER_KEYS: [&str; 13] = [
+    "symbol", "bid", "bid_qty", "ask", "ask_qty", "last", "volume", "vwap", "low", "high", "change",
+    "change_pct", "timestamp",
+];
+
 /// Something the feed must act on or log (not a market event).
 #[derive(Clone, Debug, PartialEq)]
 pub enum FeedNotice {
@@ -169,9 +185,10 @@ impl<'a> Fields<'a> {
     fn get(&self, key: &str) -> Option<&'a str> {
         self.kv[..self.n].iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
-    /// The value of `key` if it is a string without escapes.
+    /// The raw text (escapes not decoded) of `key`'s value if it is a string. Values are
+    /// whole JSON values the scanner has validated, so a string is exactly `"…"`.
     fn str(&self, key: &str) -> Option<&'a str> {
-        self.get(key).and_then(|v| Scan::new(v).str().ok()).map(|j| j.raw)
+        self.get(key).and_then(|v| v.strip_prefix('"')?.strip_suffix('"'))
     }
 }
 
@@ -406,7 +423,13 @@ impl FeedDecoder {
         let mut in_place = InPlace::No;
         let mut inner = false;
         let mut first = true;
-        while let Some(k) = s.key(&mut first)? {
+        let mut n = 0;
+        let mut order = if records { RECORD_KEYS.as_slice() } else { FRAME_KEYS.as_slice() };
+        while let Some(k) = s.key_hint(&mut first, order.get(n).copied())? {
+            if n == 0 && k.is("channel") {
+                order = FRAME_KEYS.as_slice();
+            }
+            n += 1;
             if k.is("data")
                 && matches!(in_place, InPlace::No)
                 && f.get("method").is_none()
@@ -711,7 +734,9 @@ impl FeedDecoder {
             let mut checksum = None;
             let mut time = None;
             let mut k_first = true;
-            while let Some(k) = s.key(&mut k_first)? {
+            let mut n = 0;
+            while let Some(k) = s.key_hint(&mut k_first, BOOK_KEYS.get(n).copied())? {
+                n += 1;
                 match k.raw {
                     "symbol" => symbol = Some(s.str()?),
                     "bids" => read_v2_levels(s, &mut bids)?,
@@ -778,7 +803,9 @@ impl FeedDecoder {
             let (mut symbol, mut side, mut price, mut qty, mut id, mut time, mut market) =
                 (None, None, None, None, 0u64, None, false);
             let mut k_first = true;
-            while let Some(k) = s.key(&mut k_first)? {
+            let mut n = 0;
+            while let Some(k) = s.key_hint(&mut k_first, TRADE_KEYS.get(n).copied())? {
+                n += 1;
                 match k.raw {
                     "symbol" => symbol = Some(s.str()?),
                     "side" => {
@@ -837,7 +864,9 @@ impl FeedDecoder {
             let (mut symbol, mut bid, mut ask, mut last, mut volume, mut vwap, mut time) =
                 (None, None, None, None, None, None, None);
             let mut k_first = true;
-            while let Some(k) = s.key(&mut k_first)? {
+            let mut n = 0;
+            while let Some(k) = s.key_hint(&mut k_first, TICKER_KEYS.get(n).copied())? {
+                n += 1;
                 match k.raw {
                     "symbol" => symbol = Some(s.str()?),
                     "bid" => bid = Some(read_decimal(s, "ticker bid")?),

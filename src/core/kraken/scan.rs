@@ -388,6 +388,34 @@ impl<'a> Scan<'a> {
         Ok(Some(k))
     }
 
+    /// [`Self::key`] with a guess of the next key (the one Kraken sends there): when the text
+    /// continues with exactly `{"hint":` or `,"hint":` it is taken without the general
+    /// scan; otherwise (or with no hint) this is [`Self::key`]. `hint` holds no quote,
+    /// backslash or control character.
+    #[inline]
+    pub fn key_hint(&mut self, first: &mut bool, hint: Option<&'static str>) -> ScanResult<Option<JStr<'a>>> {
+        if let Some(h) = hint {
+            let b = self.bytes();
+            let i = self.i;
+            let n = h.len();
+            let open = if *first { b'{' } else { b',' };
+            // Byte by byte: keys are short, and a slice comparison would call `memcmp`.
+            let same = |at: usize, want: &[u8]| {
+                b.get(at..at + want.len()).is_some_and(|got| got.iter().zip(want).all(|(x, y)| x == y))
+            };
+            if b.get(i) == Some(&open)
+                && b.get(i + 1) == Some(&b'"')
+                && same(i + 2, h.as_bytes())
+                && same(i + 2 + n, b"\":")
+            {
+                *first = false;
+                self.i = i + 4 + n;
+                return Ok(Some(JStr { raw: &self.s[i + 2..i + 2 + n], escaped: false }));
+            }
+        }
+        self.key(first)
+    }
+
     /// Iterates an array: call with `first = true` before the `[`; returns true when an
     /// element follows, false after the closing `]`.
     #[inline]
@@ -478,6 +506,25 @@ mod tests {
             let open = format!("\"{body}");
             assert_eq!(Scan::new(&open).str().unwrap_err(), ScanError { what: "unterminated string", at: 1 });
         }
+    }
+
+    #[test]
+    fn key_hints_read_what_key_reads() {
+        let text = r#"{"price":1,"qty" :2, "x":3,"qty":4}"#;
+        let hints = [Some("price"), Some("qty"), Some("x"), Some("nope"), None];
+        let (mut a, mut b) = (Scan::new(text), Scan::new(text));
+        let (mut fa, mut fb) = (true, true);
+        for h in hints {
+            let ka = a.key_hint(&mut fa, h).unwrap();
+            let kb = b.key(&mut fb).unwrap();
+            assert_eq!(ka, kb);
+            assert_eq!(a.pos(), b.pos());
+            if ka.is_none() {
+                break;
+            }
+            assert_eq!(a.skip().unwrap(), b.skip().unwrap());
+        }
+        a.end().unwrap();
     }
 
     #[test]
