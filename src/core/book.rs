@@ -295,7 +295,11 @@ fn exact_sum(levels: &[BookLevel]) -> Option<Decimal> {
     let mut total: i128 = 0;
     for l in levels {
         let m = l.qty.mantissa();
-        let m = if l.qty.scale() == scale { m } else { m.checked_mul(10i128.checked_pow(scale - l.qty.scale())?)? };
+        let m = if l.qty.scale() == scale {
+            m
+        } else {
+            m.checked_mul(10i128.checked_pow(scale - l.qty.scale())?)?
+        };
         total = total.checked_add(m)?;
     }
     // Within 96 bits no `Decimal` addition along the fold rounds.
@@ -493,7 +497,11 @@ mod tests {
                 .map(|i| {
                     let scale = (rng.next_u64() % 10) as u32;
                     let big = rng.next_u64() % 50 == 0;
-                    let m = if big { i128::from(rng.next_u64()) << 30 } else { i128::from(rng.next_u64() % 10_000_000) };
+                    let m = if big {
+                        i128::from(rng.next_u64()) << 30
+                    } else {
+                        i128::from(rng.next_u64() % 10_000_000)
+                    };
                     let qty = Decimal::from_i128_with_scale(m, scale);
                     let price = Decimal::from(i as u64 + 1);
                     BookLevel { price, qty, price_digits: Digits::EMPTY, qty_digits: Digits::EMPTY }
@@ -511,7 +519,8 @@ mod tests {
     #[test]
     fn book_without_digit_cache_gives_the_same_checksum() {
         // Vector F again (v1 strings, own scale), updated level by level without cached digits.
-        let cached = book_from(&[("354.80000000", "1.40000000"), ("354.84000000", "6.88212752")], &[], None, None);
+        let cached =
+            book_from(&[("354.80000000", "1.40000000"), ("354.84000000", "6.88212752")], &[], None, None);
         let mut plain = L2Book::without_digit_cache(1000);
         plain.apply(Side::Sell, d("354.84000000"), d("1.00000000"));
         plain.apply(Side::Sell, d("354.80000000"), d("1.40000000"));

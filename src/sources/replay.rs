@@ -186,7 +186,8 @@ mod tests {
 
     /// Every batch the reader sends for `content`, as (first line, lines).
     fn read_all(content: &[u8], batch_lines: usize, skip_lines: u64) -> Vec<(u64, Vec<String>)> {
-        let dir = std::env::temp_dir().join(format!("kp-replay-reader-{}-{batch_lines}-{skip_lines}", std::process::id()));
+        let dir = std::env::temp_dir()
+            .join(format!("kp-replay-reader-{}-{batch_lines}-{skip_lines}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("rec.jsonl");
         std::fs::write(&file, content).unwrap();

@@ -60,8 +60,19 @@ const BOOK_KEYS: [&str; 5] = ["symbol", "bids", "asks", "checksum", "timestamp"]
 const TRADE_KEYS: [&str; 7] = ["symbol", "side", "price", "qty", "ord_type", "trade_id", "timestamp"];
 /// A v2 ticker's keys.
 const TICKER_KEYS: [&str; 13] = [
-    "symbol", "bid", "bid_qty", "ask", "ask_qty", "last", "volume", "vwap", "low", "high", "change",
-    "change_pct", "timestamp",
+    "symbol",
+    "bid",
+    "bid_qty",
+    "ask",
+    "ask_qty",
+    "last",
+    "volume",
+    "vwap",
+    "low",
+    "high",
+    "change",
+    "change_pct",
+    "timestamp",
 ];
 
 /// Something the feed must act on or log (not a market event).
@@ -377,7 +388,9 @@ impl FeedDecoder {
                         self.advance(latest);
                         Ok(())
                     }
-                    InPlace::No => self.decode_object(pass.text, &pass.fields, pass.in_record, events, notices),
+                    InPlace::No => {
+                        self.decode_object(pass.text, &pass.fields, pass.in_record, events, notices)
+                    }
                 }
             }
             Some(b'[') => self.decode_v1_array(frame, events, notices),
