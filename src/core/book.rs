@@ -496,7 +496,7 @@ mod tests {
             let levels: Vec<BookLevel> = (0..n)
                 .map(|i| {
                     let scale = (rng.next_u64() % 10) as u32;
-                    let big = rng.next_u64() % 50 == 0;
+                    let big = rng.next_u64().is_multiple_of(50);
                     let m = if big {
                         i128::from(rng.next_u64()) << 30
                     } else {
