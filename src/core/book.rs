@@ -3,7 +3,8 @@
 //! Both sides are sorted vectors, best level first, so the top ten levels the checksum
 //! covers are a slice. Each level keeps the checksum digits of its price and quantity,
 //! computed once when the level is written; the checksum then only concatenates cached
-//! digits and runs one CRC32 over them, with no allocation after warm-up.
+//! digits and runs one CRC32 over them, with no allocation after warm-up. Books that never
+//! verify a checksum (the paper exchange's copies) skip the cache.
 //!
 //! Checksum rule (docs: Kraken "Spot Websockets (v2) Book Checksum", see
 //! shared/kraken/book-checksum.md): asks ascending then bids descending, the ten best of
@@ -19,15 +20,22 @@ use super::money::{Price, Qty};
 /// Levels the checksum covers on each side.
 pub const CHECKSUM_LEVELS: usize = 10;
 
+/// Most digits one value can have (a `Decimal` mantissa has at most 29).
+const DIGITS_MAX: usize = 30;
+
+/// Scratch bytes for one checksum: the digits of 2 × 10 levels × 2 values, plus the spare
+/// room the last fixed-size copy writes past its digits.
+const CHECKSUM_SCRATCH: usize = (4 * CHECKSUM_LEVELS + 1) * DIGITS_MAX;
+
 /// The digits of a decimal as the checksum writes them (no dot, no leading zeros).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 struct Digits {
     len: u8,
-    bytes: [u8; 30],
+    bytes: [u8; DIGITS_MAX],
 }
 
 impl Digits {
-    const EMPTY: Digits = Digits { len: 0, bytes: [0; 30] };
+    const EMPTY: Digits = Digits { len: 0, bytes: [0; DIGITS_MAX] };
 
     /// Digits of `value` written with `precision` decimals (or its own scale).
     fn of(value: Decimal, precision: Option<u32>) -> Digits {
@@ -63,10 +71,6 @@ impl Digits {
         out.len = n as u8;
         out
     }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
 }
 
 /// One level as the book stores it.
@@ -87,6 +91,9 @@ pub struct L2Book {
     bids: Vec<BookLevel>,
     asks: Vec<BookLevel>,
     scratch: Vec<u8>,
+    /// Whether levels cache their checksum digits (false for books that never verify a
+    /// checksum, such as the paper exchange's copy: [`Self::checksum`] then writes them).
+    cache_digits: bool,
 }
 
 impl L2Book {
@@ -99,8 +106,15 @@ impl L2Book {
             qty_precision,
             bids: Vec::with_capacity(depth.min(1024) + 4),
             asks: Vec::with_capacity(depth.min(1024) + 4),
-            scratch: Vec::with_capacity(512),
+            scratch: vec![0; CHECKSUM_SCRATCH],
+            cache_digits: true,
         }
+    }
+
+    /// A book that keeps no checksum digits per level, for copies that never verify a
+    /// checksum (the paper exchange's books): cheaper updates, [`Self::checksum`] still right.
+    pub fn without_digit_cache(depth: usize) -> Self {
+        L2Book { cache_digits: false, ..L2Book::new(depth, None, None) }
     }
 
     /// Maximum levels per side.
@@ -115,6 +129,9 @@ impl L2Book {
         }
         self.price_precision = price_precision;
         self.qty_precision = qty_precision;
+        if !self.cache_digits {
+            return;
+        }
         for l in self.bids.iter_mut().chain(self.asks.iter_mut()) {
             l.price_digits = Digits::of(l.price, price_precision);
             l.qty_digits = Digits::of(l.qty, qty_precision);
@@ -135,10 +152,11 @@ impl L2Book {
             Side::Buy => (&mut self.bids, self.price_precision, self.qty_precision),
             Side::Sell => (&mut self.asks, self.price_precision, self.qty_precision),
         };
+        let cache = self.cache_digits;
         // Bids are sorted descending, asks ascending: search with the matching order.
         let found = match side {
-            Side::Buy => levels.binary_search_by(|l| price.cmp(&l.price)),
-            Side::Sell => levels.binary_search_by(|l| l.price.cmp(&price)),
+            Side::Buy => levels.binary_search_by(|l| cmp_price(price, l.price)),
+            Side::Sell => levels.binary_search_by(|l| cmp_price(l.price, price)),
         };
         match (found, qty.is_zero()) {
             (Ok(i), true) => {
@@ -149,7 +167,9 @@ impl L2Book {
                 let l = &mut levels[i];
                 if l.qty != qty || l.qty.scale() != qty.scale() {
                     l.qty = qty;
-                    l.qty_digits = Digits::of(qty, qp);
+                    if cache {
+                        l.qty_digits = Digits::of(qty, qp);
+                    }
                 }
             }
             (Err(i), false) => {
@@ -158,8 +178,8 @@ impl L2Book {
                     BookLevel {
                         price,
                         qty,
-                        price_digits: Digits::of(price, pp),
-                        qty_digits: Digits::of(qty, qp),
+                        price_digits: if cache { Digits::of(price, pp) } else { Digits::EMPTY },
+                        qty_digits: if cache { Digits::of(qty, qp) } else { Digits::EMPTY },
                     },
                 );
             }
@@ -174,12 +194,28 @@ impl L2Book {
 
     /// Kraken's CRC32 over the ten best asks then the ten best bids.
     pub fn checksum(&mut self) -> u32 {
-        self.scratch.clear();
-        for l in self.asks.iter().take(CHECKSUM_LEVELS).chain(self.bids.iter().take(CHECKSUM_LEVELS)) {
-            self.scratch.extend_from_slice(l.price_digits.as_bytes());
-            self.scratch.extend_from_slice(l.qty_digits.as_bytes());
+        // Each value's whole 30-byte digit array is copied (a fixed-size copy, no call) and
+        // the write position advances by its length: room for 40 values plus one spare.
+        if self.scratch.len() != CHECKSUM_SCRATCH {
+            self.scratch.resize(CHECKSUM_SCRATCH, 0);
         }
-        crc32fast::hash(&self.scratch)
+        let mut at = 0;
+        let mut put = |scratch: &mut [u8], d: &Digits| {
+            if let Some(dst) = scratch.get_mut(at..at + DIGITS_MAX) {
+                dst.copy_from_slice(&d.bytes);
+                at += usize::from(d.len);
+            }
+        };
+        for l in self.asks.iter().take(CHECKSUM_LEVELS).chain(self.bids.iter().take(CHECKSUM_LEVELS)) {
+            if self.cache_digits {
+                put(&mut self.scratch, &l.price_digits);
+                put(&mut self.scratch, &l.qty_digits);
+            } else {
+                put(&mut self.scratch, &Digits::of(l.price, self.price_precision));
+                put(&mut self.scratch, &Digits::of(l.qty, self.qty_precision));
+            }
+        }
+        crc32fast::hash(self.scratch.get(..at).unwrap_or_default())
     }
 
     /// Best bid.
@@ -194,7 +230,10 @@ impl L2Book {
 
     /// Top of book with the summed quantity of the ten best levels per side.
     pub fn top(&self) -> TopOfBook {
-        let sum = |v: &[BookLevel]| v.iter().take(CHECKSUM_LEVELS).map(|l| l.qty).sum::<Decimal>();
+        let sum = |v: &[BookLevel]| {
+            let top = v.get(..CHECKSUM_LEVELS).unwrap_or(v);
+            exact_sum(top).unwrap_or_else(|| top.iter().map(|l| l.qty).sum::<Decimal>())
+        };
         TopOfBook {
             bid: self.best_bid(),
             ask: self.best_ask(),
@@ -239,6 +278,35 @@ impl L2Book {
     pub fn is_empty(&self) -> bool {
         self.bids.is_empty() && self.asks.is_empty()
     }
+}
+
+/// `a.cmp(&b)` for prices, comparing mantissas when the scales agree (the usual case in
+/// one book: every price has the pair's precision).
+#[inline]
+fn cmp_price(a: Price, b: Price) -> std::cmp::Ordering {
+    if a.scale() == b.scale() { a.mantissa().cmp(&b.mantissa()) } else { a.cmp(&b) }
+}
+
+/// The quantities' sum exactly as `Decimal`'s `Sum` gives it (a fold from zero whose result
+/// has the largest scale of its terms), computed on the mantissas: None when a term would
+/// not fit (the caller then folds).
+fn exact_sum(levels: &[BookLevel]) -> Option<Decimal> {
+    let scale = levels.iter().map(|l| l.qty.scale()).max().unwrap_or(0);
+    let mut total: i128 = 0;
+    for l in levels {
+        let m = l.qty.mantissa();
+        let m = if l.qty.scale() == scale {
+            m
+        } else {
+            m.checked_mul(10i128.checked_pow(scale - l.qty.scale())?)?
+        };
+        total = total.checked_add(m)?;
+    }
+    // Within 96 bits no `Decimal` addition along the fold rounds.
+    if total.unsigned_abs() >= 1u128 << 96 {
+        return None;
+    }
+    Decimal::try_from_i128_with_scale(total, scale).ok()
 }
 
 #[cfg(test)]
@@ -416,6 +484,52 @@ mod tests {
             ("353.92000000", "2.82900000"),
         ];
         assert_eq!(book_from(&asks, &bids, None, None).checksum(), 2_583_817_756);
+    }
+
+    #[test]
+    fn depth_sums_equal_decimal_sums_scale_included() {
+        // Mixed scales, zero-padded and huge values: the fast sum must give the same value
+        // and the same scale (the scale reaches the journal's text) as folding `Decimal`s.
+        let mut rng = crate::core::rng::Rng::new(7);
+        for _ in 0..2000 {
+            let n = (rng.next_u64() % 12) as usize;
+            let levels: Vec<BookLevel> = (0..n)
+                .map(|i| {
+                    let scale = (rng.next_u64() % 10) as u32;
+                    let big = rng.next_u64().is_multiple_of(50);
+                    let m = if big {
+                        i128::from(rng.next_u64()) << 30
+                    } else {
+                        i128::from(rng.next_u64() % 10_000_000)
+                    };
+                    let qty = Decimal::from_i128_with_scale(m, scale);
+                    let price = Decimal::from(i as u64 + 1);
+                    BookLevel { price, qty, price_digits: Digits::EMPTY, qty_digits: Digits::EMPTY }
+                })
+                .collect();
+            let folded = levels.iter().map(|l| l.qty).sum::<Decimal>();
+            if let Some(fast) = exact_sum(&levels) {
+                assert_eq!((fast, fast.scale()), (folded, folded.scale()), "{levels:?}");
+                assert_eq!(fast.to_string(), folded.to_string());
+            }
+        }
+        assert_eq!(exact_sum(&[]), Some(Decimal::ZERO));
+    }
+
+    #[test]
+    fn book_without_digit_cache_gives_the_same_checksum() {
+        // Vector F again (v1 strings, own scale), updated level by level without cached digits.
+        let cached =
+            book_from(&[("354.80000000", "1.40000000"), ("354.84000000", "6.88212752")], &[], None, None);
+        let mut plain = L2Book::without_digit_cache(1000);
+        plain.apply(Side::Sell, d("354.84000000"), d("1.00000000"));
+        plain.apply(Side::Sell, d("354.80000000"), d("1.40000000"));
+        plain.apply(Side::Sell, d("354.84000000"), d("6.88212752"));
+        plain.apply(Side::Sell, d("354.90000000"), d("2.00000000"));
+        plain.apply(Side::Sell, d("354.90000000"), d("0"));
+        let mut cached = cached;
+        assert_eq!(plain.checksum(), cached.checksum());
+        assert_ne!(plain.checksum(), crc32fast::hash(b""));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub struct PairBook {
 impl Default for PairBook {
     fn default() -> Self {
         PairBook {
-            book: L2Book::new(DEFAULT_DEPTH, None, None),
+            book: L2Book::without_digit_cache(DEFAULT_DEPTH),
             consumed: BTreeMap::new(),
             valid: false,
             valid_since: EventTime::ZERO,
@@ -56,7 +56,7 @@ impl PairBook {
         if ev.snapshot {
             let depth = usize::from(ev.depth.max(1));
             if depth != self.book.depth() {
-                self.book = L2Book::new(depth, None, None);
+                self.book = L2Book::without_digit_cache(depth);
             } else {
                 self.book.clear();
             }
@@ -68,7 +68,9 @@ impl PairBook {
             for l in levels {
                 self.book.apply(side, l.price, l.qty);
                 if !ev.snapshot {
-                    self.consumed.remove(&(side, l.price));
+                    if !self.consumed.is_empty() {
+                        self.consumed.remove(&(side, l.price));
+                    }
                     touched.push((side, l.price));
                 }
             }

@@ -29,6 +29,9 @@ pub fn parse_decimal(s: &str) -> Result<Decimal, DecimalError> {
 
 /// Byte-slice form of [`parse_decimal`], used by the hot-path frame decoder.
 pub fn parse_decimal_bytes(b: &[u8]) -> Option<Decimal> {
+    if let Some(d) = parse_plain_decimal(b) {
+        return Some(d);
+    }
     let mut i = 0;
     let neg = match b.first()? {
         b'-' => {
@@ -106,6 +109,32 @@ pub fn parse_decimal_bytes(b: &[u8]) -> Option<Decimal> {
     let m = i128::try_from(mantissa).ok()?;
     let d = Decimal::try_from_i128_with_scale(if neg { -m } else { m }, scale as u32).ok()?;
     Some(d)
+}
+
+/// The common case of [`parse_decimal_bytes`]: unsigned digits with at most one `.` and no
+/// exponent, short enough (≤ 19 bytes) for the mantissa to fit a `u64`. None otherwise,
+/// including for text the general parser refuses; the result is the general parser's.
+#[inline]
+fn parse_plain_decimal(b: &[u8]) -> Option<Decimal> {
+    if b.len() > 19 {
+        return None;
+    }
+    let (mut mantissa, mut scale, mut seen_dot, mut any) = (0u64, 0u32, false, false);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                any = true;
+                scale += u32::from(seen_dot);
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return None,
+        }
+    }
+    if !any {
+        return None;
+    }
+    Decimal::try_from_i128_with_scale(i128::from(mantissa), scale).ok()
 }
 
 /// Rounds `value` to `decimals` places toward zero (used for quantities: never round up

@@ -4,11 +4,11 @@
 //! `record` wrapper (`{"ts","dir","msg"}`), raw v2 frames and v1 arrays.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::{Bytes, Utf8Bytes};
 
 /// A batch of lines from the file, with the 1-based number of the first line.
 #[derive(Debug)]
@@ -32,6 +32,11 @@ pub enum ReplayError {
     },
 }
 
+/// Bytes read from the file at a time. Lines are cut out of a block without copying (each
+/// line shares the block), so a block lives until its last line has been decoded: a few
+/// blocks at most with the bounded channel.
+const BLOCK_BYTES: usize = 256 * 1024;
+
 /// Starts the reader thread. Lines before `skip_lines` are skipped (resume); batches hold at
 /// most `batch_lines` lines. The receiver yields `Err` once if reading fails midway.
 pub fn spawn_reader(
@@ -46,52 +51,194 @@ pub fn spawn_reader(
     std::thread::Builder::new()
         .name("replay-reader".into())
         .spawn(move || {
-            let mut reader = BufReader::with_capacity(1 << 20, file);
-            let mut line_no: u64 = 0;
-            let mut batch = LineBatch { first_line: 1, lines: Vec::with_capacity(batch_lines) };
-            loop {
-                let mut raw = Vec::new();
-                match reader.read_until(b'\n', &mut raw) {
-                    Ok(0) => break,
-                    Ok(_) => {
-                        line_no += 1;
-                        if line_no <= skip_lines {
-                            continue;
-                        }
-                        // Invalid UTF-8 is kept (lossily) so the decoder counts it as a
-                        // malformed frame instead of the whole replay failing.
-                        let mut buf = String::from_utf8(raw)
-                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                        while buf.ends_with('\n') || buf.ends_with('\r') {
-                            buf.pop();
-                        }
-                        if buf.trim().is_empty() {
-                            continue;
-                        }
-                        if batch.lines.is_empty() {
-                            batch.first_line = line_no;
-                        }
-                        batch.lines.push(Utf8Bytes::from(buf));
-                        if batch.lines.len() >= batch_lines {
-                            let full = std::mem::replace(
-                                &mut batch,
-                                LineBatch { first_line: line_no + 1, lines: Vec::with_capacity(batch_lines) },
-                            );
-                            if tx.blocking_send(Ok(full)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(source) => {
-                        let _ = tx.blocking_send(Err(ReplayError::Io { path: path.clone(), source }));
-                        return;
-                    }
-                }
+            let mut lines = Lines { batch_lines, skip_lines, line_no: 0, tx, batch: None };
+            if let Err(source) = read_blocks(file, &mut lines) {
+                let _ = lines.tx.blocking_send(Err(ReplayError::Io { path, source }));
+                return;
             }
-            if !batch.lines.is_empty() {
-                let _ = tx.blocking_send(Ok(batch));
-            }
+            lines.flush();
         })
         .map_err(|source| ReplayError::Io { path: PathBuf::from("<reader thread>"), source })?;
     Ok(rx)
+}
+
+/// Reads `file` block by block and hands each complete line to `lines`; a line cut by the
+/// block's end is carried into the next block. Stops early when the receiver is gone.
+fn read_blocks(mut file: File, lines: &mut Lines) -> std::io::Result<()> {
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut block = Vec::with_capacity(BLOCK_BYTES.max(2 * carry.len()));
+        block.append(&mut carry);
+        let want = block.capacity() - block.len();
+        let n = (&mut file).take(want as u64).read_to_end(&mut block)?;
+        let eof = n == 0;
+        let end = if eof {
+            block.len()
+        } else {
+            match block.iter().rposition(|&c| c == b'\n') {
+                Some(p) => p + 1,
+                None => {
+                    // A line longer than the block: read on into a bigger one.
+                    carry = block;
+                    continue;
+                }
+            }
+        };
+        carry.extend_from_slice(block.get(end..).unwrap_or_default());
+        block.truncate(end);
+        if !lines.push_block(Bytes::from(block)) || eof {
+            return Ok(());
+        }
+    }
+}
+
+/// Offset of the first `\n` in `b`, eight bytes at a time while eight are left.
+fn find_newline(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(word) = b.get(at..at + 8) {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8])) ^ (ONES * u64::from(b'\n'));
+        // High bit of each zero byte of `x`; only the lowest flag is exact, and it is the one used.
+        let zeros = x.wrapping_sub(ONES) & !x & HIGH;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    b.get(at..)?.iter().position(|&c| c == b'\n').map(|n| at + n)
+}
+
+/// Cuts blocks into lines and lines into batches sent to the feed.
+struct Lines {
+    batch_lines: usize,
+    skip_lines: u64,
+    line_no: u64,
+    tx: mpsc::Sender<Result<LineBatch, ReplayError>>,
+    batch: Option<LineBatch>,
+}
+
+impl Lines {
+    /// Every line of `block` (complete lines; the last may lack its newline at the end of the
+    /// file). False once the receiver is gone.
+    fn push_block(&mut self, block: Bytes) -> bool {
+        let mut start = 0;
+        while start < block.len() {
+            let stop = block.get(start..).and_then(find_newline);
+            let stop = stop.map_or(block.len(), |n| start + n);
+            let line = block.slice(start..stop);
+            start = stop + 1;
+            self.line_no += 1;
+            if self.line_no <= self.skip_lines {
+                continue;
+            }
+            if !self.push_line(line) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn push_line(&mut self, mut line: Bytes) -> bool {
+        // A line ends at its newline; any carriage returns before it go too.
+        let mut len = line.len();
+        while len > 0 && line.get(len - 1) == Some(&b'\r') {
+            len -= 1;
+        }
+        line.truncate(len);
+        // Invalid UTF-8 is kept (lossily) so the decoder counts it as a malformed frame
+        // instead of the whole replay failing.
+        let text = match Utf8Bytes::try_from(line.clone()) {
+            Ok(text) => text,
+            Err(_) => Utf8Bytes::from(String::from_utf8_lossy(&line).into_owned()),
+        };
+        self.push_text(text)
+    }
+
+    fn push_text(&mut self, text: Utf8Bytes) -> bool {
+        if text.trim().is_empty() {
+            return true;
+        }
+        let line_no = self.line_no;
+        let batch = self.batch.get_or_insert_with(|| LineBatch {
+            first_line: line_no,
+            lines: Vec::with_capacity(self.batch_lines),
+        });
+        batch.lines.push(text);
+        if batch.lines.len() >= self.batch_lines {
+            return self.flush();
+        }
+        true
+    }
+
+    /// Sends the batch being filled, if any. False once the receiver is gone.
+    fn flush(&mut self) -> bool {
+        match self.batch.take() {
+            Some(full) => self.tx.blocking_send(Ok(full)).is_ok(),
+            None => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every batch the reader sends for `content`, as (first line, lines).
+    fn read_all(content: &[u8], batch_lines: usize, skip_lines: u64) -> Vec<(u64, Vec<String>)> {
+        let dir = std::env::temp_dir()
+            .join(format!("kp-replay-reader-{}-{batch_lines}-{skip_lines}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rec.jsonl");
+        std::fs::write(&file, content).unwrap();
+        let mut rx = spawn_reader(&file, batch_lines, skip_lines).unwrap();
+        let mut out = Vec::new();
+        while let Some(batch) = rx.blocking_recv() {
+            let batch = batch.unwrap();
+            out.push((batch.first_line, batch.lines.iter().map(|l| l.as_str().to_string()).collect()));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        out
+    }
+
+    #[test]
+    fn lines_are_cut_at_newlines_with_crlf_blank_lines_and_bad_utf8_handled() {
+        let long = "x".repeat(BLOCK_BYTES + 1000);
+        let mut content = Vec::new();
+        content.extend_from_slice(b"a\r\n\n  \nb\n");
+        content.extend_from_slice(long.as_bytes());
+        content.extend_from_slice(b"\nbad \xff\r\r\nlast");
+        let got = read_all(&content, 2, 0);
+        // Line numbers count blank lines; the lossy line keeps its place.
+        let want = vec![
+            (1, vec!["a".to_string(), "b".to_string()]),
+            (5, vec![long.clone(), "bad \u{fffd}".to_string()]),
+            (7, vec!["last".to_string()]),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn newlines_are_found_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut b = vec![b'x'; len];
+                if at < len {
+                    b[at] = b'\n';
+                    b.extend_from_slice(b"\n\n");
+                }
+                assert_eq!(find_newline(&b), (at < len).then_some(at), "len {len} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn skipped_lines_are_not_sent_and_numbering_continues() {
+        let mut content = String::new();
+        for i in 1..=1000 {
+            content.push_str(&format!("{{\"n\":{i}}}\n"));
+        }
+        let got = read_all(content.as_bytes(), 400, 998);
+        assert_eq!(got, vec![(999, vec![r#"{"n":999}"#.to_string(), r#"{"n":1000}"#.to_string()])]);
+    }
 }

@@ -48,6 +48,33 @@ const KRAKEN_DEFAULT_DEPTH: u16 = 10;
 /// How many sent requests are remembered to name failed acks (oldest forgotten first).
 const MAX_REMEMBERED_REQUESTS: usize = 1024;
 
+// Keys in the order Kraken (and `record`) write them: the scanner tries the expected key
+// first (`Scan::key_hint`) and reads any other layout the general way.
+/// A `record` line's keys.
+const RECORD_KEYS: [&str; 3] = ["ts", "dir", "msg"];
+/// A v2 channel message's keys.
+const FRAME_KEYS: [&str; 3] = ["channel", "type", "data"];
+/// A v2 book data element's keys.
+const BOOK_KEYS: [&str; 5] = ["symbol", "bids", "asks", "checksum", "timestamp"];
+/// A v2 trade's keys.
+const TRADE_KEYS: [&str; 7] = ["symbol", "side", "price", "qty", "ord_type", "trade_id", "timestamp"];
+/// A v2 ticker's keys.
+const TICKER_KEYS: [&str; 13] = [
+    "symbol",
+    "bid",
+    "bid_qty",
+    "ask",
+    "ask_qty",
+    "last",
+    "volume",
+    "vwap",
+    "low",
+    "high",
+    "change",
+    "change_pct",
+    "timestamp",
+];
+
 /// Something the feed must act on or log (not a market event).
 #[derive(Clone, Debug, PartialEq)]
 pub enum FeedNotice {
@@ -163,12 +190,16 @@ impl<'a> Fields<'a> {
             self.n += 1;
         }
     }
+    fn has_room(&self) -> bool {
+        self.n < self.kv.len()
+    }
     fn get(&self, key: &str) -> Option<&'a str> {
         self.kv[..self.n].iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
-    /// The value of `key` if it is a string without escapes.
+    /// The raw text (escapes not decoded) of `key`'s value if it is a string. Values are
+    /// whole JSON values the scanner has validated, so a string is exactly `"…"`.
     fn str(&self, key: &str) -> Option<&'a str> {
-        self.get(key).and_then(|v| Scan::new(v).str().ok()).map(|j| j.raw)
+        self.get(key).and_then(|v| v.strip_prefix('"')?.strip_suffix('"'))
     }
 }
 
@@ -177,6 +208,23 @@ enum InPlace {
     No,
     Book { snapshot: bool },
     Trade { latest: EventTime },
+    Ticker { latest: EventTime },
+}
+
+/// What one pass over an object frame found: the frame's text and top-level fields, and
+/// the book or trade data already parsed from it.
+struct ObjectPass<'a> {
+    text: &'a str,
+    fields: Fields<'a>,
+    in_place: InPlace,
+    /// The frame came out of a `record` wrapper.
+    in_record: bool,
+}
+
+impl<'a> ObjectPass<'a> {
+    fn new(text: &'a str, in_record: bool) -> Self {
+        ObjectPass { text, fields: Fields::new(), in_place: InPlace::No, in_record }
+    }
 }
 
 /// One element of a v2 book message's data, parsed but not yet applied.
@@ -303,41 +351,24 @@ impl FeedDecoder {
         events: &mut Vec<MarketEvent>,
         notices: &mut Vec<FeedNotice>,
     ) -> Result<(), Skip> {
-        let mut s = Scan::new(frame);
-        match s.peek() {
+        match Scan::new(frame).peek() {
             Some(b'{') => {
-                // Kraken writes `channel` and `type` before `data`: book and trade data are
-                // then parsed in place (one pass over the frame) and applied only once the
-                // whole frame has proved well-formed.
                 let mark = events.len();
-                let mut f = Fields::new();
-                let mut in_place = InPlace::No;
-                let mut first = true;
-                while let Some(k) = s.key(&mut first)? {
-                    if k.is("data")
-                        && matches!(in_place, InPlace::No)
-                        && f.get("method").is_none()
-                        && f.get("msg").is_none()
-                    {
-                        match (f.str("channel"), f.str("type")) {
-                            (Some("book"), Some(t @ ("snapshot" | "update"))) => {
-                                self.parse_v2_book_data(&mut s)?;
-                                in_place = InPlace::Book { snapshot: t == "snapshot" };
-                                continue;
-                            }
-                            (Some("trade"), _) => {
-                                let latest = self.parse_v2_trade_data(&mut s, events)?;
-                                in_place = InPlace::Trade { latest };
-                                continue;
-                            }
-                            _ => {}
-                        }
+                let before = self.last_time;
+                let mut pass = ObjectPass::new(frame, in_record);
+                match self.scan_frame(frame, in_record, !in_record, &mut pass, events) {
+                    Ok(()) => {}
+                    Err(_) if !in_record => {
+                        // The fast path may have parsed a record's frame before finding the
+                        // wrapper broken: undo that and let the plain pass name the error.
+                        events.truncate(mark);
+                        self.last_time = before;
+                        pass = ObjectPass::new(frame, in_record);
+                        self.scan_frame(frame, in_record, false, &mut pass, events)?;
                     }
-                    let v = s.skip()?;
-                    f.push(k, v);
+                    Err(e) => return Err(e),
                 }
-                s.end()?;
-                match in_place {
+                match pass.in_place {
                     InPlace::Book { snapshot } => {
                         self.apply_pending_books(snapshot, events, notices);
                         Ok(())
@@ -346,13 +377,128 @@ impl FeedDecoder {
                         self.finish_trades(events.len() - mark, latest);
                         Ok(())
                     }
-                    InPlace::No => self.decode_object(frame, &f, in_record, events, notices),
+                    InPlace::Ticker { latest } => {
+                        let f = &pass.fields;
+                        let record = !pass.in_record && f.get("msg").is_some() && f.get("dir").is_some();
+                        if record || f.str("method").is_some() {
+                            // Not a ticker after all (`decode_object` decides in this order).
+                            events.truncate(mark);
+                            return self.decode_object(pass.text, f, pass.in_record, events, notices);
+                        }
+                        self.advance(latest);
+                        Ok(())
+                    }
+                    InPlace::No => {
+                        self.decode_object(pass.text, &pass.fields, pass.in_record, events, notices)
+                    }
                 }
             }
             Some(b'[') => self.decode_v1_array(frame, events, notices),
             Some(_) => Err(malformed("frame is neither a JSON object nor an array")),
             None => Err(malformed("empty frame")),
         }
+    }
+
+    /// [`Self::scan_object`] over a whole frame (trailing text is an error).
+    fn scan_frame<'a>(
+        &mut self,
+        frame: &'a str,
+        in_record: bool,
+        records: bool,
+        out: &mut ObjectPass<'a>,
+        events: &mut Vec<MarketEvent>,
+    ) -> Result<(), Skip> {
+        let mut s = Scan::new(frame);
+        self.scan_object(&mut s, frame, in_record, records, out, events)?;
+        s.end()?;
+        Ok(())
+    }
+
+    /// One pass over a JSON object (to its end: trailing text is an error). Kraken
+    /// writes `channel` and `type` before `data`: book and trade data are then parsed in place
+    /// and applied by the caller only once the whole frame has proved well-formed.
+    ///
+    /// With `records`, a `record` wrapper whose `ts` and `"dir":"recv"` come before an object
+    /// `msg` (as `record` writes them) has its frame parsed in the same pass, and the pass
+    /// returned is the frame's. The result is what decoding the wrapper and then the frame
+    /// separately gives (docs/market-data.md); on an error the caller retries without it.
+    /// The pass is written to `out` (it is large: moving it would cost more than the scan).
+    fn scan_object<'a>(
+        &mut self,
+        s: &mut Scan<'a>,
+        text: &'a str,
+        in_record: bool,
+        records: bool,
+        out: &mut ObjectPass<'a>,
+        events: &mut Vec<MarketEvent>,
+    ) -> Result<(), Skip> {
+        let mut f = Fields::new();
+        let mut in_place = InPlace::No;
+        let mut inner = false;
+        let mut first = true;
+        let mut n = 0;
+        let mut order = if records { RECORD_KEYS.as_slice() } else { FRAME_KEYS.as_slice() };
+        while let Some(k) = s.key_hint(&mut first, order.get(n).copied())? {
+            if n == 0 && k.is("channel") {
+                order = FRAME_KEYS.as_slice();
+            }
+            n += 1;
+            if k.is("data")
+                && matches!(in_place, InPlace::No)
+                && f.get("method").is_none()
+                && f.get("msg").is_none()
+            {
+                match (f.str("channel"), f.str("type")) {
+                    (Some("book"), Some(t @ ("snapshot" | "update"))) => {
+                        self.parse_v2_book_data(s)?;
+                        in_place = InPlace::Book { snapshot: t == "snapshot" };
+                        continue;
+                    }
+                    (Some("trade"), _) => {
+                        let latest = self.parse_v2_trade_data(s, events)?;
+                        in_place = InPlace::Trade { latest };
+                        continue;
+                    }
+                    (Some("ticker"), _) if f.has_room() => {
+                        let latest = self.parse_v2_ticker_data(s, events)?;
+                        in_place = InPlace::Ticker { latest };
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            if records
+                && k.is("msg")
+                && matches!(in_place, InPlace::No)
+                && f.has_room()
+                && f.get("msg").is_none()
+                && f.str("dir") == Some("recv")
+                && s.peek() == Some(b'{')
+            {
+                // `decode_record` seeds the clock from `ts` before decoding the frame; a `ts`
+                // after `msg` is left to the two-step path.
+                let ts = f.get("ts");
+                if self.last_time != EventTime::ZERO || ts.is_some() {
+                    if self.last_time == EventTime::ZERO
+                        && let Some(t) = ts.and_then(|t| EventTime::parse_unix_seconds(t).ok())
+                    {
+                        self.last_time = t;
+                    }
+                    let start = s.pos();
+                    self.scan_object(s, "", true, false, out, events)?;
+                    out.text = s.text_since(start);
+                    f.push(k, out.text);
+                    inner = true;
+                    continue;
+                }
+            }
+            let v = s.skip()?;
+            f.push(k, v);
+        }
+        if !inner {
+            *out = ObjectPass { text, fields: f, in_place, in_record };
+        }
+        Ok(())
     }
 
     fn decode_object(
@@ -601,7 +747,9 @@ impl FeedDecoder {
             let mut checksum = None;
             let mut time = None;
             let mut k_first = true;
-            while let Some(k) = s.key(&mut k_first)? {
+            let mut n = 0;
+            while let Some(k) = s.key_hint(&mut k_first, BOOK_KEYS.get(n).copied())? {
+                n += 1;
                 match k.raw {
                     "symbol" => symbol = Some(s.str()?),
                     "bids" => read_v2_levels(s, &mut bids)?,
@@ -668,7 +816,9 @@ impl FeedDecoder {
             let (mut symbol, mut side, mut price, mut qty, mut id, mut time, mut market) =
                 (None, None, None, None, 0u64, None, false);
             let mut k_first = true;
-            while let Some(k) = s.key(&mut k_first)? {
+            let mut n = 0;
+            while let Some(k) = s.key_hint(&mut k_first, TRADE_KEYS.get(n).copied())? {
+                n += 1;
                 match k.raw {
                     "symbol" => symbol = Some(s.str()?),
                     "side" => {
@@ -709,22 +859,35 @@ impl FeedDecoder {
 
     fn decode_v2_ticker(&mut self, f: &Fields<'_>, events: &mut Vec<MarketEvent>) -> Result<(), Skip> {
         let data = f.get("data").ok_or_else(|| malformed("ticker: message without `data`"))?;
+        let latest = self.parse_v2_ticker_data(&mut Scan::new(data), events)?;
+        self.advance(latest);
+        Ok(())
+    }
+
+    /// Parses a v2 ticker `data` array, pushing one event per element; returns the latest
+    /// time (the caller advances the clock once the frame has proved well-formed).
+    fn parse_v2_ticker_data(
+        &mut self,
+        s: &mut Scan<'_>,
+        events: &mut Vec<MarketEvent>,
+    ) -> Result<EventTime, Skip> {
         let mut latest = EventTime::ZERO;
-        let mut s = Scan::new(data);
         let mut first = true;
         while s.item(&mut first)? {
             let (mut symbol, mut bid, mut ask, mut last, mut volume, mut vwap, mut time) =
                 (None, None, None, None, None, None, None);
             let mut k_first = true;
-            while let Some(k) = s.key(&mut k_first)? {
+            let mut n = 0;
+            while let Some(k) = s.key_hint(&mut k_first, TICKER_KEYS.get(n).copied())? {
+                n += 1;
                 match k.raw {
                     "symbol" => symbol = Some(s.str()?),
-                    "bid" => bid = Some(read_decimal(&mut s, "ticker bid")?),
-                    "ask" => ask = Some(read_decimal(&mut s, "ticker ask")?),
-                    "last" => last = Some(read_decimal(&mut s, "ticker last")?),
-                    "volume" => volume = Some(read_decimal(&mut s, "ticker volume")?),
-                    "vwap" => vwap = Some(read_decimal(&mut s, "ticker vwap")?),
-                    "timestamp" => time = Some(read_rfc3339(&mut s)?),
+                    "bid" => bid = Some(read_decimal(s, "ticker bid")?),
+                    "ask" => ask = Some(read_decimal(s, "ticker ask")?),
+                    "last" => last = Some(read_decimal(s, "ticker last")?),
+                    "volume" => volume = Some(read_decimal(s, "ticker volume")?),
+                    "vwap" => vwap = Some(read_decimal(s, "ticker vwap")?),
+                    "timestamp" => time = Some(read_rfc3339(s)?),
                     _ => {
                         s.skip()?;
                     }
@@ -740,8 +903,7 @@ impl FeedDecoder {
             let symbol = self.intern(&symbol.text());
             events.push(MarketEvent::Ticker(TickerEvent { symbol, time, bid, ask, last, volume, vwap }));
         }
-        self.advance(latest);
-        Ok(())
+        Ok(latest)
     }
 
     fn decode_v2_status(&mut self, f: &Fields<'_>, events: &mut Vec<MarketEvent>) -> Result<(), Skip> {
@@ -1202,6 +1364,10 @@ fn read_rfc3339(s: &mut Scan<'_>) -> Result<EventTime, Skip> {
 fn read_v2_levels(s: &mut Scan<'_>, out: &mut Vec<Level>) -> Result<(), Skip> {
     let mut first = true;
     while s.item(&mut first)? {
+        if let Some(level) = read_v2_level_compact(s) {
+            out.push(level);
+            continue;
+        }
         let (mut price, mut qty) = (None, None);
         let mut k_first = true;
         while let Some(k) = s.key(&mut k_first)? {
@@ -1222,6 +1388,32 @@ fn read_v2_levels(s: &mut Scan<'_>, out: &mut Vec<Level>) -> Result<(), Skip> {
         }
     }
     Ok(())
+}
+
+/// A level written exactly as Kraken writes it, `{"price":<number>,"qty":<number>}` with no
+/// whitespace and non-negative values. Anything else leaves the cursor where it was (None)
+/// for the general loop, which also names any error.
+#[inline]
+fn read_v2_level_compact(s: &mut Scan<'_>) -> Option<Level> {
+    let at = s.clone();
+    let level = (|| {
+        if !s.lit(b"{\"price\":") {
+            return None;
+        }
+        let price = parse_decimal_bytes(s.number().ok()?.as_bytes())?;
+        if !s.lit(b",\"qty\":") {
+            return None;
+        }
+        let qty = parse_decimal_bytes(s.number().ok()?.as_bytes())?;
+        if !s.lit(b"}") || !price.is_sign_positive() || !qty.is_sign_positive() {
+            return None;
+        }
+        Some(Level { price, qty })
+    })();
+    if level.is_none() {
+        *s = at;
+    }
+    level
 }
 
 /// Reads one JSON array of strings, keeping its first `N` elements (later ones are skipped).

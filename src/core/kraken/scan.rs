@@ -12,6 +12,32 @@ use std::borrow::Cow;
 /// Nesting limit for skipped values (a hostile frame must not overflow the stack).
 const MAX_DEPTH: u32 = 128;
 
+/// Bytes that end the plain run of a string: the quote, a backslash, control characters.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// High bit set in each byte of `word` (little-endian) that is a quote, a backslash or a
+/// control character. Bytes above the first such byte may be flagged wrongly (borrows run
+/// upward), so only the lowest flag counts.
+#[inline]
+fn string_stops(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
+    (zero_byte(quote) | zero_byte(backslash) | (word.wrapping_sub(ONES * 0x20) & !word)) & HIGH
+}
+
 /// A JSON syntax error: what was expected and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanError {
@@ -146,6 +172,28 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// Consumes `lit` if the text continues with exactly these bytes (no whitespace skipped):
+    /// the fast path for the compact layout Kraken sends, e.g. `{"price":`.
+    #[inline]
+    pub fn lit(&mut self, lit: &[u8]) -> bool {
+        if self.bytes().get(self.i..self.i + lit.len()) == Some(lit) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Byte offset of the cursor.
+    pub fn pos(&self) -> usize {
+        self.i
+    }
+
+    /// The text from byte offset `start` to the cursor.
+    pub fn text_since(&self, start: usize) -> &'a str {
+        self.s.get(start..self.i).unwrap_or("")
+    }
+
     /// Succeeds when only whitespace is left.
     pub fn end(&mut self) -> ScanResult<()> {
         if self.peek().is_some() { self.err("trailing characters after the JSON value") } else { Ok(()) }
@@ -159,12 +207,25 @@ impl<'a> Scan<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            // Jump to the next byte that needs a look (quote, backslash, control character).
-            let rest = b.get(self.i..).unwrap_or(&[]);
-            match rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20) {
-                Some(n) => self.i += n,
-                None => break,
+            // Jump to the next byte that needs a look (quote, backslash, control character),
+            // eight bytes at a time while eight are left.
+            let mut j = self.i;
+            while let Some(word) = b.get(j..j + 8) {
+                let stops = string_stops(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+                if stops != 0 {
+                    j += (stops.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                j += 8;
             }
+            while j < b.len() && !STRING_STOP[usize::from(b[j])] {
+                j += 1;
+            }
+            if j >= b.len() {
+                // The error names where the unterminated run began.
+                break;
+            }
+            self.i = j;
             match b[self.i] {
                 b'"' => {
                     let raw = &self.s[start..self.i];
@@ -327,6 +388,34 @@ impl<'a> Scan<'a> {
         Ok(Some(k))
     }
 
+    /// [`Self::key`] with a guess of the next key (the one Kraken sends there): when the text
+    /// continues with exactly `{"hint":` or `,"hint":` it is taken without the general
+    /// scan; otherwise (or with no hint) this is [`Self::key`]. `hint` holds no quote,
+    /// backslash or control character.
+    #[inline]
+    pub fn key_hint(&mut self, first: &mut bool, hint: Option<&'static str>) -> ScanResult<Option<JStr<'a>>> {
+        if let Some(h) = hint {
+            let b = self.bytes();
+            let i = self.i;
+            let n = h.len();
+            let open = if *first { b'{' } else { b',' };
+            // Byte by byte: keys are short, and a slice comparison would call `memcmp`.
+            let same = |at: usize, want: &[u8]| {
+                b.get(at..at + want.len()).is_some_and(|got| got.iter().zip(want).all(|(x, y)| x == y))
+            };
+            if b.get(i) == Some(&open)
+                && b.get(i + 1) == Some(&b'"')
+                && same(i + 2, h.as_bytes())
+                && same(i + 2 + n, b"\":")
+            {
+                *first = false;
+                self.i = i + 4 + n;
+                return Ok(Some(JStr { raw: &self.s[i + 2..i + 2 + n], escaped: false }));
+            }
+        }
+        self.key(first)
+    }
+
     /// Iterates an array: call with `first = true` before the `[`; returns true when an
     /// element follows, false after the closing `]`.
     #[inline]
@@ -399,6 +488,43 @@ mod tests {
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let deep = "[".repeat(10_000);
         assert_eq!(Scan::new(&deep).skip().unwrap_err().what, "JSON nested too deeply");
+    }
+
+    #[test]
+    fn strings_end_at_the_first_quote_escape_or_control_byte_at_any_offset() {
+        // Every position of the stop byte within and across the 8-byte words.
+        for len in 0..20 {
+            let body = "é".repeat(len / 2) + &"a".repeat(len % 2);
+            let text = format!("\"{body}\"x");
+            let mut s = Scan::new(&text);
+            assert_eq!(s.str().unwrap().raw, body);
+            assert_eq!(s.peek(), Some(b'x'));
+            let escaped = format!("\"{body}\\n\"");
+            assert_eq!(Scan::new(&escaped).str().unwrap().text(), format!("{body}\n"));
+            let control = format!("\"{body}\u{1}\"");
+            assert_eq!(Scan::new(&control).str().unwrap_err().what, "control character in string");
+            let open = format!("\"{body}");
+            assert_eq!(Scan::new(&open).str().unwrap_err(), ScanError { what: "unterminated string", at: 1 });
+        }
+    }
+
+    #[test]
+    fn key_hints_read_what_key_reads() {
+        let text = r#"{"price":1,"qty" :2, "x":3,"qty":4}"#;
+        let hints = [Some("price"), Some("qty"), Some("x"), Some("nope"), None];
+        let (mut a, mut b) = (Scan::new(text), Scan::new(text));
+        let (mut fa, mut fb) = (true, true);
+        for h in hints {
+            let ka = a.key_hint(&mut fa, h).unwrap();
+            let kb = b.key(&mut fb).unwrap();
+            assert_eq!(ka, kb);
+            assert_eq!(a.pos(), b.pos());
+            if ka.is_none() {
+                break;
+            }
+            assert_eq!(a.skip().unwrap(), b.skip().unwrap());
+        }
+        a.end().unwrap();
     }
 
     #[test]
