@@ -5,4 +5,5 @@ pub mod kraken_rest;
 pub mod kraken_ws;
 pub mod recording;
 pub mod replay;
+pub mod rest_startup;
 pub mod simulated;
