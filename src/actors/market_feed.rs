@@ -706,6 +706,7 @@ async fn wait_for_warmup(
         }
         Ok(Err(_)) => {
             tracing::warn!(
+                event = "warmup_skipped",
                 actor = "market_feed",
                 "warm-up: no OHLC history (REST unavailable); trading cold"
             );
@@ -713,6 +714,7 @@ async fn wait_for_warmup(
         }
         Err(_) => {
             tracing::warn!(
+                event = "warmup_skipped",
                 actor = "market_feed",
                 timeout_ms = timeout.as_millis() as u64,
                 "warm-up: Kraken REST did not answer within feed.warmup.timeout_ms; trading cold"
