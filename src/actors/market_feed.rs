@@ -13,6 +13,10 @@
 //!   it. Books are invalidated (`BookInvalid: disconnected`) and rebuilt from the snapshots
 //!   of the restored subscriptions. A checksum mismatch resubscribes that pair's book
 //!   (`book_resync`); trading on it pauses until the new snapshot.
+//! - Live runs: what the start-up REST fetch brings ([`MarketFeed::with_rest_startup`]:
+//!   fee schedules, warm-up candles) is recorded as `fees` / `ohlc` lines and driven through
+//!   the pipeline as one-event batches at that point of the stream (re-executed in line on
+//!   resume); the warm-up is awaited before the first connection, bounded by its timeout.
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -1,5 +1,6 @@
 //! Where frames come from: Kraken's WebSocket (or the embedded simulator, reached through
-//! the same client), and recordings for replay.
+//! the same client), and recordings for replay; Kraken REST (`kraken_rest`) and what a live
+//! run takes from it at start-up (`rest_startup`: fee schedules, warm-up history).
 
 pub mod kraken_rest;
 pub mod kraken_ws;

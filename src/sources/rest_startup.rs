@@ -162,10 +162,10 @@ pub struct RestStartup {
     pub warmup_timeout: Duration,
 }
 
-/// Starts the start-up fetch in the background (on the current actix arbiter): SystemStatus
-/// (logged), AssetPairs until it answers (retried with backoff, 2 s doubling to 5 min;
-/// ordermin/costmin logged; the fee schedules sent as `fees` lines), then — when `warmup`
-/// lists Kraken intervals and the feed still waits — OHLC per pair and interval.
+/// Starts the start-up fetch in the background (on the current actix arbiter): AssetPairs
+/// until it answers (retried with backoff, 2 s doubling to 5 min; ordermin/costmin logged;
+/// the fee schedules sent as `fees` lines), then — when `warmup` lists Kraken intervals and
+/// the feed still waits — OHLC per pair and interval, then SystemStatus (logged).
 pub fn spawn(
     rest: KrakenRest,
     pairs: Vec<String>,
@@ -181,10 +181,6 @@ pub fn spawn(
         }
     };
     actix::spawn(async move {
-        match rest.system_status().await {
-            Ok(s) => tracing::info!(actor = "rest_startup", status = ?s.status, "Kraken REST SystemStatus"),
-            Err(e) => tracing::warn!(actor = "rest_startup", error = %e, "Kraken REST SystemStatus failed"),
-        }
         let mut wait = Duration::from_secs(2);
         let pairs_info = loop {
             match rest.asset_pairs().await {
@@ -225,38 +221,54 @@ pub fn spawn(
             }
         }
         let _ = fees_tx.send(lines);
-        let Some(tx) = warm_tx else { return };
-        let mut lines = Vec::new();
-        'fetch: for p in &pairs {
-            for &interval in &warmup {
-                if tx.is_closed() {
-                    break 'fetch;
-                }
-                match rest
-                    .ohlc(p, interval, None)
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|o| ohlc_line(p, interval, &o))
-                {
-                    Ok(l) => lines.push(l),
-                    Err(e) => tracing::warn!(
-                        actor = "rest_startup",
-                        pair = %p,
-                        interval_minutes = interval,
-                        error = %e,
-                        "Kraken REST OHLC failed; the pair's models start cold"
-                    ),
-                }
-            }
+        if let Some(tx) = warm_tx {
+            send_warmup(&rest, &pairs, &warmup, tx).await;
         }
-        if tx.send(lines).is_err() {
-            tracing::warn!(
-                actor = "rest_startup",
-                "OHLC history arrived after feed.warmup.timeout_ms; not applied (the run trades cold)"
-            );
+        // Informational only, after what the feed waits for.
+        match rest.system_status().await {
+            Ok(s) => tracing::info!(actor = "rest_startup", status = ?s.status, "Kraken REST SystemStatus"),
+            Err(e) => tracing::warn!(actor = "rest_startup", error = %e, "Kraken REST SystemStatus failed"),
         }
     });
     RestStartup { fees: fees_rx, warmup: warm_rx, warmup_timeout }
+}
+
+/// OHLC per pair and interval while the feed still waits; sent as `ohlc` lines.
+async fn send_warmup(
+    rest: &KrakenRest,
+    pairs: &[String],
+    warmup: &BTreeSet<u32>,
+    tx: oneshot::Sender<Vec<RestLine>>,
+) {
+    let mut lines = Vec::new();
+    'fetch: for p in pairs {
+        for &interval in warmup {
+            if tx.is_closed() {
+                break 'fetch;
+            }
+            match rest
+                .ohlc(p, interval, None)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|o| ohlc_line(p, interval, &o))
+            {
+                Ok(l) => lines.push(l),
+                Err(e) => tracing::warn!(
+                    actor = "rest_startup",
+                    pair = %p,
+                    interval_minutes = interval,
+                    error = %e,
+                    "Kraken REST OHLC failed; the pair's models start cold"
+                ),
+            }
+        }
+    }
+    if tx.send(lines).is_err() {
+        tracing::warn!(
+            actor = "rest_startup",
+            "OHLC history arrived after feed.warmup.timeout_ms; not applied (the run trades cold)"
+        );
+    }
 }
 
 #[cfg(test)]
