@@ -85,7 +85,7 @@ impl Handler<MarketData> for TradeFlowActor {
 
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
         let mut signals = Vec::new();
-        for (seq, ev) in msg.batch.iter_seq() {
+        for (seq, ev) in msg.iter_seq() {
             let MarketEvent::Trade(t) = ev else { continue };
             let f = self.flow.entry(t.symbol.clone()).or_default();
             let signed = if t.side == Side::Buy { to_f64(t.qty) } else { -to_f64(t.qty) };

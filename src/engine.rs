@@ -232,13 +232,16 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         position_book: pb.clone().recipient(),
         position_book_barrier: pb.clone().recipient(),
         risk: risk.clone().recipient(),
-        risk_barrier: risk.clone().recipient(),
+        risk_watch: risk.clone().recipient(),
         signals: signal_inputs,
         aggregator: agg.clone().recipient(),
+        next_decision: agg.clone().recipient(),
         journal_flush: journal.clone().recipient(),
         journal: sink.clone(),
         flushed_at: Default::default(),
         always_flush: live,
+        // Frame by frame until RiskManager's first answer.
+        watch: Default::default(),
     };
     let mut settings = feed_settings(&config, url);
     settings.replay = replay;
@@ -311,7 +314,8 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
             config.run.equity_interval,
             true,
         )
-        .with_stale_book_limit(config.feed.stale_book),
+        .with_stale_book_limit(config.feed.stale_book)
+        .with_view_grid(config.risk.correlation_sample_interval),
     );
     risk_ctx.run(RiskManager::new(
         RiskCore::new(&config.risk, config.execution.entry),
@@ -490,6 +494,7 @@ async fn write_run_info(run_dir: &RunDir, feed: &Addr<MarketFeed>, wall: std::ti
         "feed_wall_seconds": secs,
         "feed_frames": c.frames,
         "feed_events": c.events,
+        "feed_passes": health.passes,
         "frames_per_sec": per_sec(c.frames),
         "events_per_sec": per_sec(c.events),
     });

@@ -1,20 +1,26 @@
 //! The messages actors exchange, in the order data flows through the engine.
 //!
 //! ```text
-//! MarketFeed ──MarketData──► PositionBook ──PortfolioUpdate──► RiskManager
+//! MarketFeed ──MarketData (whole batch)──► signal actors ──SignalBatch──► SignalAggregator
+//!            ──NextDecision──► SignalAggregator   (where the pass must end at the latest)
+//!   then per pass (a run of whole frames):
+//!            ──BookPass───► PositionBook ──PortfolioUpdate──► RiskManager   (answers: events applied)
 //!            ──MarketData──► RiskManager                       (drawdown → EmergencyStop ──► all)
-//!            ──MarketData──► signal actors ──SignalBatch──► SignalAggregator
 //!            ──MarketData──► SignalAggregator ──TradeIntents──► RiskManager
-//!            ──Barrier────► RiskManager ──PlaceOrders──► PositionBook
+//!            ──WatchRequest► RiskManager ──PlaceOrders──► PositionBook     (answers: RiskWatch)
 //!            ──Barrier────► PositionBook                      ──TradesClosed──► SignalAggregator, RiskManager
 //!            ──Flush──────► Journal   (every actor ──Append──► Journal)
 //! ```
 //!
-//! The feed drives one pass per market batch and awaits every hop, so each batch is fully
-//! handled (orders placed, records appended) before the next one starts: the order of
-//! everything is fixed by the data, which is what makes journals byte-identical.
+//! The feed awaits every hop, so each pass is fully handled (orders placed, records appended)
+//! before the next one starts: the order of everything is fixed by the data, which is what
+//! makes journals byte-identical. A pass covers frames up to the next one at which the
+//! aggregator can decide ([`NextDecision`]); PositionBook ends it earlier after a frame whose
+//! consequences the others must see first ([`BookPass`]); while RiskManager is halted a pass
+//! is one frame. Every way of grouping frames gives the journal of frame-by-frame passes, so
+//! results do not depend on batching.
 //! Actix mailboxes are FIFO, so a message an actor sends while handling a hop is handled by
-//! its receiver before the feed's next hop to that receiver (the `Barrier`).
+//! its receiver before the feed's next hop to that receiver (the barriers).
 
 use std::sync::Arc;
 
@@ -22,19 +28,83 @@ use actix::prelude::*;
 
 use crate::core::decisions::{Signal, TradeIntent};
 use crate::core::execution::ClosedTrade;
-use crate::core::market::MarketBatch;
+use crate::core::market::{MarketBatch, MarketEvent};
 use crate::core::orders::OrderRequest;
 use crate::core::portfolio::PortfolioView;
+use crate::core::risk::RiskWatch;
 use crate::core::time::EventTime;
 
-/// A batch of verified market events (MarketFeed → PositionBook, RiskManager, signal actors,
-/// SignalAggregator). Answered when the receiver has handled every event of the batch.
+/// A run of verified market events (MarketFeed → PositionBook, RiskManager, signal actors,
+/// SignalAggregator). Answered when the receiver has handled every event of it.
+///
+/// `batch` holds whole frames; the message covers the events `range` of it (signal actors get
+/// the whole batch at once, the other stages one pass of frames at a time).
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct MarketData {
-    /// The events; event `i` has global sequence number `batch.first_seq + i`.
+    /// The decoded frames; event `i` has global sequence number `batch.first_seq + i`.
     pub batch: Arc<MarketBatch>,
+    /// The events of `batch` this message is about.
+    pub range: std::ops::Range<usize>,
 }
+
+impl MarketData {
+    /// All of `batch`.
+    pub fn whole(batch: Arc<MarketBatch>) -> MarketData {
+        let range = 0..batch.events.len();
+        MarketData { batch, range }
+    }
+    /// Iterates `(seq, event)` over this message's events.
+    pub fn iter_seq(&self) -> impl Iterator<Item = (u64, &MarketEvent)> {
+        let first = self.batch.first_seq + self.range.start as u64;
+        self.events().iter().enumerate().map(move |(i, e)| (first + i as u64, e))
+    }
+    /// This message's events.
+    pub fn events(&self) -> &[MarketEvent] {
+        self.batch.events.get(self.range.clone()).unwrap_or(&[])
+    }
+    /// The last event of each frame with events in this message, in order.
+    pub fn frame_last_events(&self) -> impl Iterator<Item = &MarketEvent> {
+        let r = self.range.clone();
+        self.batch
+            .frames
+            .iter()
+            .map(|m| m.end)
+            .filter(move |&e| e > r.start && e <= r.end)
+            .scan(None, |prev, e| {
+                let new = *prev != Some(e);
+                *prev = Some(e);
+                Some(new.then_some(e))
+            })
+            .flatten()
+            .filter_map(|e| self.batch.events.get(e - 1))
+    }
+    /// Sequence number of the last event, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        (!self.range.is_empty()).then(|| self.batch.first_seq + self.range.end as u64 - 1)
+    }
+}
+
+/// PositionBook's part of a pass (MarketFeed → PositionBook): the frames of `data`, and what
+/// RiskManager watches ([`RiskWatch`], from its last answer). PositionBook sends RiskManager
+/// a view after every frame at which a frame-by-frame run would have it act or change state,
+/// and ends the pass early — answering how many events it applied — after the first frame
+/// with an execution event (fill, order accepted, cancel, trigger, …) or a possible drawdown
+/// breach: what follows must see that frame's consequences first.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "usize")]
+pub struct BookPass {
+    /// The frames of the pass.
+    pub data: MarketData,
+    /// RiskManager's state as of the last pass.
+    pub watch: RiskWatch,
+}
+
+/// "Handle what was sent to you before this, and say what a view can change" (MarketFeed →
+/// RiskManager, after the aggregator's hop): the end-of-pass barrier of RiskManager.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "RiskWatch")]
+pub struct WatchRequest;
 
 /// Signals computed from one batch (signal actors → SignalAggregator).
 #[derive(Message, Clone, Debug)]
@@ -102,10 +172,17 @@ pub struct HaltLifted {
     pub by: String,
 }
 
-/// "Handle everything sent to you before this" (MarketFeed → RiskManager, PositionBook).
+/// "Handle everything sent to you before this" (MarketFeed → PositionBook).
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "()")]
 pub struct Barrier;
+
+/// "From which event on can you decide something?" (MarketFeed → SignalAggregator, after the
+/// signal actors had the batch). Answered with the lowest event sequence number at which a
+/// signal it holds can become live (None: it holds none), so the feed ends a pass there.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Option<u64>")]
+pub struct NextDecision;
 
 /// End of the run (engine → PositionBook, RiskManager, SignalAggregator, MarketFeed): write the
 /// final records. Answered when they are appended.

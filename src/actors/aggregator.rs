@@ -13,7 +13,9 @@ use crate::actors::journal::{Append, JournalSink};
 use crate::core::aggregator::{Aggregator, Decision, SourceWeights};
 use crate::core::decisions::Signal;
 use crate::core::journal::Entry;
-use crate::messages::{EmergencyStop, HaltLifted, MarketData, SignalBatch, TradeIntents, TradesClosed};
+use crate::messages::{
+    EmergencyStop, HaltLifted, MarketData, NextDecision, SignalBatch, TradeIntents, TradesClosed,
+};
 
 /// Where the aggregator sends what it produces.
 pub struct AggregatorOutputs {
@@ -77,7 +79,7 @@ impl Handler<MarketData> for SignalAggregator {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_by_key(|s| s.event_seq);
         let mut next = pending.into_iter().peekable();
-        for (seq, ev) in msg.batch.iter_seq() {
+        for (seq, ev) in msg.iter_seq() {
             while let Some(s) = next.next_if(|s| s.event_seq <= seq) {
                 self.take_signal(s);
             }
@@ -100,6 +102,19 @@ impl Handler<MarketData> for SignalAggregator {
         if !intents.is_empty() {
             self.out.risk.do_send(TradeIntents { intents });
         }
+    }
+}
+
+impl Handler<NextDecision> for SignalAggregator {
+    type Result = Option<u64>;
+
+    /// Decisions happen only where a signal becomes live: at its event, or — for a signal
+    /// already taken in that waits for an event of its pair — at any event (answered 0).
+    fn handle(&mut self, _msg: NextDecision, _ctx: &mut Self::Context) -> Option<u64> {
+        if self.core.has_pending() {
+            return Some(0);
+        }
+        self.pending.iter().map(|s| s.event_seq).min()
     }
 }
 

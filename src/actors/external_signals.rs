@@ -114,14 +114,11 @@ impl Handler<MarketData> for ExternalSignals {
     type Result = ();
 
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
-        let b = &msg.batch;
-        if b.events.is_empty() {
-            return;
-        }
+        let Some(last_seq) = msg.last_seq() else { return };
         // Event time is the max seen, so a late-stamped event cannot move the clock back.
         let prev = self.last.map_or(EventTime::ZERO, |(t, _)| t);
-        let t = b.events.iter().map(|e| e.time()).fold(prev, EventTime::max);
-        self.last = Some((t, b.end_seq() - 1));
+        let t = msg.events().iter().map(|e| e.time()).fold(prev, EventTime::max);
+        self.last = Some((t, last_seq));
     }
 }
 

@@ -30,10 +30,11 @@ use tokio::sync::mpsc;
 use crate::actors::journal::{Append, Flush, JournalSink, RecordFrames};
 use crate::core::journal::Entry;
 use crate::core::kraken::decode::{self, FeedCounters, FeedDecoder, FeedNotice};
-use crate::core::market::{BookInvalidReason, MarketBatch, MarketEvent};
+use crate::core::market::{BookInvalidReason, FrameMark, MarketBatch, MarketEvent};
+use crate::core::risk::RiskWatch;
 use crate::core::rng::Rng;
 use crate::core::time::EventTime;
-use crate::messages::{Barrier, EmergencyStop, MarketData, Shutdown};
+use crate::messages::{Barrier, BookPass, EmergencyStop, MarketData, NextDecision, Shutdown, WatchRequest};
 use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
 use crate::sources::rest_startup::{RestLine, RestStartup};
 
@@ -62,6 +63,9 @@ pub struct FeedHealth {
     pub last_event_time: EventTime,
     /// Pairs whose book is not trusted right now.
     pub untrusted_pairs: Vec<String>,
+    /// Pipeline passes so far (frames with events go through one at a time, or several in
+    /// one pass while every stage is quiet).
+    pub passes: u64,
 }
 
 /// Why the feed stopped for good.
@@ -75,51 +79,91 @@ pub enum FeedEnded {
     PipelineFailed(String),
 }
 
-/// The actors one batch goes through, in order.
+/// The actors a batch goes through, in order.
 #[derive(Clone)]
 pub struct Pipeline {
-    /// PositionBook first: fills and marks for this batch.
-    pub position_book: Recipient<MarketData>,
-    /// PositionBook barrier (orders placed by risk for this batch).
+    /// PositionBook first: fills and marks for this pass (it may end the pass early).
+    pub position_book: Recipient<BookPass>,
+    /// PositionBook barrier (orders placed by risk for this pass).
     pub position_book_barrier: Recipient<Barrier>,
     /// RiskManager: drawdown on the new portfolio (may broadcast EmergencyStop).
     pub risk: Recipient<MarketData>,
-    /// RiskManager barrier (intents of this batch).
-    pub risk_barrier: Recipient<Barrier>,
-    /// Signal actors.
+    /// RiskManager barrier (intents of this pass; answers what PositionBook must watch).
+    pub risk_watch: Recipient<WatchRequest>,
+    /// Signal actors (they get each batch whole, before its passes).
     pub signals: Vec<Recipient<MarketData>>,
     /// The aggregator, after the signal actors.
     pub aggregator: Recipient<MarketData>,
+    /// The aggregator: from which event on it can decide (where a pass must end).
+    pub next_decision: Recipient<NextDecision>,
     /// Journal durability barrier.
     pub journal_flush: Recipient<Flush>,
     /// Journal records.
     pub journal: JournalSink,
-    /// `journal.appends_sent()` at the last Flush: a batch that appended nothing skips it.
+    /// `journal.appends_sent()` at the last Flush: a pass that appended nothing skips it.
     pub flushed_at: Arc<AtomicU64>,
-    /// Flush after every batch even when it appended nothing (live runs: the feed recording
+    /// Flush after every pass even when it appended nothing (live runs: the feed recording
     /// `feed.jsonl` is written by the journal's Flush and must keep up with the frames).
     pub always_flush: bool,
+    /// RiskManager's answer after the last pass (None before the first: frame by frame).
+    pub watch: Arc<std::sync::Mutex<Option<RiskWatch>>>,
 }
 
 impl Pipeline {
-    /// Drives one batch through every stage, awaiting each.
+    /// Drives a batch through every stage as one pass (a disconnect's book invalidation).
     pub async fn run(&self, batch: MarketBatch) -> Result<(), String> {
-        let data = MarketData { batch: Arc::new(batch) };
-        let closed = |e: MailboxError| format!("pipeline stage stopped: {e}");
-        self.position_book.send(data.clone()).await.map_err(closed)?;
-        self.risk.send(data.clone()).await.map_err(closed)?;
+        let data = MarketData::whole(Arc::new(batch));
+        self.signals(&data).await;
+        self.pass(data).await.map(|_| ())
+    }
+
+    /// The signal actors see a batch whole, ahead of its passes: they depend on market data
+    /// only, and the aggregator holds their signals until their events come.
+    pub async fn signals(&self, data: &MarketData) {
         for s in &self.signals {
             // A signal actor being restarted misses this batch; trading goes on.
             let _ = s.send(data.clone()).await;
         }
-        self.aggregator.send(data).await.map_err(closed)?;
-        self.risk_barrier.send(Barrier).await.map_err(closed)?;
+    }
+
+    /// The lowest event sequence number at which the aggregator can decide.
+    pub async fn next_decision(&self) -> Result<Option<u64>, String> {
+        self.next_decision.send(NextDecision).await.map_err(|e| format!("pipeline stage stopped: {e}"))
+    }
+
+    /// One pass over `data.range` (whole frames) through every stage but the signal actors,
+    /// awaiting each. PositionBook may end it early: returns the index one past the last
+    /// event passed.
+    pub async fn pass(&self, data: MarketData) -> Result<usize, String> {
+        let closed = |e: MailboxError| format!("pipeline stage stopped: {e}");
+        let watch = self.last_watch().unwrap_or_default();
+        let (start, end) = (data.range.start, data.range.end);
+        let applied =
+            self.position_book.send(BookPass { data: data.clone(), watch }).await.map_err(closed)?;
+        let data = MarketData { range: start..applied.clamp(start, end), ..data };
+        self.risk.send(data.clone()).await.map_err(closed)?;
+        self.aggregator.send(data.clone()).await.map_err(closed)?;
+        let watch = self.risk_watch.send(WatchRequest).await.map_err(closed)?;
+        if let Ok(mut w) = self.watch.lock() {
+            *w = Some(watch);
+        }
         self.position_book_barrier.send(Barrier).await.map_err(closed)?;
         let sent = self.journal.appends_sent();
         if self.flushed_at.swap(sent, Ordering::Relaxed) != sent || self.always_flush {
             self.journal_flush.send(Flush).await.map_err(closed)?.map_err(|e| format!("journal: {e}"))?;
         }
-        Ok(())
+        Ok(data.range.end)
+    }
+
+    /// RiskManager's answer after the last pass.
+    fn last_watch(&self) -> Option<RiskWatch> {
+        self.watch.lock().ok().and_then(|w| w.clone())
+    }
+
+    /// Whether the next pass must be a single frame (before the first pass, and while
+    /// RiskManager is halted: a cool-down lifts at the first view past its end).
+    pub fn frame_by_frame(&self) -> bool {
+        self.last_watch().is_none_or(|w| w.halted)
     }
 }
 
@@ -171,6 +215,11 @@ pub struct ReplayInput {
 /// What survives restarts of the actor (the supervisor reuses the struct).
 struct FeedState {
     decoder: FeedDecoder,
+    /// The decoder's counters after the last frame passed through the pipeline (frames
+    /// decoded past a stop are not counted).
+    passed: FeedCounters,
+    /// Pipeline passes so far.
+    passes: u64,
     next_seq: u64,
     end_time: Option<EventTime>,
     stop_requested: bool,
@@ -246,6 +295,8 @@ impl MarketFeed {
         decoder.preload_instruments(settings.instruments.iter().cloned());
         let state = FeedState {
             decoder,
+            passed: FeedCounters::default(),
+            passes: 0,
             next_seq: settings.first_seq,
             end_time: settings.end_time,
             stop_requested: false,
@@ -428,7 +479,13 @@ impl MarketFeed {
     }
 }
 
-/// One pass of the pipeline over decoded frames; says whether to go on.
+/// Decodes frames and drives them through the pipeline; says whether to go on.
+///
+/// The signal actors get the decoded frames whole; the other stages get them in passes of
+/// whole frames. A pass is a single frame while a stage is engaged (orders open, holdings
+/// that move with the market, a halt); otherwise it runs up to the frame at which the
+/// aggregator can next decide (or the run's end, or a replayed stop). Both give exactly the
+/// journal of frame-by-frame passes, so results do not depend on how frames are grouped.
 async fn process_frames(
     state: &Rc<RefCell<FeedState>>,
     settings: &FeedSettings,
@@ -437,51 +494,107 @@ async fn process_frames(
     ended: &mpsc::UnboundedSender<FeedEnded>,
     frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
 ) -> Result<Flow, String> {
-    let Some(batch) = decode_frames(state, settings, tx, frames) else {
+    let Some((batch, counters)) = decode_frames(state, settings, tx, frames) else {
         return Ok(Flow::Continue);
     };
-    let last = batch.events.last().map(|e| e.time());
-    if !batch.events.is_empty()
-        && let Err(e) = pipeline.run(batch).await
-    {
-        tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
-        state.borrow_mut().finished = true;
-        let _ = ended.send(FeedEnded::PipelineFailed(e));
-        return Ok(Flow::Stop);
+    let batch = Arc::new(batch);
+    if !batch.events.is_empty() {
+        pipeline.signals(&MarketData::whole(batch.clone())).await;
     }
-    replay_stop_if_due(state, last).await;
-    let mut st = state.borrow_mut();
-    st.connected = true;
-    let t = last.unwrap_or(st.decoder.last_time());
-    if let (Some(end), Some(p)) = (st.end_time, st.progress.as_mut()) {
-        p.show(t, end);
-    }
-    if st.end_time.is_some_and(|end| t >= end) {
-        st.finished = true;
-        st.progress = None; // clears the progress line
-        let _ = ended.send(FeedEnded::DurationReached(t));
-        return Ok(Flow::Stop);
-    }
-    if st.stop_requested {
-        st.finished = true;
-        st.progress = None;
-        let _ = ended.send(FeedEnded::Stopped(t));
-        return Ok(Flow::Stop);
+    let mut first = 0;
+    while first < batch.frames.len() {
+        let last = match pass_end(state, pipeline, &batch, &counters, first).await {
+            Ok(last) => last,
+            Err(e) => return Ok(pipeline_failed(state, ended, e)),
+        };
+        let mut last = last;
+        let range = batch.frame_start(first)..batch.frames[last].end;
+        if !range.is_empty() {
+            state.borrow_mut().passes += 1;
+            match pipeline.pass(MarketData { batch: batch.clone(), range: range.clone() }).await {
+                // PositionBook ended the pass after the frame holding event `end - 1`.
+                Ok(end) if end < range.end => last = batch.frame_of_seq(batch.first_seq + end as u64 - 1),
+                Ok(_) => {}
+                Err(e) => return Ok(pipeline_failed(state, ended, e)),
+            }
+        }
+        first = last + 1;
+        let FrameMark { time: t, .. } = batch.frames[last];
+        state.borrow_mut().passed = counters[last].clone();
+        replay_stop_if_due(state, counters[last].frames, t).await;
+        let mut st = state.borrow_mut();
+        st.connected = true;
+        if let (Some(end), Some(p)) = (st.end_time, st.progress.as_mut()) {
+            p.show(t, end);
+        }
+        if st.end_time.is_some_and(|end| t >= end) {
+            st.finished = true;
+            st.progress = None; // clears the progress line
+            let _ = ended.send(FeedEnded::DurationReached(t));
+            return Ok(Flow::Stop);
+        }
+        if st.stop_requested {
+            st.finished = true;
+            st.progress = None;
+            let _ = ended.send(FeedEnded::Stopped(t));
+            return Ok(Flow::Stop);
+        }
     }
     Ok(Flow::Continue)
 }
 
-/// Resume: when the frames decoded so far are where an earlier session was stopped by a
-/// signal, has its end-of-run block written again (and waits for it).
-async fn replay_stop_if_due(state: &Rc<RefCell<FeedState>>, last_event: Option<EventTime>) {
+/// The last frame of the pass starting at frame `first`.
+async fn pass_end(
+    state: &Rc<RefCell<FeedState>>,
+    pipeline: &Pipeline,
+    batch: &MarketBatch,
+    counters: &[FeedCounters],
+    first: usize,
+) -> Result<usize, String> {
+    let n = batch.frames.len();
+    if pipeline.frame_by_frame() || first + 1 >= n {
+        return Ok(first);
+    }
+    let mut last = n - 1;
+    if let Some(seq) = pipeline.next_decision().await?
+        && seq < batch.end_seq()
+    {
+        last = batch.frame_of_seq(seq).max(first);
+    }
+    let st = state.borrow();
+    // Where a frame-by-frame run stops: the run's end, a replayed stop, a stop request.
+    if st.stop_requested {
+        return Ok(first);
+    }
+    let stop_at = st.replayed_stops.front().copied();
+    let stops = batch.frames[first..=last]
+        .iter()
+        .zip(&counters[first..=last])
+        .position(|(m, c)| st.end_time.is_some_and(|end| m.time >= end) || Some(c.frames) == stop_at);
+    Ok(stops.map_or(last, |i| first + i))
+}
+
+/// The pipeline failed: the run ends.
+fn pipeline_failed(
+    state: &Rc<RefCell<FeedState>>,
+    ended: &mpsc::UnboundedSender<FeedEnded>,
+    e: String,
+) -> Flow {
+    tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
+    state.borrow_mut().finished = true;
+    let _ = ended.send(FeedEnded::PipelineFailed(e));
+    Flow::Stop
+}
+
+/// Resume: when the frames passed so far (`frames`) are where an earlier session was
+/// stopped by a signal, has its end-of-run block written again (and waits for it).
+async fn replay_stop_if_due(state: &Rc<RefCell<FeedState>>, frames: u64, time: EventTime) {
     let request = {
         let mut st = state.borrow_mut();
-        let frames = st.decoder.counters().frames;
         if st.replayed_stops.front() != Some(&frames) {
             return;
         }
         st.replayed_stops.pop_front();
-        let time = last_event.unwrap_or(st.decoder.last_time());
         st.stop_replayer.clone().map(|tx| (tx, time))
     };
     let Some((tx, time)) = request else { return };
@@ -537,18 +650,28 @@ async fn replay_file(
     Ok(())
 }
 
-/// Decodes frames into one batch; handles notices (resync requests, subscription errors).
+/// Decodes frames into one batch (with the feed's counters after each frame); handles
+/// notices (resync requests, subscription errors).
 fn decode_frames(
     state: &Rc<RefCell<FeedState>>,
     settings: &FeedSettings,
     tx: &mpsc::UnboundedSender<String>,
     frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
-) -> Option<MarketBatch> {
+) -> Option<(MarketBatch, Vec<FeedCounters>)> {
     let mut st = state.borrow_mut();
     let mut events = Vec::new();
     let mut notices = Vec::new();
+    let mut marks = Vec::with_capacity(frames.len());
+    let mut counters = Vec::with_capacity(frames.len());
     for f in &frames {
+        let before = events.len();
         st.decoder.decode(f.as_str(), &mut events, &mut notices);
+        let time = match events.get(before..).and_then(|e| e.last()) {
+            Some(e) => e.time(),
+            None => st.decoder.last_time(),
+        };
+        marks.push(FrameMark { end: events.len(), time });
+        counters.push(st.decoder.counters().clone());
     }
     for n in notices {
         match n {
@@ -595,7 +718,7 @@ fn decode_frames(
     }
     let first_seq = st.next_seq;
     st.next_seq += events.len() as u64;
-    Some(MarketBatch { first_seq, events })
+    Some((MarketBatch { first_seq, events, frames: marks }, counters))
 }
 
 impl Actor for MarketFeed {
@@ -694,7 +817,7 @@ fn book_invalidation(
     st.next_seq += events.len() as u64;
     let record =
         Entry::new(time, "feed_reconnect", &serde_json::json!({ "attempt": attempt, "reason": reason }));
-    (MarketBatch { first_seq, events }, record)
+    (MarketBatch::one_frame(first_seq, events, time), record)
 }
 
 /// The warm-up candles, if they come within `timeout` (wall time: a connection matter, the
@@ -781,7 +904,7 @@ async fn apply_rest_line(
         let first_seq = st.next_seq;
         st.next_seq += 1;
         let record = applied.warmup_record.map(|r| Entry::new(time, "ohlc_warmup", &r));
-        (MarketBatch { first_seq, events: vec![applied.event] }, record)
+        (MarketBatch::one_frame(first_seq, vec![applied.event], time), record)
     };
     if let Some(r) = record {
         pipeline.journal.do_send(Append(vec![r]));
@@ -997,7 +1120,7 @@ impl Handler<Shutdown> for MarketFeed {
 
     fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) {
         let st = self.state.borrow();
-        let c = st.decoder.counters();
+        let c = &st.passed;
         let record = Entry::new(
             msg.time,
             "feed_stats",
@@ -1023,11 +1146,12 @@ impl Handler<GetFeedHealth> for MarketFeed {
         let st = self.state.borrow();
         MessageResult(FeedHealth {
             connected: st.connected,
-            counters: st.decoder.counters().clone(),
+            counters: st.passed.clone(),
             reconnects: st.reconnects,
             restarts: st.restarts,
             last_event_time: st.decoder.last_time(),
             untrusted_pairs: st.untrusted.iter().cloned().collect(),
+            passes: st.passes,
         })
     }
 }

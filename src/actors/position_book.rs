@@ -1,12 +1,13 @@
 //! PositionBook actor: owns the paper exchange ([`PaperExchange`]): orders, fills against the
 //! book, fees, balances and positions.
 //!
-//! - In: [`MarketData`] (apply events: fills, triggers, marks), [`PlaceOrders`] (from
+//! - In: [`BookPass`] (apply a pass's events: fills, triggers, marks; ends the pass early
+//!   after a frame the others must see first), [`PlaceOrders`] (from
 //!   RiskManager), [`AmendOrder`] (order API: Kraken's AmendOrder), [`EmergencyStop`]
 //!   (cancel everything and flatten in the same event), [`Barrier`], [`Shutdown`],
 //!   [`GetPortfolio`].
 //! - Out: journal records for every execution event and equity snapshots; [`PortfolioUpdate`]
-//!   to RiskManager after every batch; [`TradesClosed`] to the aggregator and RiskManager.
+//!   to RiskManager after every pass (and at its sampling grid points within one); [`TradesClosed`] to the aggregator and RiskManager.
 //! - Fails: never on data; an accounting identity violation is logged as an error and
 //!   journaled (`identity_violation`), because it means a bug, not bad input.
 
@@ -20,9 +21,10 @@ use crate::actors::journal::{Append, JournalSink};
 use crate::core::execution::{ExecEvent, ExecStats, PaperExchange};
 use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
+use crate::core::risk::RiskWatch;
 use crate::core::time::{EventTime, Span};
 use crate::messages::{
-    AmendOrder, Barrier, EmergencyStop, MarketData, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
+    AmendOrder, Barrier, BookPass, EmergencyStop, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
 };
 
 /// Asks for the current account (dashboard, tests).
@@ -102,6 +104,14 @@ pub struct PositionBook {
     last_book: std::collections::BTreeMap<crate::core::instrument::Symbol, EventTime>,
     /// Triggered orders not yet filled (for [`GapReview`]), and the pairs of open orders.
     gap_watch: GapWatch,
+    /// RiskManager samples the portfolio on this event-time grid (µs; 0: every view).
+    view_grid_us: i64,
+    /// Next grid point at which a view is due (None: the next frame's view is).
+    next_view_at: Option<EventTime>,
+    /// RiskManager's state as the views sent so far leave it.
+    watch: RiskWatch,
+    /// Execution events published so far.
+    exec_published: u64,
 }
 
 /// What [`GapReview`] needs to know about orders, kept from the published execution events.
@@ -143,6 +153,15 @@ impl PositionBook {
         self
     }
 
+    /// RiskManager samples portfolio views on an event-time grid of `every`
+    /// (`risk.correlation_sample_interval`): when a pass covers several frames, a view is also
+    /// sent after the first frame at or past each grid point, so the samples are those a
+    /// frame-by-frame run takes.
+    pub fn with_view_grid(mut self, every: Span) -> Self {
+        self.view_grid_us = every.as_micros().max(0);
+        self
+    }
+
     /// A PositionBook over `exchange`, writing equity snapshots every `equity_interval`.
     pub fn new(
         exchange: PaperExchange,
@@ -168,6 +187,10 @@ impl PositionBook {
             stale_after: Span(i64::MAX / 4),
             last_book: Default::default(),
             gap_watch: GapWatch::default(),
+            view_grid_us: 0,
+            next_view_at: None,
+            watch: RiskWatch::default(),
+            exec_published: 0,
         }
     }
 
@@ -176,6 +199,7 @@ impl PositionBook {
         if self.scratch.is_empty() {
             return;
         }
+        self.exec_published += self.scratch.len() as u64;
         let mut entries = Vec::with_capacity(self.scratch.len());
         let mut closed = Vec::new();
         let mut had_fill = false;
@@ -252,6 +276,36 @@ impl PositionBook {
         )
     }
 
+    /// Whether a view at `t` falls on RiskManager's sampling grid: the rule of
+    /// `core::risk::stats::Sampler::observe`.
+    fn view_due_at(&self, t: EventTime) -> bool {
+        self.next_view_at.is_none_or(|next| t >= next)
+    }
+
+    /// Execution events produced so far (published or not).
+    fn exec_events(&self) -> u64 {
+        self.exec_published + self.scratch.len() as u64
+    }
+
+    /// The end of a pass: journal what happened, send the view.
+    fn end_pass(&mut self) {
+        self.publish();
+        self.send_view();
+    }
+
+    /// Sends RiskManager the view after the current frame, keeping the sampling grid and
+    /// the watch in step with what RiskManager will do with it.
+    fn send_view(&mut self) {
+        let t = self.exchange.now();
+        if self.view_due_at(t) {
+            let step = self.view_grid_us.max(1);
+            let grid = t.as_micros().div_euclid(step) * step;
+            self.next_view_at = Some(EventTime::from_micros(grid.saturating_add(step)));
+        }
+        self.watch.see(t, self.exchange.equity());
+        self.send_portfolio();
+    }
+
     fn send_portfolio(&self) {
         let mut view = self.exchange.portfolio();
         let limit = self.stale_after.as_micros();
@@ -280,12 +334,22 @@ impl Actor for PositionBook {
     }
 }
 
-impl Handler<MarketData> for PositionBook {
-    type Result = ();
+impl Handler<BookPass> for PositionBook {
+    type Result = usize;
 
-    fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
+    /// Applies the pass's frames; answers the index one past the last event applied (the
+    /// pass ends early after a frame whose consequences the other stages must see first).
+    fn handle(&mut self, msg: BookPass, _ctx: &mut Self::Context) -> usize {
+        let BookPass { data, watch } = msg;
+        self.watch = watch;
+        let range = data.range.clone();
         let mut snapshots = Vec::new();
-        for (seq, ev) in msg.batch.iter_seq() {
+        // Frame ends inside the pass (frames without events share their predecessor's end).
+        let mut frame_ends =
+            data.batch.frames.iter().map(|m| m.end).filter(|&e| e > range.start && e <= range.end);
+        let mut next_end = frame_ends.next();
+        let mut acted_before = self.exec_events();
+        for (i, (seq, ev)) in data.iter_seq().enumerate() {
             let t = ev.time();
             if t > self.last_time {
                 self.last_time = t;
@@ -314,9 +378,28 @@ impl Handler<MarketData> for PositionBook {
                 Some(_) => {}
             }
             self.exchange.on_event(seq, ev, &mut self.scratch);
+            let index = range.start + i + 1;
+            while next_end.is_some_and(|e| e < index) {
+                next_end = frame_ends.next();
+            }
+            if next_end != Some(index) || index == range.end {
+                continue; // inside a frame, or the pass's last frame (handled below)
+            }
+            // A frame ended: what would a frame-by-frame run make of its view?
+            let acted = self.exec_events() != acted_before;
+            acted_before = self.exec_events();
+            let equity = self.exchange.equity();
+            let (wanted, breach) = self.watch.needs_view(self.exchange.now(), equity);
+            if acted || breach {
+                self.end_pass();
+                return index;
+            }
+            if wanted || self.view_due_at(self.exchange.now()) {
+                self.send_view();
+            }
         }
-        self.publish();
-        self.send_portfolio();
+        self.end_pass();
+        range.end
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! - In: [`PortfolioUpdate`] (from PositionBook after every batch), [`TradeIntents`] (from
 //!   the aggregator), [`TradesClosed`] (feedback for Kelly sizing), [`MarketData`] and
-//!   [`Barrier`] (pipeline barriers), [`OperatorCommand`] (HTTP API), [`Shutdown`].
+//!   [`WatchRequest`] (end-of-pass barrier, answered with the `RiskWatch`), [`OperatorCommand`] (HTTP API), [`Shutdown`].
 //! - Out: [`PlaceOrders`] to PositionBook; journal records (`risk_refusal`,
 //!   `emergency_stop`, `halt_lifted`, `risk_metrics`); [`EmergencyStop`] / [`HaltLifted`]
 //!   broadcast to every actor. The broadcast is awaited (the handler is atomic), so every
@@ -17,8 +17,8 @@ use crate::core::portfolio::PortfolioView;
 use crate::core::risk::{RiskCore, Verdict};
 use crate::core::time::EventTime;
 use crate::messages::{
-    Barrier, EmergencyStop, HaltLifted, MarketData, OperatorCommand, PlaceOrders, PortfolioUpdate, Shutdown,
-    TradeIntents, TradesClosed,
+    EmergencyStop, HaltLifted, MarketData, OperatorCommand, PlaceOrders, PortfolioUpdate, Shutdown,
+    TradeIntents, TradesClosed, WatchRequest,
 };
 
 /// Asks for the risk figures (dashboard, report).
@@ -175,16 +175,20 @@ impl Handler<MarketData> for RiskManager {
     type Result = ();
 
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
-        if let Some(ev) = msg.batch.events.last() {
+        // The latest of each frame's last event: what a frame-by-frame run would keep.
+        for ev in msg.frame_last_events() {
             self.last_time = self.last_time.max(ev.time());
         }
     }
 }
 
-impl Handler<Barrier> for RiskManager {
-    type Result = ();
+impl Handler<WatchRequest> for RiskManager {
+    type Result = MessageResult<WatchRequest>;
 
-    fn handle(&mut self, _msg: Barrier, _ctx: &mut Self::Context) {}
+    /// The end-of-pass barrier: intents are handled; what PositionBook must watch next.
+    fn handle(&mut self, _msg: WatchRequest, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.watch())
+    }
 }
 
 impl Handler<OperatorCommand> for RiskManager {

@@ -75,7 +75,7 @@ impl Handler<MarketData> for SignalHost {
 
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
         let mut signals = Vec::new();
-        for (seq, ev) in msg.batch.iter_seq() {
+        for (seq, ev) in msg.iter_seq() {
             if let MarketEvent::History { symbol, history, .. } = ev {
                 self.warm_up(symbol, history);
                 continue;

@@ -216,6 +216,12 @@ impl Aggregator {
         Ok(())
     }
 
+    /// Whether a signal taken in waits for an event of its pair to become live (it can then
+    /// decide at any such event).
+    pub fn has_pending(&self) -> bool {
+        self.pairs.values().any(|st| !st.pending.is_empty())
+    }
+
     /// Market event `seq` happened: expire signals, and decide for the event's pair.
     /// Returns decisions that produced intents (and only those).
     pub fn on_event(&mut self, seq: u64, ev: &MarketEvent, out: &mut Vec<Decision>) {

@@ -942,6 +942,21 @@ impl PaperExchange {
         &self.stats
     }
 
+    /// Event time of the latest event applied (the portfolio view's time).
+    pub fn now(&self) -> EventTime {
+        self.now
+    }
+
+    /// Nothing here can act or change value between two market events: no open order, no
+    /// pending amend, no margin position, no holding but the account currency (whose value
+    /// does not move with the market). Equity is then constant and no fill can happen.
+    pub fn is_quiet(&self) -> bool {
+        self.orders.is_empty()
+            && self.amends.is_empty()
+            && self.margin.is_empty()
+            && self.balances.iter().all(|(asset, b)| b.is_zero() || asset.as_str() == &*self.currency)
+    }
+
     /// Open positions.
     pub fn open_positions(&self) -> usize {
         self.positions.values().filter(|p| !p.qty.is_zero()).count()

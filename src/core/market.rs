@@ -277,15 +277,35 @@ impl MarketEvent {
 }
 
 /// A run of consecutive market events; event `i` has sequence number `first_seq + i`.
+///
+/// The events come from whole frames (one WebSocket message or recording line each, in
+/// order); `frames` says where each frame's events end, so the pipeline can cut a batch
+/// between any two frames (see `actors::market_feed`: passes are planned frame by frame).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MarketBatch {
     /// Sequence number of `events[0]`.
     pub first_seq: u64,
     /// The events, in exchange order.
     pub events: Vec<MarketEvent>,
+    /// The frames the events came from, in order (frames without events included).
+    pub frames: Vec<FrameMark>,
+}
+
+/// Where one frame of a [`MarketBatch`] ends, and what the feed knew after it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameMark {
+    /// Index one past the frame's last event in `MarketBatch::events`.
+    pub end: usize,
+    /// Event time after the frame: its last event's time, else the last event time seen.
+    pub time: EventTime,
 }
 
 impl MarketBatch {
+    /// A batch of `events` treated as one frame.
+    pub fn one_frame(first_seq: u64, events: Vec<MarketEvent>, time: EventTime) -> MarketBatch {
+        let end = events.len();
+        MarketBatch { first_seq, events, frames: vec![FrameMark { end, time }] }
+    }
     /// Sequence number one past the last event.
     pub fn end_seq(&self) -> u64 {
         self.first_seq + self.events.len() as u64
@@ -297,5 +317,15 @@ impl MarketBatch {
     /// The event with global sequence number `seq`, if it is in this batch.
     pub fn get(&self, seq: u64) -> Option<&MarketEvent> {
         seq.checked_sub(self.first_seq).and_then(|i| self.events.get(i as usize))
+    }
+    /// Index of the first event of frame `f` (frames are indexed from 0 within the batch).
+    pub fn frame_start(&self, f: usize) -> usize {
+        if f == 0 { 0 } else { self.frames.get(f - 1).map_or(self.events.len(), |m| m.end) }
+    }
+    /// The frame holding the event with sequence number `seq` (the last frame if `seq` is
+    /// past the batch, the first if before it).
+    pub fn frame_of_seq(&self, seq: u64) -> usize {
+        let i = seq.saturating_sub(self.first_seq) as usize;
+        self.frames.partition_point(|m| m.end <= i).min(self.frames.len().saturating_sub(1))
     }
 }

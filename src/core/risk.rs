@@ -471,6 +471,58 @@ pub struct RiskCore {
     last_sizing: Option<Sizing>,
 }
 
+/// The peak rule of [`RiskCore::on_portfolio`]: the first equity, then every new high.
+pub fn next_peak(peak: Decimal, equity: Decimal) -> Decimal {
+    if peak <= Decimal::ZERO || equity > peak { equity } else { peak }
+}
+
+/// Drawdown of `equity` from `peak` (a fraction; 0 without a peak).
+pub fn drawdown(peak: Decimal, equity: Decimal) -> Decimal {
+    if peak > Decimal::ZERO { (peak - equity) / peak } else { Decimal::ZERO }
+}
+
+/// The part of RiskManager's state a portfolio view can change (RiskManager → MarketFeed →
+/// PositionBook, between passes). With it PositionBook knows, frame by frame, whether a view
+/// would change what RiskManager holds — a new peak, a deeper drawdown, a new trading day —
+/// or could breach the drawdown limit, and sends or stops accordingly.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RiskWatch {
+    /// Halted: every frame's view matters (a cool-down lifts at the first past its end).
+    pub halted: bool,
+    /// Equity peak the drawdown is measured from.
+    pub peak: Decimal,
+    /// Deepest drawdown seen (fraction).
+    pub max_drawdown_seen: f64,
+    /// `risk.max_drawdown`.
+    pub limit: Decimal,
+    /// Start of the trading day of the last view.
+    pub day: Option<EventTime>,
+    /// `risk.daily_reset_hour_utc`.
+    pub daily_reset_hour_utc: u32,
+}
+
+impl RiskWatch {
+    /// Whether a view at `time` with `equity` changes RiskManager's peak, deepest drawdown or
+    /// day, or breaches the limit; `breach` tells the last apart.
+    pub fn needs_view(&self, time: EventTime, equity: Decimal) -> (bool, bool) {
+        let peak = next_peak(self.peak, equity);
+        let dd = drawdown(peak, equity);
+        let breach = !self.halted && dd > self.limit;
+        let day = time.last_daily_boundary(self.daily_reset_hour_utc);
+        let changes = peak != self.peak || to_f64(dd) > self.max_drawdown_seen || self.day != Some(day);
+        (changes || breach || self.halted, breach)
+    }
+
+    /// Applies a view, as RiskManager will.
+    pub fn see(&mut self, time: EventTime, equity: Decimal) {
+        self.peak = next_peak(self.peak, equity);
+        let dd = drawdown(self.peak, equity);
+        self.halted |= dd > self.limit;
+        self.max_drawdown_seen = self.max_drawdown_seen.max(to_f64(dd));
+        self.day = Some(time.last_daily_boundary(self.daily_reset_hour_utc));
+    }
+}
+
 impl RiskCore {
     /// A new risk core.
     pub fn new(cfg: &RiskConfig, execution_entry: super::orders::EntryStyle) -> RiskCore {
@@ -503,6 +555,19 @@ impl RiskCore {
 
     /// Portfolio update (every market batch): returns a breach when the drawdown passed the
     /// limit; the core is halted from then on.
+    /// What PositionBook must watch to pass several frames at once and still give RiskManager
+    /// every view a frame-by-frame run would make it act on ([`RiskWatch`]).
+    pub fn watch(&self) -> RiskWatch {
+        RiskWatch {
+            halted: self.halted(),
+            peak: self.peak,
+            max_drawdown_seen: self.max_drawdown_seen,
+            limit: self.cfg.max_drawdown,
+            day: self.day,
+            daily_reset_hour_utc: self.cfg.daily_reset_hour_utc,
+        }
+    }
+
     pub fn on_portfolio(&mut self, view: &PortfolioView) -> Option<Breach> {
         let now = view.time;
         self.sampler.observe(view);
@@ -518,10 +583,8 @@ impl RiskCore {
         self.maybe_lift(now);
 
         let equity = view.equity;
-        if self.peak <= Decimal::ZERO || equity > self.peak {
-            self.peak = equity;
-        }
-        let dd = if self.peak > Decimal::ZERO { (self.peak - equity) / self.peak } else { Decimal::ZERO };
+        self.peak = next_peak(self.peak, equity);
+        let dd = drawdown(self.peak, equity);
         self.current_drawdown = to_f64(dd);
         self.max_drawdown_seen = self.max_drawdown_seen.max(self.current_drawdown);
         if self.halted_since.is_none() && dd > self.cfg.max_drawdown {

@@ -767,3 +767,38 @@ fn halt_cooldown_reads_durations_and_none() {
         serde_json::from_str(&serde_json::to_string(&RiskConfig::default()).unwrap()).unwrap();
     assert_eq!(back, RiskConfig::default());
 }
+
+/// PositionBook skips the views RiskWatch says change nothing: for a path of equities over
+/// days, every skipped view leaves the core's state as it was, a breach is always announced,
+/// and the watch kept by `see` equals the core's own after every view sent.
+#[test]
+fn risk_watch_announces_every_view_that_changes_the_core() {
+    let mut cfg = loose();
+    cfg.max_drawdown = dec!(0.08);
+    cfg.halt_cooldown = None;
+    let mut core = RiskCore::new(&cfg, crate::core::orders::EntryStyle::default());
+    let mut rng = crate::core::rng::Rng::new(7);
+    let mut equity = dec!(10000);
+    let mut watch = core.watch();
+    let (mut skipped, mut sent) = (0, 0);
+    for i in 0..5000i64 {
+        // A random walk of ±0.4 %, over about three days (a daily reset inside).
+        let step = Decimal::from(rng.below(81) as i64 - 40) / dec!(10000);
+        equity = (equity * (Decimal::ONE + step)).round_dp(2);
+        let time = t(i * MIN);
+        let v = view(time, equity, Vec::new(), Vec::new());
+        let (wanted, breach) = watch.needs_view(time, equity);
+        let before = core.watch();
+        let got = core.on_portfolio(&v);
+        assert_eq!(got.is_some(), breach, "breach announced wrongly at view {i}");
+        if wanted {
+            watch.see(time, equity);
+            sent += 1;
+        } else {
+            assert_eq!(core.watch(), before, "view {i} changed the core but was not wanted");
+            skipped += 1;
+        }
+        assert_eq!(watch, core.watch(), "watch out of step after view {i}");
+    }
+    assert!(skipped > 1000 && sent > 10, "skipped {skipped}, sent {sent}");
+}
