@@ -139,6 +139,46 @@ impl Default for ReconnectConfig {
     }
 }
 
+/// `feed.warmup.*`: live runs warm the signal models up on Kraken OHLC history before
+/// trading (docs/signals.md, "Warm-up").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarmupConfig {
+    /// Fetch OHLC history at start-up (default true; live runs only).
+    pub enabled: bool,
+    /// Longest wait for it before the first WebSocket connection (wall time, default 5000;
+    /// 1–60000). Past it the run trades cold.
+    pub timeout_ms: u64,
+}
+
+impl Default for WarmupConfig {
+    fn default() -> Self {
+        WarmupConfig { enabled: true, timeout_ms: 5_000 }
+    }
+}
+
+/// URL schemes `feed.ws_url` / `--ws-url` accept.
+pub const WS_SCHEMES: &[&str] = &["ws", "wss"];
+/// URL schemes `feed.rest_url` / `--rest-url` accept.
+pub const REST_SCHEMES: &[&str] = &["http", "https"];
+
+/// Checks an endpoint before anything connects to it: a URL that parses, with one of
+/// `schemes` and a host. A bad one is refused at start-up (the feed would otherwise retry
+/// it with backoff for ever). The error quotes the value and says what is expected; the
+/// caller puts the config key or option name in front.
+pub fn check_endpoint(url: &str, schemes: &[&str]) -> Result<(), String> {
+    let expected = || schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("{url:?} is not a URL ({e}); expected {}HOST[:PORT][/PATH]", expected()))?;
+    if !schemes.contains(&parsed.scheme()) {
+        return Err(format!("{url:?} has scheme {:?}; expected {}", parsed.scheme(), expected()));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} names no host; expected {}HOST[:PORT][/PATH]", expected()));
+    }
+    Ok(())
+}
+
 /// `feed.*`: market data.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -163,6 +203,8 @@ pub struct FeedConfig {
     pub reconnect: ReconnectConfig,
     /// REST client (retries, timeouts) for live runs.
     pub rest: crate::sources::kraken_rest::RestSettings,
+    /// Signal warm-up on REST OHLC history (live runs).
+    pub warmup: WarmupConfig,
 }
 
 impl Default for FeedConfig {
@@ -178,6 +220,7 @@ impl Default for FeedConfig {
             stale_book: Span::from_secs(120),
             reconnect: ReconnectConfig::default(),
             rest: Default::default(),
+            warmup: WarmupConfig::default(),
         }
     }
 }
@@ -460,12 +503,12 @@ impl Config {
             format!("must be one of 10, 25, 100, 500, 1000 (Kraken's depths), got {}", self.feed.book_depth)
         });
         for (key, url, schemes) in [
-            ("feed.ws_url", &self.feed.ws_url, &["ws://", "wss://"][..]),
-            ("feed.rest_url", &self.feed.rest_url, &["http://", "https://"][..]),
+            ("feed.ws_url", &self.feed.ws_url, WS_SCHEMES),
+            ("feed.rest_url", &self.feed.rest_url, REST_SCHEMES),
         ] {
-            is.check(schemes.iter().any(|s| url.starts_with(s)), key, || {
-                format!("{url:?} must start with {}", schemes.join(" or "))
-            });
+            if let Err(e) = check_endpoint(url, schemes) {
+                is.push(key, e);
+            }
         }
         is.check(self.feed.liveness_timeout_ms >= 1000, "feed.liveness_timeout_ms", || {
             format!("must be at least 1000 ms, got {}", self.feed.liveness_timeout_ms)
@@ -500,6 +543,10 @@ impl Config {
             "must name an environment variable".into()
         });
         self.feed.rest.validate("feed.rest", &mut is);
+        let w = self.feed.warmup.timeout_ms;
+        is.check((1..=60_000).contains(&w), "feed.warmup.timeout_ms", || {
+            format!("must be 1 to 60000 ms (a short bound: the WS feed waits for it), got {w}")
+        });
         self.sim.validate(&mut is);
         self.execution.validate(&mut is);
         self.risk.validate(&mut is);
@@ -532,6 +579,13 @@ impl Config {
             if let Some(feed) = obj.get_mut("feed").and_then(|f| f.as_object_mut()) {
                 feed.remove("ws_url");
                 feed.remove("rest_url");
+                // Added with the REST warm-up; at its defaults a config keeps the fingerprint
+                // it had before (runs from before it still resume).
+                if self.feed.warmup.enabled
+                    && self.feed.warmup.timeout_ms == WarmupConfig::default().timeout_ms
+                {
+                    feed.remove("warmup");
+                }
             }
             // Keys added with shorts and amends change nothing at their defaults: leave them
             // out then, so a default run keeps the fingerprint (and journal) it had.
@@ -580,6 +634,34 @@ pub fn load_from_cli(path: Option<&Path>) -> Result<(Config, ConfigSource), Conf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_need_a_known_scheme_and_a_host() {
+        for ok in ["wss://ws.kraken.com/v2", "ws://127.0.0.1:8080", "ws://[::1]:9/v2"] {
+            assert!(check_endpoint(ok, WS_SCHEMES).is_ok(), "{ok}");
+        }
+        assert!(check_endpoint("https://api.kraken.com", REST_SCHEMES).is_ok());
+        assert!(check_endpoint("http://127.0.0.1:1", REST_SCHEMES).is_ok());
+        for (bad, says) in [
+            ("notaurl", "is not a URL"),
+            ("", "is not a URL"),
+            ("https://api.kraken.com", "has scheme \"https\"; expected ws:// or wss://"),
+            ("ws://", "empty host"),
+            ("wss://:443/v2", "empty host"),
+        ] {
+            let e = check_endpoint(bad, WS_SCHEMES).unwrap_err();
+            assert!(e.contains(says) && e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+        let e = check_endpoint("wss://ws.kraken.com/v2", REST_SCHEMES).unwrap_err();
+        assert!(e.contains("expected http:// or https://"), "{e}");
+    }
+
+    #[test]
+    fn bad_endpoints_in_config_name_their_keys() {
+        let err = load_text("feed:\n  ws_url: notaurl\n  rest_url: ftp://x\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("feed.ws_url") && err.contains("\"notaurl\""), "{err}");
+        assert!(err.contains("feed.rest_url") && err.contains("\"ftp\""), "{err}");
+    }
 
     fn load_text(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!("kp-cfg-{}-{}", std::process::id(), yaml.len()));

@@ -189,6 +189,12 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
 
     let mut models = config.signals.build()?;
     models.extend(extra_models);
+    // The Kraken OHLC intervals the models want history at (live warm-up).
+    let warmup_intervals: std::collections::BTreeSet<u32> = models
+        .iter()
+        .filter_map(|m| m.warm_up_interval())
+        .map(crate::core::signals::common::ohlc_interval_for)
+        .collect();
     let mut signal_inputs: Vec<Recipient<MarketData>> = Vec::new();
     let mut stop_receivers: Vec<Recipient<EmergencyStop>> =
         vec![pb.clone().recipient(), agg.clone().recipient()];
@@ -238,7 +244,6 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         watch: Default::default(),
     };
     let mut settings = feed_settings(&config, url);
-    let is_replay = replay.is_some();
     settings.replay = replay;
     settings.instruments = instruments;
     // Resume: the re-executed feed asks for the end-of-run block of each earlier session that
@@ -259,8 +264,23 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         .ok(),
         gap_review: pb.clone().recipient(),
     });
+    // Live runs: fee schedules and (fresh runs) warm-up history from REST, fed to the pipeline
+    // by the feed as recorded lines.
+    let rest_startup = match live {
+        true => {
+            let warm = match (resume.is_none(), config.feed.warmup.enabled) {
+                (true, true) => warmup_intervals,
+                _ => Default::default(),
+            };
+            spawn_rest_startup(&config, rate_limiter.clone().recipient(), warm)
+        }
+        false => None,
+    };
     let feed = Supervisor::start(move |_| {
         let mut feed = MarketFeed::new(settings, pipeline, ended_tx);
+        if let Some(s) = rest_startup {
+            feed = feed.with_rest_startup(s);
+        }
         if !signal_stops.is_empty() {
             feed = feed.with_replayed_stops(signal_stops, stops_tx);
         }
@@ -310,9 +330,6 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         Aggregator::new(&config.aggregator),
         AggregatorOutputs { risk: risk.clone().recipient(), journal: sink.clone() },
     ));
-    if config.feed.source == FeedSource::Kraken && !is_replay {
-        spawn_rest_startup(&config, rate_limiter.clone().recipient());
-    }
 
     let http = match _http {
         Some(addr) => crate::http::start(
@@ -441,53 +458,27 @@ fn spawn_replayed_stops(mut requests: mpsc::UnboundedReceiver<ReplayedStop>, blo
 }
 
 /// Live runs: what only REST has (system status, the fee schedule, ordermin/costmin as
-/// AssetPairs publishes them), fetched in the background through the RateLimiter. An
-/// unreachable REST API is retried with backoff and never stops trading on the WS feed.
-fn spawn_rest_startup(config: &Config, limiter: Recipient<crate::actors::rate_limiter::Acquire>) {
+/// AssetPairs publishes them, OHLC history for the warm-up at `warmup` intervals), fetched in
+/// the background through the RateLimiter (`sources::rest_startup`). An unreachable REST API
+/// is retried with backoff and never stops trading on the WS feed.
+fn spawn_rest_startup(
+    config: &Config,
+    limiter: Recipient<crate::actors::rate_limiter::Acquire>,
+    warmup: std::collections::BTreeSet<u32>,
+) -> Option<crate::sources::rest_startup::RestStartup> {
     use crate::sources::kraken_rest::KrakenRest;
-    let rest = match KrakenRest::new(&config.feed.rest_url, limiter, config.feed.rest.clone()) {
-        Ok(r) => r,
+    match KrakenRest::new(&config.feed.rest_url, limiter, config.feed.rest.clone()) {
+        Ok(rest) => Some(crate::sources::rest_startup::spawn(
+            rest,
+            config.feed.pairs.clone(),
+            warmup,
+            std::time::Duration::from_millis(config.feed.warmup.timeout_ms),
+        )),
         Err(e) => {
-            tracing::warn!(actor = "engine", error = %e, "REST client unavailable; trading on the WS feed only");
-            return;
+            tracing::warn!(actor = "engine", error = %e, "REST client unavailable; trading cold on the WS feed with the built-in fee schedule");
+            None
         }
-    };
-    let pairs = config.feed.pairs.clone();
-    actix::spawn(async move {
-        let mut wait = std::time::Duration::from_secs(2);
-        loop {
-            match rest.system_status().await {
-                Ok(s) => tracing::info!(actor = "engine", status = ?s.status, "Kraken REST SystemStatus"),
-                Err(e) => tracing::warn!(actor = "engine", error = %e, "Kraken REST SystemStatus failed"),
-            }
-            match rest.asset_pairs().await {
-                Ok(ap) => {
-                    for p in &pairs {
-                        match ap.get(p) {
-                            Some(a) => tracing::info!(
-                                actor = "engine",
-                                pair = %p,
-                                ordermin = %a.instrument.qty_min,
-                                costmin = %a.instrument.cost_min,
-                                taker_fee_pct = %a.fees_taker.first().map(|r| r.1).unwrap_or_default(),
-                                maker_fee_pct = %a.fees_maker.first().map(|r| r.1).unwrap_or_default(),
-                                "Kraken REST AssetPairs"
-                            ),
-                            None => {
-                                tracing::error!(actor = "engine", pair = %p, "pair unknown to Kraken REST AssetPairs")
-                            }
-                        }
-                    }
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(actor = "engine", error = %e, retry_in_s = wait.as_secs(), "Kraken REST AssetPairs failed; retrying in the background")
-                }
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(std::time::Duration::from_secs(300));
-        }
-    });
+    }
 }
 
 /// Writes run.json: wall-clock facts of this session (feed throughput), kept out of the

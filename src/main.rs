@@ -109,6 +109,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     if args.live {
         cfg.feed.source = FeedSource::Kraken;
     }
+    check_url_options(args.ws_url.as_deref(), args.rest_url.as_deref())?;
     if let Some(u) = &args.ws_url {
         cfg.feed.ws_url = u.clone();
     }
@@ -364,6 +365,7 @@ fn cmd_validate(path: &Path) -> Result<()> {
 }
 
 fn cmd_record(args: RecordArgs) -> Result<()> {
+    check_url_options(args.ws_url.as_deref(), args.rest_url.as_deref())?;
     let (mut cfg, _source) = config::load_from_cli(args.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
     if let Some(seed) = args.seed {
         cfg.sim.seed = seed;
@@ -415,6 +417,19 @@ fn cmd_record(args: RecordArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--ws-url` / `--rest-url`: refused up front when they are not ws(s):// resp. http(s)://
+/// URLs with a host (a bad endpoint would otherwise be retried with backoff for ever).
+fn check_url_options(ws_url: Option<&str>, rest_url: Option<&str>) -> Result<()> {
+    for (option, url, schemes) in
+        [("--ws-url", ws_url, config::WS_SCHEMES), ("--rest-url", rest_url, config::REST_SCHEMES)]
+    {
+        if let Some(u) = url {
+            config::check_endpoint(u, schemes).map_err(|e| anyhow!("{option}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn cmd_report(run_dir: &Path) -> Result<()> {

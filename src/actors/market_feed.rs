@@ -13,6 +13,10 @@
 //!   it. Books are invalidated (`BookInvalid: disconnected`) and rebuilt from the snapshots
 //!   of the restored subscriptions. A checksum mismatch resubscribes that pair's book
 //!   (`book_resync`); trading on it pauses until the new snapshot.
+//! - Live runs: what the start-up REST fetch brings ([`MarketFeed::with_rest_startup`]:
+//!   fee schedules, warm-up candles) is recorded as `fees` / `ohlc` lines and driven through
+//!   the pipeline as one-event batches at that point of the stream (re-executed in line on
+//!   resume); the warm-up is awaited before the first connection, bounded by its timeout.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -32,6 +36,7 @@ use crate::core::rng::Rng;
 use crate::core::time::EventTime;
 use crate::messages::{Barrier, BookPass, EmergencyStop, MarketData, NextDecision, Shutdown, WatchRequest};
 use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
+use crate::sources::rest_startup::{RestLine, RestStartup};
 
 /// Stops reading: the current connection closes after the batch in flight.
 #[derive(Message)]
@@ -239,6 +244,10 @@ struct FeedState {
     /// The book invalidation after a disconnect; the next connection waits for it, so its
     /// frames never overtake it (a re-execution of the recording runs them in this order).
     invalidation: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Live runs: `fees` lines from the start-up REST fetch, applied before the next frame.
+    rest_fees: Option<mpsc::UnboundedReceiver<Vec<RestLine>>>,
+    /// Live runs: the warm-up candles, awaited (bounded) before the first connection.
+    warmup: Option<(tokio::sync::oneshot::Receiver<Vec<RestLine>>, Duration)>,
 }
 
 /// How a live run continues after its process stopped (`run --resume`): re-execute the
@@ -304,6 +313,8 @@ impl MarketFeed {
             live_resume: None,
             last_trades: Default::default(),
             invalidation: None,
+            rest_fees: None,
+            warmup: None,
         };
         let jitter = Rng::new(settings.jitter_seed);
         MarketFeed {
@@ -345,6 +356,18 @@ impl MarketFeed {
         self
     }
 
+    /// Live runs: what the start-up REST fetch finds (`sources::rest_startup`) enters the
+    /// pipeline as recorded lines: the warm-up candles before the first connection (waiting
+    /// at most their timeout), fee schedules before the next frame after they arrive.
+    pub fn with_rest_startup(self, startup: RestStartup) -> Self {
+        {
+            let mut st = self.state.borrow_mut();
+            st.rest_fees = Some(startup.fees);
+            st.warmup = startup.warmup.map(|w| (w, startup.warmup_timeout));
+        }
+        self
+    }
+
     fn connect(&mut self, ctx: &mut Context<Self>) {
         if self.state.borrow().finished {
             return;
@@ -354,9 +377,9 @@ impl MarketFeed {
         let pipeline = self.pipeline.clone();
         let ended = self.ended.clone();
         self.connected_since = Some(tokio::time::Instant::now());
-        let (live_resume, recorder, invalidation) = {
+        let (live_resume, recorder, invalidation, warmup) = {
             let mut st = self.state.borrow_mut();
-            (st.live_resume.take(), st.recorder.clone(), st.invalidation.take())
+            (st.live_resume.take(), st.recorder.clone(), st.invalidation.take(), st.warmup.take())
         };
         let fut = async move {
             let (tx, rx) = mpsc::unbounded_channel::<String>();
@@ -385,14 +408,38 @@ impl MarketFeed {
                     }
                 }
             }
+            // Start-up REST: the warm-up candles (bounded wait), then any fee schedule already
+            // there, before the first frame of the connection.
+            let mut startup = match warmup {
+                Some((rx, timeout)) => wait_for_warmup(rx, timeout).await,
+                None => Vec::new(),
+            };
+            startup.splice(0..0, take_rest_fees(&state));
+            if !startup.is_empty() {
+                record_rest_lines(&recorder, &startup);
+                if apply_rest_lines(&state, &pipeline, &ended, &startup).await == Flow::Stop {
+                    return Ok(());
+                }
+            }
             let consume = |frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>| {
+                // A fee schedule that arrived meanwhile goes first: recorded before the frame,
+                // applied before it, as a re-execution of the recording does.
+                let rest_lines = take_rest_fees(&state);
+                record_rest_lines(&recorder, &rest_lines);
                 record_frames(&recorder, "recv", frames.iter().map(|f| f.as_str()));
                 let state = state.clone();
                 let pipeline = pipeline.clone();
                 let tx = tx.clone();
                 let ended = ended.clone();
                 let settings = settings.clone();
-                async move { process_frames(&state, &settings, &pipeline, &tx, &ended, frames).await }
+                async move {
+                    if !rest_lines.is_empty()
+                        && apply_rest_lines(&state, &pipeline, &ended, &rest_lines).await == Flow::Stop
+                    {
+                        return Ok(Flow::Stop);
+                    }
+                    process_frames(&state, &settings, &pipeline, &tx, &ended, frames).await
+                }
             };
             let sent = |req: &str| record_frames(&recorder, "sent", std::iter::once(req));
             run_connection(&conn, rx, sent, consume).await
@@ -773,6 +820,98 @@ fn book_invalidation(
     (MarketBatch::one_frame(first_seq, events, time), record)
 }
 
+/// The warm-up candles, if they come within `timeout` (wall time: a connection matter, the
+/// candles themselves are recorded); else none, and the run trades cold.
+async fn wait_for_warmup(
+    rx: tokio::sync::oneshot::Receiver<Vec<RestLine>>,
+    timeout: Duration,
+) -> Vec<RestLine> {
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(lines)) => {
+            tracing::info!(actor = "market_feed", histories = lines.len(), "warm-up: OHLC history received");
+            lines
+        }
+        Ok(Err(_)) => {
+            tracing::warn!(
+                event = "warmup_skipped",
+                actor = "market_feed",
+                "warm-up: no OHLC history (REST unavailable); trading cold"
+            );
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!(
+                event = "warmup_skipped",
+                actor = "market_feed",
+                timeout_ms = timeout.as_millis() as u64,
+                "warm-up: Kraken REST did not answer within feed.warmup.timeout_ms; trading cold"
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// The `fees` lines that arrived since the last look (never waits).
+fn take_rest_fees(state: &Rc<RefCell<FeedState>>) -> Vec<RestLine> {
+    let mut st = state.borrow_mut();
+    let mut out = Vec::new();
+    if let Some(rx) = st.rest_fees.as_mut() {
+        while let Ok(lines) = rx.try_recv() {
+            out.extend(lines);
+        }
+    }
+    out
+}
+
+fn record_rest_lines(to: &Option<Recipient<RecordFrames>>, lines: &[RestLine]) {
+    for l in lines {
+        record_frames(to, l.dir, std::iter::once(l.msg.as_str()));
+    }
+}
+
+/// Live: applies REST lines (already recorded); a failure ends the run like a pipeline
+/// failure (the lines are our own, checked when made).
+async fn apply_rest_lines(
+    state: &Rc<RefCell<FeedState>>,
+    pipeline: &Pipeline,
+    ended: &mpsc::UnboundedSender<FeedEnded>,
+    lines: &[RestLine],
+) -> Flow {
+    for l in lines {
+        if let Err(e) = apply_rest_line(state, pipeline, l.dir, &l.msg).await {
+            tracing::error!(actor = "market_feed", error = %e, "could not apply a REST line; ending the run");
+            state.borrow_mut().finished = true;
+            let _ = ended.send(FeedEnded::PipelineFailed(e));
+            return Flow::Stop;
+        }
+    }
+    Flow::Continue
+}
+
+/// A `fees` or `ohlc` line of the recording (live, or re-executed): its event, stamped with
+/// the last event time and the next sequence number, through the pipeline as a batch of its
+/// own; candles are journaled as `ohlc_warmup` first.
+async fn apply_rest_line(
+    state: &Rc<RefCell<FeedState>>,
+    pipeline: &Pipeline,
+    dir: &str,
+    msg: &str,
+) -> Result<(), String> {
+    let (batch, record) = {
+        let mut st = state.borrow_mut();
+        let time = st.decoder.last_time();
+        let applied = crate::sources::rest_startup::parse_line(dir, msg, time)?;
+        let first_seq = st.next_seq;
+        st.next_seq += 1;
+        let record = applied.warmup_record.map(|r| Entry::new(time, "ohlc_warmup", &r));
+        (MarketBatch::one_frame(first_seq, vec![applied.event], time), record)
+    };
+    if let Some(r) = record {
+        pipeline.journal.do_send(Append(vec![r]));
+    }
+    pipeline.run(batch).await
+}
+
 /// Live runs: hands frames to the journal for `feed.jsonl`, stamped with the wall time of
 /// receipt (`ts`, [`crate::sources::recording::wall_micros`]).
 fn record_frames<'a>(to: &Option<Recipient<RecordFrames>>, dir: &str, frames: impl Iterator<Item = &'a str>) {
@@ -841,6 +980,7 @@ async fn resume_live(
                         let reason = v.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string();
                         replay_reconnect(state, settings, pipeline, attempt, &reason).await?;
                     }
+                    "fees" | "ohlc" => apply_rest_line(state, pipeline, &rec.dir, &rec.msg).await?,
                     "gap_end" => {
                         let review: GapEnd = serde_json::from_str(&rec.msg).map_err(|e| e.to_string())?;
                         send_gap_review(resume, review).await;

@@ -1,6 +1,7 @@
 //! SignalHost actor: hosts one [`SignalModel`] (a built-in or your own) under supervision.
 //!
-//! - In: [`MarketData`]; [`EmergencyStop`] (logged; the aggregator stops acting on signals).
+//! - In: [`MarketData`] (a `History` event warms the model up instead:
+//!   [`SignalModel::warm_up`]); [`EmergencyStop`] (logged; the aggregator stops acting on signals).
 //! - Out: [`SignalBatch`] to the aggregator, sent before the handler returns, so the
 //!   aggregator sees them before it decides on the same batch.
 //!
@@ -10,7 +11,10 @@
 
 use actix::prelude::*;
 
+use crate::core::instrument::Symbol;
+use crate::core::market::{MarketEvent, PriceHistory};
 use crate::core::signals::SignalModel;
+use crate::core::signals::common::ohlc_interval_for;
 use crate::messages::{EmergencyStop, MarketData, SignalBatch};
 
 /// The SignalHost actor.
@@ -25,6 +29,26 @@ impl SignalHost {
     pub fn new(model: Box<dyn SignalModel>, aggregator: Recipient<SignalBatch>) -> Self {
         let name = model.name().to_string();
         SignalHost { model, aggregator, name }
+    }
+}
+
+impl SignalHost {
+    /// Start-up history (`MarketEvent::History`): handed to the model when it is at the
+    /// Kraken interval the model asked for (several models may ask for different ones).
+    fn warm_up(&mut self, symbol: &Symbol, history: &PriceHistory) {
+        let Some(wanted) = self.model.warm_up_interval() else { return };
+        if ohlc_interval_for(wanted) != history.interval_minutes {
+            return;
+        }
+        self.model.warm_up(symbol, history);
+        tracing::info!(
+            actor = "signal",
+            source = %self.name,
+            pair = %symbol,
+            interval_minutes = history.interval_minutes,
+            candles = history.closes.len(),
+            "signal model warmed up on OHLC history"
+        );
     }
 }
 
@@ -52,6 +76,10 @@ impl Handler<MarketData> for SignalHost {
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
         let mut signals = Vec::new();
         for (seq, ev) in msg.iter_seq() {
+            if let MarketEvent::History { symbol, history, .. } = ev {
+                self.warm_up(symbol, history);
+                continue;
+            }
             if let Some(s) = self.model.on_event(seq, ev) {
                 signals.push(s);
             }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-pub use fees::Tier;
+pub use fees::{PairFees, Tier};
 use fees::{RateCounter, VolumeTracker};
 use fill_model::PairBook;
 pub use margin::MarginConfig;
@@ -297,6 +297,24 @@ pub enum ExecEvent {
         /// Quote currency.
         currency: Arc<str>,
     },
+    /// Kraken's published fee schedule for a pair (REST AssetPairs, live runs) replaced the
+    /// built-in one from this event on (`fee_schedule`).
+    FeeSchedule {
+        /// Event time.
+        time: EventTime,
+        /// Pair.
+        pair: Symbol,
+        /// Taker rows `(30-day volume, percent)`.
+        taker: Vec<(Decimal, Decimal)>,
+        /// Maker rows.
+        maker: Vec<(Decimal, Decimal)>,
+        /// Currency of the thresholds.
+        volume_currency: String,
+        /// Taker and maker rates (fractions) at the account's 30-day volume right now.
+        taker_rate: Decimal,
+        /// See `taker_rate`.
+        maker_rate: Decimal,
+    },
     /// The margin level fell below the margin call level.
     MarginCall {
         /// Event time.
@@ -334,7 +352,7 @@ pub enum ExecEvent {
 impl ExecEvent {
     /// Journal record type: `order`, `order_rejected`, `order_triggered`, `order_canceled`,
     /// `fill`, `position`, `trade_closed`, `order_amended`, `amend_rejected`, `margin_fee`,
-    /// `margin_call`, `margin_liquidation`.
+    /// `margin_call`, `margin_liquidation`, `fee_schedule`.
     pub fn kind(&self) -> &'static str {
         match self {
             ExecEvent::OrderAccepted { .. } => "order",
@@ -348,6 +366,7 @@ impl ExecEvent {
             ExecEvent::AmendRejected { .. } => "amend_rejected",
             ExecEvent::MarginFee { .. } => "margin_fee",
             ExecEvent::MarginCall { .. } => "margin_call",
+            ExecEvent::FeeSchedule { .. } => "fee_schedule",
             ExecEvent::MarginLiquidation { .. } => "margin_liquidation",
         }
     }
@@ -363,6 +382,7 @@ impl ExecEvent {
             | ExecEvent::AmendRejected { time, .. }
             | ExecEvent::MarginFee { time, .. }
             | ExecEvent::MarginCall { time, .. }
+            | ExecEvent::FeeSchedule { time, .. }
             | ExecEvent::MarginLiquidation { time, .. } => *time,
             ExecEvent::Fill(f) => f.time,
             ExecEvent::TradeClosed(t) => t.exit_time,
@@ -618,6 +638,9 @@ pub struct PaperExchange {
     /// Σ margin fees charged per currency: they are owed even when the balance cannot pay
     /// them, so they are the only thing that can take a quote balance below zero.
     margin_fees_owed: BTreeMap<String, Decimal>,
+    /// Fee schedules published by Kraken (REST AssetPairs) per pair: they replace the
+    /// built-in tables for those pairs.
+    fee_schedules: BTreeMap<Symbol, Arc<fees::PairFees>>,
 }
 
 /// What a due timer does.
@@ -668,6 +691,7 @@ impl PaperExchange {
             amends: BTreeMap::new(),
             next_amend: 1,
             margin_fees_owed: BTreeMap::new(),
+            fee_schedules: BTreeMap::new(),
         }
     }
 
@@ -686,7 +710,19 @@ impl PaperExchange {
                 self.pair_mut(&instrument.symbol).inst = Some(instrument.clone());
             }
             MarketEvent::Status { system, .. } => self.system = *system,
-            MarketEvent::Ticker(_) => {}
+            MarketEvent::FeeSchedule { symbol, fees: f, time } => {
+                self.fee_schedules.insert(symbol.clone(), f.clone());
+                out.push(ExecEvent::FeeSchedule {
+                    time: *time,
+                    pair: symbol.clone(),
+                    taker: f.taker.clone(),
+                    maker: f.maker.clone(),
+                    volume_currency: f.volume_currency.clone(),
+                    taker_rate: f.rate(self.volume.total(self.now), Liquidity::Taker),
+                    maker_rate: f.rate(self.volume.total(self.now), Liquidity::Maker),
+                });
+            }
+            MarketEvent::Ticker(_) | MarketEvent::History { .. } => {}
         }
         // Children placed with zero latency, or orders that waited for a valid book.
         self.run_timers(out);
@@ -1012,7 +1048,7 @@ impl PaperExchange {
     }
 
     fn taker_rate(&self, inst: &Instrument) -> Decimal {
-        fees::fee_rate(self.volume.total(self.now), Liquidity::Taker, fees::is_stable_or_fiat(&inst.base))
+        self.fee_rate(inst, Liquidity::Taker)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1608,8 +1644,14 @@ impl PaperExchange {
         }
     }
 
+    /// The pair's rate at the 30-day volume: Kraken's published schedule for the pair when
+    /// one arrived (`MarketEvent::FeeSchedule`), else the built-in table.
     fn fee_rate(&self, inst: &Instrument, liq: Liquidity) -> Decimal {
-        fees::fee_rate(self.volume.total(self.now), liq, fees::is_stable_or_fiat(&inst.base))
+        let volume = self.volume.total(self.now);
+        match self.fee_schedules.get(&inst.symbol) {
+            Some(f) => f.rate(volume, liq),
+            None => fees::fee_rate(volume, liq, fees::is_stable_or_fiat(&inst.base)),
+        }
     }
 
     /// A limit order at the book: the marketable part takes, the rest rests (IOC: cancelled).
@@ -3086,6 +3128,37 @@ mod tests {
         let out = r.tick(1100);
         // 50,000 USD tier: taker 0.24 % of 50 = 0.12.
         assert_eq!(fills(&out)[0].fee, dec!(0.12));
+    }
+
+    #[test]
+    fn rest_fee_schedule_replaces_the_built_in_one_for_its_pair_with_its_tiers() {
+        let cfg = ExecutionConfig { fee_tier_volume: dec!(50000), ..Default::default() };
+        let mut r = Rig::new(cfg, dec!(10000));
+        standard_book(&mut r);
+        let rows = |r: &[(i64, Decimal)]| -> Vec<(Decimal, Decimal)> {
+            r.iter().map(|(v, p)| (Decimal::from(*v), *p)).collect()
+        };
+        let fees = PairFees::new(
+            rows(&[(0, dec!(0.30)), (50000, dec!(0.26)), (100000, dec!(0.20))]),
+            rows(&[(0, dec!(0.20)), (50000, dec!(0.16))]),
+            "ZUSD",
+        )
+        .unwrap();
+        let out = r.ev(MarketEvent::FeeSchedule { symbol: P.into(), time: t(900), fees: Arc::new(fees) });
+        // Journaled with the rates at the account's 50,000 USD volume.
+        match &out[..] {
+            [ExecEvent::FeeSchedule { pair, taker_rate, maker_rate, volume_currency, .. }] => {
+                assert_eq!((&**pair, *taker_rate, *maker_rate), (P, dec!(0.0026), dec!(0.0016)));
+                assert_eq!(volume_currency, "ZUSD");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out[0].kind(), "fee_schedule");
+        r.open(buy(dec!(0.5)), Protection::default(), 1000);
+        let out = r.tick(1100);
+        // The 50,000 row of Kraken's table for the pair: taker 0.26 % of 50 = 0.13 (the
+        // built-in table would charge 0.24 %: 0.12).
+        assert_eq!(fills(&out)[0].fee, dec!(0.13));
     }
 
     #[test]

@@ -133,6 +133,72 @@ pub fn fee_rate(volume: Decimal, liquidity: Liquidity, stable: bool) -> Decimal 
     pct / dec!(100)
 }
 
+/// A pair's fee schedule as Kraken's REST AssetPairs publishes it (`fees`, `fees_maker`,
+/// `fee_volume_currency`): in live runs it replaces the built-in table for that pair.
+///
+/// Rows are `(30-day volume threshold, fee in percent)`, strictly ascending by threshold;
+/// the applicable row is the last one whose threshold is ≤ the volume (the first one below
+/// it), exactly as [`fee_rate`] reads the built-in tables. The thresholds are in the schedule's
+/// volume currency, which must be USD: the 30-day volume ([`VolumeTracker`]) is counted in
+/// USD (the account currency, assumed to be USD or close to it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairFees {
+    /// Taker rows (`fees`).
+    pub taker: Vec<(Decimal, Decimal)>,
+    /// Maker rows (`fees_maker`).
+    pub maker: Vec<(Decimal, Decimal)>,
+    /// `fee_volume_currency` as Kraken names it (`ZUSD`).
+    pub volume_currency: String,
+}
+
+/// Highest fee percentage accepted from a schedule (Kraken's top spot rate is 0.40 %; a
+/// larger figure means the answer is not a fee schedule).
+const MAX_FEE_PCT: Decimal = dec!(10);
+
+impl PairFees {
+    /// A checked schedule. An empty maker table means maker = taker (Kraken omits
+    /// `fees_maker` where both pay the same). Refused: an empty taker table, thresholds that
+    /// are negative or not strictly ascending, a percentage outside −10…10, and a volume
+    /// currency other than USD (`ZUSD`/`USD`).
+    pub fn new(
+        taker: Vec<(Decimal, Decimal)>,
+        maker: Vec<(Decimal, Decimal)>,
+        volume_currency: &str,
+    ) -> Result<PairFees, String> {
+        if !matches!(volume_currency, "ZUSD" | "USD") {
+            return Err(format!(
+                "fee_volume_currency {volume_currency:?}: tiers are only applied in USD (the 30-day volume is counted in USD)"
+            ));
+        }
+        let maker = if maker.is_empty() { taker.clone() } else { maker };
+        for (name, rows) in [("fees", &taker), ("fees_maker", &maker)] {
+            if rows.is_empty() {
+                return Err(format!("{name}: no rows"));
+            }
+            for (i, (vol, pct)) in rows.iter().enumerate() {
+                if *vol < Decimal::ZERO || (i > 0 && *vol <= rows[i - 1].0) {
+                    return Err(format!("{name}[{i}]: threshold {vol} is negative or not ascending"));
+                }
+                if pct.abs() > MAX_FEE_PCT {
+                    return Err(format!("{name}[{i}]: fee {pct} % is out of range"));
+                }
+            }
+        }
+        Ok(PairFees { taker, maker, volume_currency: volume_currency.to_string() })
+    }
+
+    /// Fee rate as a fraction for a fill of `liquidity` at 30-day `volume`. A negative maker
+    /// percentage (a rebate) is applied as 0: rebates are not modelled (docs/fill-model.md §6).
+    pub fn rate(&self, volume: Decimal, liquidity: Liquidity) -> Decimal {
+        let rows = match liquidity {
+            Liquidity::Maker => &self.maker,
+            Liquidity::Taker => &self.taker,
+        };
+        let pct = rows.iter().rev().find(|r| r.0 <= volume).or(rows.first()).map_or(Decimal::ZERO, |r| r.1);
+        pct.max(Decimal::ZERO) / dec!(100)
+    }
+}
+
 const DAY_MICROS: i64 = 86_400 * 1_000_000;
 
 /// Rolling 30-day traded volume (USD): the configured starting volume plus what the
@@ -254,6 +320,43 @@ mod tests {
         // Stablecoin schedule is flat: 0.20 % both ways at 0.
         assert_eq!(fee_rate(dec!(0), Liquidity::Maker, true), dec!(0.002));
         assert!(is_stable_or_fiat("USDT") && !is_stable_or_fiat("BTC"));
+    }
+
+    #[test]
+    fn rest_schedule_rows_pick_the_tier_like_the_built_in_table() {
+        let rows = |r: &[(i64, &str)]| -> Vec<(Decimal, Decimal)> {
+            r.iter().map(|(v, p)| (Decimal::from(*v), p.parse().unwrap())).collect()
+        };
+        let f = PairFees::new(
+            rows(&[(0, "0.26"), (50000, "0.24"), (100000, "0.22")]),
+            rows(&[(0, "0.16"), (50000, "0.14"), (100000, "-0.01")]),
+            "ZUSD",
+        )
+        .unwrap();
+        // 49,999.99 is still row 0; 50,000 is row 1; the rebate row pays 0 (not modelled).
+        assert_eq!(f.rate(dec!(49999.99), Liquidity::Taker), dec!(0.0026));
+        assert_eq!(f.rate(dec!(50000), Liquidity::Maker), dec!(0.0014));
+        assert_eq!(f.rate(dec!(200000), Liquidity::Taker), dec!(0.0022));
+        assert_eq!(f.rate(dec!(200000), Liquidity::Maker), dec!(0));
+        // No maker rows: maker pays the taker rows.
+        let same = PairFees::new(rows(&[(0, "0.2")]), vec![], "USD").unwrap();
+        assert_eq!(same.rate(dec!(0), Liquidity::Maker), dec!(0.002));
+    }
+
+    #[test]
+    fn rest_schedules_that_cannot_be_applied_are_refused() {
+        let r = |v: i64, p: Decimal| (Decimal::from(v), p);
+        let cases = [
+            (vec![], vec![], "ZUSD", "fees: no rows"),
+            (vec![r(0, dec!(0.26)), r(0, dec!(0.24))], vec![], "ZUSD", "not ascending"),
+            (vec![r(-1, dec!(0.26))], vec![], "ZUSD", "negative"),
+            (vec![r(0, dec!(40))], vec![], "ZUSD", "out of range"),
+            (vec![r(0, dec!(0.26))], vec![], "ZEUR", "only applied in USD"),
+        ];
+        for (taker, maker, cur, says) in cases {
+            let e = PairFees::new(taker, maker, cur).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::instrument::{Instrument, Symbol};
@@ -208,6 +209,37 @@ pub enum MarketEvent {
         /// New state.
         system: SystemStatus,
     },
+    /// Kraken's fee schedule for a pair, from REST AssetPairs (live runs; a `fees` line of
+    /// `feed.jsonl`): from here on it replaces the built-in table for the pair.
+    FeeSchedule {
+        /// Pair.
+        symbol: Symbol,
+        /// Last event time seen.
+        time: EventTime,
+        /// The schedule (checked).
+        fees: Arc<crate::core::execution::PairFees>,
+    },
+    /// Closed candles of a pair from before the run, from REST OHLC (live runs; an `ohlc`
+    /// line of `feed.jsonl`): what signal models warm up on. Trading state ignores it.
+    History {
+        /// Pair.
+        symbol: Symbol,
+        /// Last event time seen.
+        time: EventTime,
+        /// The candles.
+        history: Arc<PriceHistory>,
+    },
+}
+
+/// Closing prices of consecutive candles of one interval, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceHistory {
+    /// Candle length, minutes (a Kraken OHLC interval).
+    pub interval_minutes: u32,
+    /// `(close time, close)`: the close time is the candle's last microsecond (open time +
+    /// interval − 1 µs), so a sample taken at the next candle's open is on a later grid
+    /// bucket.
+    pub closes: Vec<(EventTime, Decimal)>,
 }
 
 impl MarketEvent {
@@ -219,7 +251,9 @@ impl MarketEvent {
             MarketEvent::Ticker(t) => t.time,
             MarketEvent::BookInvalid { time, .. }
             | MarketEvent::Instrument { time, .. }
-            | MarketEvent::Status { time, .. } => *time,
+            | MarketEvent::Status { time, .. }
+            | MarketEvent::FeeSchedule { time, .. }
+            | MarketEvent::History { time, .. } => *time,
         }
     }
 
@@ -232,6 +266,7 @@ impl MarketEvent {
             MarketEvent::BookInvalid { symbol, .. } => Some(symbol),
             MarketEvent::Instrument { instrument, .. } => Some(&instrument.symbol),
             MarketEvent::Status { .. } => None,
+            MarketEvent::FeeSchedule { symbol, .. } | MarketEvent::History { symbol, .. } => Some(symbol),
         }
     }
 

@@ -522,7 +522,7 @@ fn v2_asset(a: &str) -> &str {
 }
 
 /// OHLC intervals Kraken accepts (minutes).
-pub const OHLC_INTERVALS: [u32; 9] = [1, 5, 15, 30, 60, 240, 1440, 10080, 21600];
+pub const OHLC_INTERVALS: [u32; 9] = crate::core::signals::common::OHLC_INTERVALS;
 
 // ---------------------------------------------------------------------------------------------
 // Parsers (pure: `result` value in, typed value out)

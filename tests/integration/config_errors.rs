@@ -56,3 +56,54 @@ fn malformed_yaml_and_wrong_types_are_errors_not_panics() {
     );
     assert!(ok, "the reference config must validate: {msg}");
 }
+
+#[test]
+fn bad_endpoints_are_refused_at_start_up_naming_the_option_or_key() {
+    // Without the check, each of these retried a connection with backoff for ever.
+    let dir = TempDir::new("cfg-url");
+    let run_dir = dir.join("run");
+    let out_file = dir.join("rec.jsonl");
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["record", "--ws-url", "notaurl", "--out", out_file.to_str().unwrap()], "--ws-url", "notaurl"),
+        (
+            &["run", "--live", "--no-http", "--ws-url", "notaurl", "--run-dir", run_dir.to_str().unwrap()],
+            "--ws-url",
+            "notaurl",
+        ),
+        (
+            &[
+                "run",
+                "--live",
+                "--no-http",
+                "--rest-url",
+                "ws://127.0.0.1:1",
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+            ],
+            "--rest-url",
+            "ws://127.0.0.1:1",
+        ),
+        (&["record", "--ws-url", "wss://", "--out", out_file.to_str().unwrap()], "--ws-url", "wss://"),
+    ];
+    for (args, option, value) in cases {
+        let out = run_cli_timeout(args, &[], std::time::Duration::from_secs(20));
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {msg}");
+        assert!(msg.contains(option) && msg.contains(&format!("{value:?}")), "{args:?}: {msg}");
+        assert!(!msg.contains("panicked"), "{msg}");
+    }
+    assert!(!out_file.exists(), "record refused before creating its output");
+    assert!(!run_dir.exists(), "run refused before creating its run folder");
+    // The same in a config file: the key is named.
+    let cfg = dir.join("bad.yaml");
+    std::fs::write(&cfg, "feed:\n  source: kraken\n  ws_url: notaurl\n").unwrap();
+    for args in [
+        vec!["record", "--config", cfg.to_str().unwrap(), "--out", out_file.to_str().unwrap()],
+        vec!["run", "--no-http", "--config", cfg.to_str().unwrap(), "--run-dir", run_dir.to_str().unwrap()],
+    ] {
+        let out = run_cli_timeout(&args, &[], std::time::Duration::from_secs(20));
+        let msg = text(&out);
+        assert!(!out.status.success(), "{args:?}: {msg}");
+        assert!(msg.contains("feed.ws_url") && msg.contains("\"notaurl\""), "{args:?}: {msg}");
+    }
+}

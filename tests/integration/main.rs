@@ -15,6 +15,7 @@ mod live_resume;
 mod onnx_signal;
 mod replay;
 mod rest;
+mod rest_startup;
 mod resume_sources;
 mod risk_stop;
 mod shorts;

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::super::decisions::Signal;
-use super::super::market::MarketEvent;
+use super::super::instrument::Symbol;
+use super::super::market::{MarketEvent, PriceHistory};
 use super::super::time::Span;
 use super::super::validate::Issues;
 use super::SignalModel;
-use super::common::{Sample, SampledPairs, Window, count_in, float_in, make_signal, positive_span};
+use super::common::{Call, Sample, SampledPairs, Window, count_in, float_in, make_signal, positive_span};
 
 /// `signals.breakout.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,6 +65,48 @@ struct PairState {
     side: i8,
 }
 
+impl PairState {
+    fn new(cfg: &BreakoutConfig) -> Self {
+        PairState { window: Window::new(cfg.lookback as usize), side: 0 }
+    }
+
+    /// One grid sample: judges it against the band, then adds it; the call a live sample makes.
+    fn step(&mut self, cfg: &BreakoutConfig, mid: f64) -> Option<Call> {
+        let st = self;
+        let x = mid.ln();
+        // The band comes from the samples before this one, so the current price is judged
+        // against a band it did not help build.
+        let band = if st.window.is_full() { st.window.mean_std() } else { None };
+        st.window.push(x);
+        let (m, s) = band?;
+        if s < cfg.min_rel_vol || s <= 0.0 {
+            return None;
+        }
+        let z = (x - m) / s;
+        let side: i8 = if z > cfg.k {
+            1
+        } else if z < -cfg.k {
+            -1
+        } else {
+            0
+        };
+        let fresh = side != 0 && side != st.side;
+        st.side = side;
+        if !fresh {
+            return None;
+        }
+        let dir = if side > 0 { "above" } else { "below" };
+        Some(Call {
+            score: f64::from(side),
+            confidence: (z.abs() / (2.0 * cfg.k)).min(1.0),
+            explanation: format!(
+                "mid broke {dir} its {}-sample band (z = {z:.2}, k = {})",
+                cfg.lookback, cfg.k
+            ),
+        })
+    }
+}
+
 /// The volatility-breakout model (state per pair).
 pub struct Breakout {
     name: Arc<str>,
@@ -89,41 +132,26 @@ impl SignalModel for Breakout {
 
     fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
         let cfg = &self.cfg;
-        let Sample { symbol: sym, time: t, mid, state: st } =
-            self.pairs.sample(ev, || PairState { window: Window::new(cfg.lookback as usize), side: 0 })?;
-        let x = mid.ln();
-        // The band comes from the samples before this one, so the current price is judged
-        // against a band it did not help build.
-        let band = if st.window.is_full() { st.window.mean_std() } else { None };
-        st.window.push(x);
-        let (m, s) = band?;
-        if s < cfg.min_rel_vol || s <= 0.0 {
-            return None;
-        }
-        let z = (x - m) / s;
-        let side: i8 = if z > cfg.k {
-            1
-        } else if z < -cfg.k {
-            -1
-        } else {
-            0
-        };
-        let fresh = side != 0 && side != st.side;
-        st.side = side;
-        if !fresh {
-            return None;
-        }
-        let dir = if side > 0 { "above" } else { "below" };
-        Some(make_signal(
-            &self.name,
-            sym,
-            f64::from(side),
-            (z.abs() / (2.0 * cfg.k)).min(1.0),
-            cfg.horizon,
-            t,
-            seq,
-            format!("mid broke {dir} its {}-sample band (z = {z:.2}, k = {})", cfg.lookback, cfg.k),
-        ))
+        let Sample { symbol, time, mid, state } = self.pairs.sample(ev, || PairState::new(cfg))?;
+        let c = state.step(cfg, mid)?;
+        Some(make_signal(&self.name, symbol, c.score, c.confidence, cfg.horizon, time, seq, c.explanation))
+    }
+
+    fn warm_up_interval(&self) -> Option<Span> {
+        Some(self.cfg.sample_interval)
+    }
+
+    /// The closes fill the band window (and set the side) without emitting.
+    fn warm_up(&mut self, symbol: &Symbol, history: &PriceHistory) {
+        let cfg = &self.cfg;
+        self.pairs.warm_up(
+            symbol,
+            history,
+            || PairState::new(cfg),
+            |st, _, mid| {
+                let _ = st.step(cfg, mid);
+            },
+        );
     }
 }
 
@@ -131,6 +159,16 @@ impl SignalModel for Breakout {
 mod tests {
     use super::super::testdata::{self, Phase};
     use super::*;
+
+    #[test]
+    fn warm_up_on_history_signals_earlier_than_a_cold_start() {
+        let (warm, cold) =
+            testdata::first_signal_warm_and_cold(|| Box::new(Breakout::new(&BreakoutConfig::default())));
+        let warm = warm.expect("no signal after the warm-up");
+        // cold: needs a full `lookback` (60) band first; warmed up, the climb is called within a few samples.
+        assert!(cold.is_none_or(|c| c >= 60), "cold start signalled at sample {cold:?}");
+        assert!(warm < 12, "warmed up, the first signal came at sample {warm}");
+    }
 
     #[test]
     fn breaks_upward_in_an_uptrend() {

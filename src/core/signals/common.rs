@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::super::decisions::Signal;
 use super::super::instrument::Symbol;
-use super::super::market::MarketEvent;
+use super::super::market::{MarketEvent, PriceHistory};
 use super::super::money::to_f64;
 use super::super::time::{EventTime, Span};
 use super::super::validate::Issues;
@@ -77,6 +77,35 @@ impl GridSampler {
     }
 }
 
+/// OHLC intervals Kraken accepts, in minutes (REST `OHLC` `interval`).
+pub const OHLC_INTERVALS: [u32; 9] = [1, 5, 15, 30, 60, 240, 1440, 10080, 21600];
+
+/// The Kraken OHLC interval (minutes) nearest to a model's sampling interval: the warm-up
+/// history a live run fetches for it. Ties go to the shorter interval (more candles for the
+/// same span, finer than the model samples). 10 s → 1, 4 m → 5, 2 h → 60 (vs 240).
+pub fn ohlc_interval_for(sampling: Span) -> u32 {
+    let target = sampling.as_micros().max(1) as f64 / 60e6;
+    let mut best = OHLC_INTERVALS[0];
+    for m in OHLC_INTERVALS {
+        // Nearest on a log scale: 2 h is nearer to 1 h (× 2) than to 4 h (× 2) → the shorter.
+        if (f64::from(m) / target).ln().abs() < (f64::from(best) / target).ln().abs() - 1e-12 {
+            best = m;
+        }
+    }
+    best
+}
+
+/// What a model would say on a sample: `score` and `confidence` of the signal, and why.
+/// Warm-up runs the same step and throws it away.
+pub struct Call {
+    /// Signal score (−1 … 1).
+    pub score: f64,
+    /// Signal confidence (0 … 1).
+    pub confidence: f64,
+    /// Human-readable reason.
+    pub explanation: String,
+}
+
 /// One sample of a pair's mid, handed to a model with that pair's state.
 pub struct Sample<'a, S> {
     /// The pair.
@@ -111,6 +140,35 @@ impl<S> SampledPairs<S> {
         let (sampler, state) =
             self.pairs.entry(symbol.clone()).or_insert_with(|| (GridSampler::new(interval), init()));
         sampler.offer(time).then_some(Sample { symbol, time, mid, state })
+    }
+
+    /// Warm-up: hands the history's closes to `step` as grid samples of the pair (oldest
+    /// first; a close that falls in an already sampled bucket is skipped, as a second mid in
+    /// a bucket would be), so the first live sample continues where the history ends. A pair
+    /// already sampled from live data is left alone (its state is newer than any history).
+    /// Returns how many closes were used.
+    pub fn warm_up(
+        &mut self,
+        symbol: &Symbol,
+        history: &PriceHistory,
+        init: impl FnOnce() -> S,
+        mut step: impl FnMut(&mut S, EventTime, f64),
+    ) -> usize {
+        if self.pairs.contains_key(symbol) {
+            return 0;
+        }
+        let interval = self.interval;
+        let (sampler, state) =
+            self.pairs.entry(symbol.clone()).or_insert_with(|| (GridSampler::new(interval), init()));
+        let mut used = 0;
+        for (t, close) in &history.closes {
+            let c = to_f64(*close);
+            if c > 0.0 && c.is_finite() && sampler.offer(*t) {
+                step(state, *t, c);
+                used += 1;
+            }
+        }
+        used
     }
 }
 

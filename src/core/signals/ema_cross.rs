@@ -21,11 +21,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::super::decisions::Signal;
-use super::super::market::MarketEvent;
+use super::super::instrument::Symbol;
+use super::super::market::{MarketEvent, PriceHistory};
 use super::super::time::Span;
 use super::super::validate::Issues;
 use super::SignalModel;
-use super::common::{Ema, Sample, SampledPairs, alpha_for, count_in, float_in, make_signal, positive_span};
+use super::common::{
+    Call, Ema, Sample, SampledPairs, alpha_for, count_in, float_in, make_signal, positive_span,
+};
 
 /// `signals.ema_cross.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,6 +95,67 @@ struct PairState {
     since_emit: u32,
 }
 
+impl PairState {
+    fn new(cfg: &EmaCrossConfig) -> Self {
+        PairState {
+            fast: Ema::new(cfg.fast),
+            slow: Ema::new(cfg.slow),
+            var: Ema::new(cfg.vol_samples),
+            last_mid: None,
+            samples: 0,
+            regime: 0,
+            since_emit: 0,
+        }
+    }
+
+    /// One grid sample: updates the averages and the regime; the call a live sample makes.
+    fn step(&mut self, cfg: &EmaCrossConfig, gap_scale: f64, mid: f64) -> Option<Call> {
+        let st = self;
+        if let Some(prev) = st.last_mid {
+            let r = (mid / prev).ln();
+            st.var.update(r * r);
+        }
+        st.last_mid = Some(mid);
+        let ef = st.fast.update(mid);
+        let es = st.slow.update(mid);
+        st.samples = st.samples.saturating_add(1);
+        st.since_emit = st.since_emit.saturating_add(1);
+        if st.samples < cfg.slow {
+            return None;
+        }
+        let sigma = st.var.value()?.sqrt();
+        if sigma <= 0.0 || es <= 0.0 {
+            return None;
+        }
+        let z = (ef - es) / (es * sigma * gap_scale);
+        let regime = if z > cfg.band {
+            1
+        } else if z < -cfg.band {
+            -1
+        } else {
+            st.regime
+        };
+        let crossed = regime != st.regime && regime != 0;
+        let repeat = cfg.repeat_every > 0
+            && st.regime != 0
+            && regime == st.regime
+            && z.abs() > cfg.band
+            && st.since_emit >= cfg.repeat_every;
+        st.regime = regime;
+        if !(crossed || repeat) {
+            return None;
+        }
+        st.since_emit = 0;
+        let what = if crossed { "crossed" } else { "still" };
+        let rel = if regime > 0 { "above" } else { "below" };
+        Some(Call {
+            score: f64::from(regime),
+            confidence: (z.abs() / cfg.full_confidence_z).min(1.0),
+            explanation: format!("EMA{} {ef:.6} {what} {rel} EMA{} {es:.6} (z = {z:.2})", cfg.fast, cfg.slow),
+        })
+    }
+}
+
 /// The EMA-cross model (state per pair).
 pub struct EmaCross {
     name: Arc<str>,
@@ -128,64 +192,27 @@ impl SignalModel for EmaCross {
 
     fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
         let cfg = &self.cfg;
-        let Sample { symbol: sym, time: t, mid, state: st } = self.pairs.sample(ev, || PairState {
-            fast: Ema::new(cfg.fast),
-            slow: Ema::new(cfg.slow),
-            var: Ema::new(cfg.vol_samples),
-            last_mid: None,
-            samples: 0,
-            regime: 0,
-            since_emit: 0,
-        })?;
-        if let Some(prev) = st.last_mid {
-            let r = (mid / prev).ln();
-            st.var.update(r * r);
-        }
-        st.last_mid = Some(mid);
-        let ef = st.fast.update(mid);
-        let es = st.slow.update(mid);
-        st.samples = st.samples.saturating_add(1);
-        st.since_emit = st.since_emit.saturating_add(1);
-        if st.samples < cfg.slow {
-            return None;
-        }
-        let sigma = st.var.value()?.sqrt();
-        if sigma <= 0.0 || es <= 0.0 {
-            return None;
-        }
-        let z = (ef - es) / (es * sigma * self.gap_scale);
-        let regime = if z > cfg.band {
-            1
-        } else if z < -cfg.band {
-            -1
-        } else {
-            st.regime
-        };
-        let crossed = regime != st.regime && regime != 0;
-        let repeat = cfg.repeat_every > 0
-            && st.regime != 0
-            && regime == st.regime
-            && z.abs() > cfg.band
-            && st.since_emit >= cfg.repeat_every;
-        st.regime = regime;
-        if !(crossed || repeat) {
-            return None;
-        }
-        st.since_emit = 0;
-        let dir = f64::from(regime);
-        let confidence = (z.abs() / cfg.full_confidence_z).min(1.0);
-        let what = if crossed { "crossed" } else { "still" };
-        let rel = if regime > 0 { "above" } else { "below" };
-        Some(make_signal(
-            &self.name,
-            sym,
-            dir,
-            confidence,
-            cfg.horizon,
-            t,
-            seq,
-            format!("EMA{} {ef:.6} {what} {rel} EMA{} {es:.6} (z = {z:.2})", cfg.fast, cfg.slow),
-        ))
+        let Sample { symbol, time, mid, state } = self.pairs.sample(ev, || PairState::new(cfg))?;
+        let c = state.step(cfg, self.gap_scale, mid)?;
+        Some(make_signal(&self.name, symbol, c.score, c.confidence, cfg.horizon, time, seq, c.explanation))
+    }
+
+    fn warm_up_interval(&self) -> Option<Span> {
+        Some(self.cfg.sample_interval)
+    }
+
+    /// The closes go through the same sample step (averages, σ_r, regime) without emitting:
+    /// a cross that happened in the history is not signalled again live.
+    fn warm_up(&mut self, symbol: &Symbol, history: &PriceHistory) {
+        let (cfg, g) = (&self.cfg, self.gap_scale);
+        self.pairs.warm_up(
+            symbol,
+            history,
+            || PairState::new(cfg),
+            |st, _, mid| {
+                let _ = st.step(cfg, g, mid);
+            },
+        );
     }
 }
 
@@ -193,6 +220,17 @@ impl SignalModel for EmaCross {
 mod tests {
     use super::super::testdata::{self, Phase};
     use super::*;
+
+    #[test]
+    fn warm_up_on_history_signals_earlier_than_a_cold_start() {
+        let (warm, cold) =
+            testdata::first_signal_warm_and_cold(|| Box::new(EmaCross::new(&EmaCrossConfig::default())));
+        let warm = warm.expect("no signal after the warm-up");
+        // cold: needs `slow` (48) samples first (index 47 is the 48th); warmed up, the climb is
+        // called within a few samples.
+        assert!(cold.is_none_or(|c| c >= 47), "cold start signalled at sample {cold:?}");
+        assert!(warm < 12, "warmed up, the first signal came at sample {warm}");
+    }
 
     #[test]
     fn gap_scale_matches_hand_computation_for_12_48() {

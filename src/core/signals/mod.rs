@@ -19,7 +19,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::decisions::Signal;
-use super::market::MarketEvent;
+use super::instrument::Symbol;
+use super::market::{MarketEvent, PriceHistory};
+use super::time::Span;
 use super::validate::Issues;
 
 pub mod breakout;
@@ -53,8 +55,20 @@ pub const BUILT_IN: [&str; 6] = ["ema_cross", "rsi", "breakout", "imbalance", "o
 pub trait SignalModel: Send {
     /// Source name, used in the journal and for weights (e.g. `ema_cross`).
     fn name(&self) -> &str;
-    /// Called for every market event, in exchange order.
+    /// Called for every market event, in exchange order (except `History`, which goes to
+    /// [`SignalModel::warm_up`]).
     fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal>;
+    /// The sampling interval this model would like price history for before trading starts,
+    /// or `None` (the default): no warm-up. Live runs fetch Kraken OHLC candles at the
+    /// nearest Kraken interval ([`common::ohlc_interval_for`]) and hand them to
+    /// [`SignalModel::warm_up`] before the first live event (`feed.warmup`).
+    fn warm_up_interval(&self) -> Option<Span> {
+        None
+    }
+    /// Closed candles of `symbol` at the interval asked for, oldest first, before any live
+    /// event of the pair: build state as if those closes had been sampled, emit nothing.
+    /// Default: ignore them (the model starts cold).
+    fn warm_up(&mut self, _symbol: &Symbol, _history: &PriceHistory) {}
 }
 
 /// `signals.*`: which built-in models run and their parameters.

@@ -15,11 +15,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::super::decisions::Signal;
-use super::super::market::MarketEvent;
+use super::super::instrument::Symbol;
+use super::super::market::{MarketEvent, PriceHistory};
 use super::super::time::Span;
 use super::super::validate::Issues;
 use super::SignalModel;
-use super::common::{Sample, SampledPairs, count_in, float_in, make_signal, positive_span};
+use super::common::{Call, Sample, SampledPairs, count_in, float_in, make_signal, positive_span};
 
 /// `signals.rsi.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,32 +116,14 @@ struct PairState {
     since_emit: u32,
 }
 
-/// The RSI mean-reversion model (state per pair).
-pub struct Rsi {
-    name: Arc<str>,
-    cfg: RsiConfig,
-    pairs: SampledPairs<PairState>,
-}
-
-impl Rsi {
-    /// A model with the given parameters.
-    pub fn new(cfg: &RsiConfig) -> Self {
-        Rsi { name: Arc::from("rsi"), cfg: cfg.clone(), pairs: SampledPairs::new(cfg.sample_interval) }
-    }
-}
-
-impl SignalModel for Rsi {
-    fn name(&self) -> &str {
-        &self.name
+impl PairState {
+    fn new(cfg: &RsiConfig) -> Self {
+        PairState { rsi: WilderRsi::new(cfg.period), zone: 0, since_emit: 0 }
     }
 
-    fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
-        let cfg = &self.cfg;
-        let Sample { symbol: sym, time: t, mid, state: st } = self.pairs.sample(ev, || PairState {
-            rsi: WilderRsi::new(cfg.period),
-            zone: 0,
-            since_emit: 0,
-        })?;
+    /// One grid sample: updates the RSI and the zone; the call a live sample makes.
+    fn step(&mut self, cfg: &RsiConfig, mid: f64) -> Option<Call> {
+        let st = self;
         let rsi = st.rsi.update(mid)?;
         st.since_emit = st.since_emit.saturating_add(1);
         let zone: i8 = if rsi < cfg.oversold {
@@ -163,16 +146,55 @@ impl SignalModel for Rsi {
         } else {
             (-1.0, (rsi - cfg.overbought) / (100.0 - cfg.overbought), "overbought")
         };
-        Some(make_signal(
-            &self.name,
-            sym,
+        Some(Call {
             score,
-            0.5 + 0.5 * depth.clamp(0.0, 1.0),
-            cfg.horizon,
-            t,
-            seq,
-            format!("RSI{} {rsi:.1} {word}", cfg.period),
-        ))
+            confidence: 0.5 + 0.5 * depth.clamp(0.0, 1.0),
+            explanation: format!("RSI{} {rsi:.1} {word}", cfg.period),
+        })
+    }
+}
+
+/// The RSI mean-reversion model (state per pair).
+pub struct Rsi {
+    name: Arc<str>,
+    cfg: RsiConfig,
+    pairs: SampledPairs<PairState>,
+}
+
+impl Rsi {
+    /// A model with the given parameters.
+    pub fn new(cfg: &RsiConfig) -> Self {
+        Rsi { name: Arc::from("rsi"), cfg: cfg.clone(), pairs: SampledPairs::new(cfg.sample_interval) }
+    }
+}
+
+impl SignalModel for Rsi {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
+        let cfg = &self.cfg;
+        let Sample { symbol, time, mid, state } = self.pairs.sample(ev, || PairState::new(cfg))?;
+        let c = state.step(cfg, mid)?;
+        Some(make_signal(&self.name, symbol, c.score, c.confidence, cfg.horizon, time, seq, c.explanation))
+    }
+
+    fn warm_up_interval(&self) -> Option<Span> {
+        Some(self.cfg.sample_interval)
+    }
+
+    /// The closes seed Wilder's averages and the zone without emitting.
+    fn warm_up(&mut self, symbol: &Symbol, history: &PriceHistory) {
+        let cfg = &self.cfg;
+        self.pairs.warm_up(
+            symbol,
+            history,
+            || PairState::new(cfg),
+            |st, _, mid| {
+                let _ = st.step(cfg, mid);
+            },
+        );
     }
 }
 
@@ -180,6 +202,15 @@ impl SignalModel for Rsi {
 mod tests {
     use super::super::testdata::{self, Phase};
     use super::*;
+
+    #[test]
+    fn warm_up_on_history_signals_earlier_than_a_cold_start() {
+        let (warm, cold) = testdata::first_signal_warm_and_cold(|| Box::new(Rsi::new(&RsiConfig::default())));
+        let warm = warm.expect("no signal after the warm-up");
+        // cold: needs `period` (14) changes first; warmed up, the climb is called within a few samples.
+        assert!(cold.is_none_or(|c| c >= 14), "cold start signalled at sample {cold:?}");
+        assert!(warm < 12, "warmed up, the first signal came at sample {warm}");
+    }
 
     #[test]
     fn wilder_rsi_matches_hand_computation() {

@@ -157,3 +157,32 @@ pub fn mean_directional_return(stream: &Stream, sigs: &[&Signal], ahead_secs: i6
         .collect();
     if rs.is_empty() { 0.0 } else { rs.iter().sum::<f64>() / rs.len() as f64 }
 }
+
+/// Warm-up check shared by the sampled models (10 s grid): two hours of one-minute closes
+/// oscillating around 100 (as `History`, ending just before the start), then a steep climb
+/// (+0.2 % a sample) sampled every 10 s from the start. Returns the index of the live sample
+/// that gave the first signal, for a model that warmed up on the history and for a cold one
+/// (None: no signal in 100 samples).
+pub fn first_signal_warm_and_cold(
+    mut make: impl FnMut() -> Box<dyn SignalModel>,
+) -> (Option<usize>, Option<usize>) {
+    use super::super::market::PriceHistory;
+    let sym: Symbol = Arc::from("BTC/USD");
+    let closes = (0..120i64)
+        .map(|i| {
+            let close_time = at(-7200 + 60 * (i + 1)).plus_micros(-1);
+            (close_time, round_half_up(from_f64(100.0 + 0.3 * (1.3 * i as f64).sin()), 2))
+        })
+        .collect();
+    let history = PriceHistory { interval_minutes: 1, closes };
+    let live: Vec<MarketEvent> =
+        (0..100i64).map(|k| book(&sym, at(10 * k), 100.0 * (1.0 + 0.002 * k as f64), 1.0, 1.0)).collect();
+    let first = |m: &mut Box<dyn SignalModel>| {
+        live.iter().enumerate().find_map(|(i, e)| m.on_event(i as u64, e).map(|_| i))
+    };
+    let mut warm = make();
+    assert_eq!(warm.warm_up_interval().map(super::common::ohlc_interval_for), Some(1));
+    warm.warm_up(&sym, &history);
+    let mut cold = make();
+    (first(&mut warm), first(&mut cold))
+}
