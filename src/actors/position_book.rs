@@ -349,6 +349,8 @@ impl Handler<BookPass> for PositionBook {
             data.batch.frames.iter().map(|m| m.end).filter(|&e| e > range.start && e <= range.end);
         let mut next_end = frame_ends.next();
         let mut acted_before = self.exec_events();
+        let mut constant_equity = None;
+        let mut checked = None;
         for (i, (seq, ev)) in data.iter_seq().enumerate() {
             let t = ev.time();
             if t > self.last_time {
@@ -388,13 +390,33 @@ impl Handler<BookPass> for PositionBook {
             // A frame ended: what would a frame-by-frame run make of its view?
             let acted = self.exec_events() != acted_before;
             acted_before = self.exec_events();
-            let equity = self.exchange.equity();
-            let (wanted, breach) = self.watch.needs_view(self.exchange.now(), equity);
-            if acted || breach {
+            if acted {
                 self.end_pass();
                 return index;
             }
-            if wanted || self.view_due_at(self.exchange.now()) {
+            // Balances change only with execution events (which end the pass): while only the
+            // account currency is held, equity is the same at every frame of the pass.
+            let equity = match constant_equity {
+                Some(e) => e,
+                None if self.exchange.holds_only_currency() => {
+                    *constant_equity.insert(self.exchange.equity())
+                }
+                None => self.exchange.equity(),
+            };
+            let now = self.exchange.now();
+            // The same equity on the same trading day as the last frame checked: nothing new.
+            let day = now.last_daily_boundary(self.watch.daily_reset_hour_utc);
+            let (wanted, breach) = if checked == Some((equity, day)) && !self.watch.halted {
+                (false, false)
+            } else {
+                self.watch.needs_view(now, equity)
+            };
+            checked = Some((equity, day));
+            if breach {
+                self.end_pass();
+                return index;
+            }
+            if wanted || self.view_due_at(now) {
                 self.send_view();
             }
         }

@@ -947,6 +947,13 @@ impl PaperExchange {
         self.now
     }
 
+    /// Holds nothing whose value moves with the market: no margin position, no balance but
+    /// the account currency's. Equity then changes only with execution events.
+    pub fn holds_only_currency(&self) -> bool {
+        self.margin.is_empty()
+            && self.balances.iter().all(|(asset, b)| b.is_zero() || asset.as_str() == &*self.currency)
+    }
+
     /// Open positions.
     pub fn open_positions(&self) -> usize {
         self.positions.values().filter(|p| !p.qty.is_zero()).count()
@@ -1786,6 +1793,9 @@ impl PaperExchange {
 
     /// Our resting orders on `pair`, best price first per side, then time priority.
     fn pair_orders(&self, pair: &str) -> Vec<OrderId> {
+        if self.orders.is_empty() {
+            return Vec::new(); // the common case, without allocating
+        }
         let mut v: Vec<&Order> = self.orders.values().filter(|o| &*o.spec.pair == pair).collect();
         v.sort_by(|a, b| {
             let key = |o: &Order| {
