@@ -1,9 +1,11 @@
 //! RiskManager actor: owns the risk core ([`RiskCore`]): turns trade intents into orders or
 //! refusals, watches equity drawdown on every batch, and halts everything when it breaches.
 //!
-//! - In: [`PortfolioUpdate`] (from PositionBook after every batch), [`TradeIntents`] (from
-//!   the aggregator), [`TradesClosed`] (feedback for Kelly sizing), [`MarketData`] and
-//!   [`WatchRequest`] (end-of-pass barrier, answered with the `RiskWatch`), [`OperatorCommand`] (HTTP API), [`Shutdown`].
+//! - In: [`PortfolioUpdate`] (from PositionBook after every pass, and within one after each
+//!   frame whose view can change its state), [`TradeIntents`] (from the aggregator),
+//!   [`TradesClosed`] (feedback for Kelly sizing), [`MarketData`] and [`WatchRequest`]
+//!   (end-of-pass barrier, answered with the `RiskWatch`), [`OperatorCommand`] (HTTP API),
+//!   [`Shutdown`].
 //! - Out: [`PlaceOrders`] to PositionBook; journal records (`risk_refusal`,
 //!   `emergency_stop`, `halt_lifted`, `risk_metrics`); [`EmergencyStop`] / [`HaltLifted`]
 //!   broadcast to every actor. The broadcast is awaited (the handler is atomic), so every

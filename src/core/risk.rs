@@ -553,8 +553,6 @@ impl RiskCore {
         }
     }
 
-    /// Portfolio update (every market batch): returns a breach when the drawdown passed the
-    /// limit; the core is halted from then on.
     /// What PositionBook must watch to pass several frames at once and still give RiskManager
     /// every view a frame-by-frame run would make it act on ([`RiskWatch`]).
     pub fn watch(&self) -> RiskWatch {
@@ -568,6 +566,9 @@ impl RiskCore {
         }
     }
 
+    /// Portfolio update (every view PositionBook sends: after each pass, and within one
+    /// whenever a frame-by-frame run would change this state, see [`RiskWatch`]): returns a
+    /// breach when the drawdown passed the limit; the core is halted from then on.
     pub fn on_portfolio(&mut self, view: &PortfolioView) -> Option<Breach> {
         let now = view.time;
         self.sampler.observe(view);
