@@ -142,6 +142,23 @@ impl<S> SampledPairs<S> {
         sampler.offer(time).then_some(Sample { symbol, time, mid, state })
     }
 
+    /// One event through a sampled model: at a grid sample of the event's pair, `step` turns
+    /// the pair's state and the mid into a call, which becomes the model's signal (`source`,
+    /// good for `horizon`, about event `seq`).
+    pub fn signal(
+        &mut self,
+        source: &Arc<str>,
+        horizon: Span,
+        seq: u64,
+        ev: &MarketEvent,
+        init: impl FnOnce() -> S,
+        step: impl FnOnce(&mut S, f64) -> Option<Call>,
+    ) -> Option<Signal> {
+        let Sample { symbol, time, mid, state } = self.sample(ev, init)?;
+        let c = step(state, mid)?;
+        Some(make_signal(source, symbol, c.score, c.confidence, horizon, time, seq, c.explanation))
+    }
+
     /// Warm-up: hands the history's closes to `step` as grid samples of the pair (oldest
     /// first; a close that falls in an already sampled bucket is skipped, as a second mid in
     /// a bucket would be), so the first live sample continues where the history ends. A pair

@@ -26,9 +26,7 @@ use super::super::market::{MarketEvent, PriceHistory};
 use super::super::time::Span;
 use super::super::validate::Issues;
 use super::SignalModel;
-use super::common::{
-    Call, Ema, Sample, SampledPairs, alpha_for, count_in, float_in, make_signal, positive_span,
-};
+use super::common::{Call, Ema, SampledPairs, alpha_for, count_in, float_in, positive_span};
 
 /// `signals.ema_cross.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -191,10 +189,15 @@ impl SignalModel for EmaCross {
     }
 
     fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
-        let cfg = &self.cfg;
-        let Sample { symbol, time, mid, state } = self.pairs.sample(ev, || PairState::new(cfg))?;
-        let c = state.step(cfg, self.gap_scale, mid)?;
-        Some(make_signal(&self.name, symbol, c.score, c.confidence, cfg.horizon, time, seq, c.explanation))
+        let (cfg, g) = (&self.cfg, self.gap_scale);
+        self.pairs.signal(
+            &self.name,
+            cfg.horizon,
+            seq,
+            ev,
+            || PairState::new(cfg),
+            |st, mid| st.step(cfg, g, mid),
+        )
     }
 
     fn warm_up_interval(&self) -> Option<Span> {

@@ -20,7 +20,7 @@ use super::super::market::{MarketEvent, PriceHistory};
 use super::super::time::Span;
 use super::super::validate::Issues;
 use super::SignalModel;
-use super::common::{Call, Sample, SampledPairs, count_in, float_in, make_signal, positive_span};
+use super::common::{Call, SampledPairs, count_in, float_in, positive_span};
 
 /// `signals.rsi.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -175,9 +175,14 @@ impl SignalModel for Rsi {
 
     fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
         let cfg = &self.cfg;
-        let Sample { symbol, time, mid, state } = self.pairs.sample(ev, || PairState::new(cfg))?;
-        let c = state.step(cfg, mid)?;
-        Some(make_signal(&self.name, symbol, c.score, c.confidence, cfg.horizon, time, seq, c.explanation))
+        self.pairs.signal(
+            &self.name,
+            cfg.horizon,
+            seq,
+            ev,
+            || PairState::new(cfg),
+            |st, mid| st.step(cfg, mid),
+        )
     }
 
     fn warm_up_interval(&self) -> Option<Span> {
