@@ -63,21 +63,20 @@ impl MarketData {
     pub fn events(&self) -> &[MarketEvent] {
         self.batch.events.get(self.range.clone()).unwrap_or(&[])
     }
+    /// Where each frame with events in this message ends (index one past its last event in
+    /// `batch.events`), in order; frames without events are left out.
+    pub fn frame_ends(&self) -> impl Iterator<Item = usize> + '_ {
+        let r = self.range.clone();
+        let mut prev = r.start;
+        self.batch.frames.iter().map(|m| m.end).filter(move |&e| {
+            let new = e > prev && e <= r.end;
+            prev = prev.max(e);
+            new
+        })
+    }
     /// The last event of each frame with events in this message, in order.
     pub fn frame_last_events(&self) -> impl Iterator<Item = &MarketEvent> {
-        let r = self.range.clone();
-        self.batch
-            .frames
-            .iter()
-            .map(|m| m.end)
-            .filter(move |&e| e > r.start && e <= r.end)
-            .scan(None, |prev, e| {
-                let new = *prev != Some(e);
-                *prev = Some(e);
-                Some(new.then_some(e))
-            })
-            .flatten()
-            .filter_map(|e| self.batch.events.get(e - 1))
+        self.frame_ends().filter_map(|e| self.batch.events.get(e - 1))
     }
     /// Sequence number of the last event, if any.
     pub fn last_seq(&self) -> Option<u64> {

@@ -7,7 +7,8 @@
 //!   (cancel everything and flatten in the same event), [`Barrier`], [`Shutdown`],
 //!   [`GetPortfolio`].
 //! - Out: journal records for every execution event and equity snapshots; [`PortfolioUpdate`]
-//!   to RiskManager after every pass (and at its sampling grid points within one); [`TradesClosed`] to the aggregator and RiskManager.
+//!   to RiskManager after every pass, and within one after each frame whose view would change
+//!   RiskManager's state; [`TradesClosed`] to the aggregator and RiskManager.
 //! - Fails: never on data; an accounting identity violation is logged as an error and
 //!   journaled (`identity_violation`), because it means a bug, not bad input.
 
@@ -302,11 +303,12 @@ impl PositionBook {
             let grid = t.as_micros().div_euclid(step) * step;
             self.next_view_at = Some(EventTime::from_micros(grid.saturating_add(step)));
         }
-        self.watch.see(t, self.exchange.equity());
-        self.send_portfolio();
+        let equity = self.send_portfolio();
+        self.watch.see(t, equity);
     }
 
-    fn send_portfolio(&self) {
+    /// Sends RiskManager the portfolio view; returns its equity.
+    fn send_portfolio(&self) -> Decimal {
         let mut view = self.exchange.portfolio();
         let limit = self.stale_after.as_micros();
         for q in &mut view.quotes {
@@ -318,7 +320,9 @@ impl PositionBook {
                 q.tradable = false;
             }
         }
+        let equity = view.equity;
         self.out.risk.do_send(PortfolioUpdate { view: Arc::new(view) });
+        equity
     }
 }
 
@@ -344,11 +348,9 @@ impl Handler<BookPass> for PositionBook {
         self.watch = watch;
         let range = data.range.clone();
         let mut snapshots = Vec::new();
-        // Frame ends inside the pass (frames without events share their predecessor's end).
-        let mut frame_ends =
-            data.batch.frames.iter().map(|m| m.end).filter(|&e| e > range.start && e <= range.end);
+        let mut frame_ends = data.frame_ends();
         let mut next_end = frame_ends.next();
-        let mut acted_before = self.exec_events();
+        let acted_before = self.exec_events();
         let mut constant_equity = None;
         let mut checked = None;
         for (i, (seq, ev)) in data.iter_seq().enumerate() {
@@ -381,16 +383,16 @@ impl Handler<BookPass> for PositionBook {
             }
             self.exchange.on_event(seq, ev, &mut self.scratch);
             let index = range.start + i + 1;
-            while next_end.is_some_and(|e| e < index) {
-                next_end = frame_ends.next();
+            if next_end != Some(index) {
+                continue; // inside a frame
             }
-            if next_end != Some(index) || index == range.end {
-                continue; // inside a frame, or the pass's last frame (handled below)
+            next_end = frame_ends.next();
+            if index == range.end {
+                break; // the pass's last frame: handled below
             }
-            // A frame ended: what would a frame-by-frame run make of its view?
-            let acted = self.exec_events() != acted_before;
-            acted_before = self.exec_events();
-            if acted {
+            // A frame ended: what would a frame-by-frame run make of its view? Execution
+            // events end the pass (none happened in its earlier frames, or it would have).
+            if self.exec_events() != acted_before {
                 self.end_pass();
                 return index;
             }
@@ -460,8 +462,7 @@ impl Handler<EmergencyStop> for PositionBook {
     fn handle(&mut self, msg: EmergencyStop, _ctx: &mut Self::Context) {
         tracing::warn!(actor = "position_book", reason = %msg.reason, "emergency stop: cancelling orders and flattening");
         self.exchange.flatten_all(msg.time, "emergency_stop", &mut self.scratch);
-        self.publish();
-        self.send_portfolio();
+        self.end_pass();
     }
 }
 
