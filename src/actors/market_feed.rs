@@ -215,6 +215,8 @@ pub struct ReplayInput {
 /// What survives restarts of the actor (the supervisor reuses the struct).
 struct FeedState {
     decoder: FeedDecoder,
+    /// Last event time decoded (by `decoder`, or by the reader thread's decoder in `replay`).
+    last_time: EventTime,
     /// The decoder's counters after the last frame passed through the pipeline (frames
     /// decoded past a stop are not counted).
     passed: FeedCounters,
@@ -295,6 +297,7 @@ impl MarketFeed {
         decoder.preload_instruments(settings.instruments.iter().cloned());
         let state = FeedState {
             decoder,
+            last_time: EventTime::ZERO,
             passed: FeedCounters::default(),
             passes: 0,
             next_seq: settings.first_seq,
@@ -494,9 +497,20 @@ async fn process_frames(
     ended: &mpsc::UnboundedSender<FeedEnded>,
     frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
 ) -> Result<Flow, String> {
-    let Some((batch, counters)) = decode_frames(state, settings, tx, frames) else {
-        return Ok(Flow::Continue);
-    };
+    let decoded = decode_lines(&mut state.borrow_mut().decoder, &frames);
+    process_decoded(state, settings, pipeline, tx, ended, decoded).await
+}
+
+/// [`process_frames`] for frames already decoded (`replay` decodes on the reader thread).
+async fn process_decoded(
+    state: &Rc<RefCell<FeedState>>,
+    settings: &FeedSettings,
+    pipeline: &Pipeline,
+    tx: &mpsc::UnboundedSender<String>,
+    ended: &mpsc::UnboundedSender<FeedEnded>,
+    decoded: DecodedFrames,
+) -> Result<Flow, String> {
+    let (batch, counters) = admit_frames(state, settings, tx, decoded);
     let batch = Arc::new(batch);
     if !batch.events.is_empty() {
         pipeline.signals(&MarketData::whole(batch.clone())).await;
@@ -615,29 +629,30 @@ async fn replay_file(
     tx: &mpsc::UnboundedSender<String>,
     ended: &mpsc::UnboundedSender<FeedEnded>,
 ) -> Result<(), crate::sources::kraken_ws::ConnectionError> {
-    // The reader hands over whole multiples of the batch size (at least READ_CHUNK lines),
-    // cut here into pipeline batches: the same batches as reading `batch_lines` at a time,
-    // without a cross-thread wake-up per batch when batches are small.
-    const READ_CHUNK: usize = 256;
+    // The reader thread decodes too (its own decoder: a replay reads nothing else), so
+    // decoding runs beside the pipeline. It hands over whole multiples of the batch size (at
+    // least READ_CHUNK lines), decoded in pipeline batches: the same batches as reading
+    // `batch_lines` at a time, without a cross-thread wake-up per batch when batches are small.
+    const READ_CHUNK: usize = 2048;
     let batch_lines = replay.batch_lines.max(1);
     let chunk = batch_lines * READ_CHUNK.div_ceil(batch_lines);
-    let mut rx = crate::sources::replay::spawn_reader(&replay.path, chunk, 0)
+    let mut decoder = FeedDecoder::new(settings.depth);
+    decoder.preload_instruments(settings.instruments.iter().cloned());
+    let decode = move |lines: crate::sources::replay::LineBatch| -> Vec<DecodedFrames> {
+        lines.lines.chunks(batch_lines).map(|frames| decode_lines(&mut decoder, frames)).collect()
+    };
+    let mut rx = crate::sources::replay::spawn_reader_with(&replay.path, chunk, 0, decode)
         .map_err(|e| crate::sources::kraken_ws::ConnectionError::Consumer(e.to_string()))?;
-    while let Some(batch) = rx.recv().await {
-        let lines = match batch {
-            Ok(b) => b.lines,
+    while let Some(batches) = rx.recv().await {
+        let batches = match batches {
+            Ok(b) => b,
             Err(e) => {
                 tracing::error!(actor = "market_feed", error = %e, "recording unreadable; ending the replay");
                 break;
             }
         };
-        let mut lines = lines.into_iter();
-        loop {
-            let frames: Vec<_> = lines.by_ref().take(batch_lines).collect();
-            if frames.is_empty() {
-                break;
-            }
-            if let Ok(Flow::Stop) = process_frames(state, settings, pipeline, tx, ended, frames).await {
+        for decoded in batches {
+            if let Ok(Flow::Stop) = process_decoded(state, settings, pipeline, tx, ended, decoded).await {
                 return Ok(());
             }
         }
@@ -645,34 +660,57 @@ async fn replay_file(
     let mut st = state.borrow_mut();
     st.finished = true;
     st.progress = None;
-    let t = st.decoder.last_time();
+    let t = st.last_time;
     let _ = ended.send(FeedEnded::DurationReached(t));
     Ok(())
 }
 
-/// Decodes frames into one batch (with the feed's counters after each frame); handles
-/// notices (resync requests, subscription errors).
-fn decode_frames(
-    state: &Rc<RefCell<FeedState>>,
-    settings: &FeedSettings,
-    tx: &mpsc::UnboundedSender<String>,
-    frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
-) -> Option<(MarketBatch, Vec<FeedCounters>)> {
-    let mut st = state.borrow_mut();
+/// Frames decoded into one batch, not yet admitted to the feed ([`admit_frames`]).
+struct DecodedFrames {
+    events: Vec<MarketEvent>,
+    /// Where each frame's events end, and its event time.
+    marks: Vec<FrameMark>,
+    /// The decoder's counters after each frame.
+    counters: Vec<FeedCounters>,
+    notices: Vec<FeedNotice>,
+    /// The decoder's last event time after the last frame.
+    last_time: EventTime,
+}
+
+/// Decodes frames into one batch.
+fn decode_lines(
+    decoder: &mut FeedDecoder,
+    frames: &[tokio_tungstenite::tungstenite::Utf8Bytes],
+) -> DecodedFrames {
     let mut events = Vec::new();
     let mut notices = Vec::new();
     let mut marks = Vec::with_capacity(frames.len());
     let mut counters = Vec::with_capacity(frames.len());
-    for f in &frames {
+    for f in frames {
         let before = events.len();
-        st.decoder.decode(f.as_str(), &mut events, &mut notices);
+        decoder.decode(f.as_str(), &mut events, &mut notices);
         let time = match events.get(before..).and_then(|e| e.last()) {
             Some(e) => e.time(),
-            None => st.decoder.last_time(),
+            None => decoder.last_time(),
         };
         marks.push(FrameMark { end: events.len(), time });
-        counters.push(st.decoder.counters().clone());
+        counters.push(decoder.counters().clone());
     }
+    DecodedFrames { events, marks, counters, notices, last_time: decoder.last_time() }
+}
+
+/// Takes decoded frames into the feed: handles notices (resync requests, subscription
+/// errors), book trust, the run's clock and event numbering; returns the batch and the
+/// feed's counters after each frame.
+fn admit_frames(
+    state: &Rc<RefCell<FeedState>>,
+    settings: &FeedSettings,
+    tx: &mpsc::UnboundedSender<String>,
+    decoded: DecodedFrames,
+) -> (MarketBatch, Vec<FeedCounters>) {
+    let DecodedFrames { events, marks, counters, notices, last_time } = decoded;
+    let mut st = state.borrow_mut();
+    st.last_time = last_time;
     for n in notices {
         match n {
             FeedNotice::Resync { symbol, reason } => {
@@ -718,7 +756,7 @@ fn decode_frames(
     }
     let first_seq = st.next_seq;
     st.next_seq += events.len() as u64;
-    Some((MarketBatch { first_seq, events, frames: marks }, counters))
+    (MarketBatch { first_seq, events, frames: marks }, counters)
 }
 
 impl Actor for MarketFeed {
@@ -804,7 +842,7 @@ fn book_invalidation(
     attempt: u32,
     reason: &str,
 ) -> (MarketBatch, Entry) {
-    let time = st.decoder.last_time();
+    let time = st.last_time;
     let events: Vec<MarketEvent> = pairs
         .iter()
         .map(|p| MarketEvent::BookInvalid {
@@ -899,7 +937,7 @@ async fn apply_rest_line(
 ) -> Result<(), String> {
     let (batch, record) = {
         let mut st = state.borrow_mut();
-        let time = st.decoder.last_time();
+        let time = st.last_time;
         let applied = crate::sources::rest_startup::parse_line(dir, msg, time)?;
         let first_seq = st.next_seq;
         st.next_seq += 1;
@@ -1005,7 +1043,7 @@ async fn resume_live(
     let recorder = state.borrow().recorder.clone();
     let (since_all, last_trades) = {
         let st = state.borrow();
-        (st.decoder.last_time(), st.last_trades.clone())
+        (st.last_time, st.last_trades.clone())
     };
     let mut gap_trades = Vec::new();
     let mut unfetched = Vec::new();
@@ -1161,7 +1199,7 @@ impl Handler<GetFeedHealth> for MarketFeed {
             counters: st.passed.clone(),
             reconnects: st.reconnects,
             restarts: st.restarts,
-            last_event_time: st.decoder.last_time(),
+            last_event_time: st.last_time,
             untrusted_pairs: st.untrusted.iter().cloned().collect(),
             passes: st.passes,
         })

@@ -44,6 +44,21 @@ pub fn spawn_reader(
     batch_lines: usize,
     skip_lines: u64,
 ) -> Result<mpsc::Receiver<Result<LineBatch, ReplayError>>, ReplayError> {
+    spawn_reader_with(path, batch_lines, skip_lines, |batch| batch)
+}
+
+/// Like [`spawn_reader`], with `work` applied to each batch on the reader thread before it is
+/// handed over (`replay` decodes there, so decoding runs beside the pipeline).
+pub fn spawn_reader_with<T, F>(
+    path: &Path,
+    batch_lines: usize,
+    skip_lines: u64,
+    work: F,
+) -> Result<mpsc::Receiver<Result<T, ReplayError>>, ReplayError>
+where
+    T: Send + 'static,
+    F: FnMut(LineBatch) -> T + Send + 'static,
+{
     let file = File::open(path).map_err(|source| ReplayError::Io { path: path.to_path_buf(), source })?;
     let (tx, rx) = mpsc::channel(4);
     let path = path.to_path_buf();
@@ -51,7 +66,7 @@ pub fn spawn_reader(
     std::thread::Builder::new()
         .name("replay-reader".into())
         .spawn(move || {
-            let mut lines = Lines { batch_lines, skip_lines, line_no: 0, tx, batch: None };
+            let mut lines = Lines { batch_lines, skip_lines, line_no: 0, tx, batch: None, work };
             if let Err(source) = read_blocks(file, &mut lines) {
                 let _ = lines.tx.blocking_send(Err(ReplayError::Io { path, source }));
                 return;
@@ -64,7 +79,7 @@ pub fn spawn_reader(
 
 /// Reads `file` block by block and hands each complete line to `lines`; a line cut by the
 /// block's end is carried into the next block. Stops early when the receiver is gone.
-fn read_blocks(mut file: File, lines: &mut Lines) -> std::io::Result<()> {
+fn read_blocks<T, F: FnMut(LineBatch) -> T>(mut file: File, lines: &mut Lines<T, F>) -> std::io::Result<()> {
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let mut block = Vec::with_capacity(BLOCK_BYTES.max(2 * carry.len()));
@@ -109,16 +124,18 @@ fn find_newline(b: &[u8]) -> Option<usize> {
     b.get(at..)?.iter().position(|&c| c == b'\n').map(|n| at + n)
 }
 
-/// Cuts blocks into lines and lines into batches sent to the feed.
-struct Lines {
+/// Cuts blocks into lines and lines into batches, each handed to `work` and its result sent
+/// to the feed.
+struct Lines<T, F> {
     batch_lines: usize,
     skip_lines: u64,
     line_no: u64,
-    tx: mpsc::Sender<Result<LineBatch, ReplayError>>,
+    tx: mpsc::Sender<Result<T, ReplayError>>,
     batch: Option<LineBatch>,
+    work: F,
 }
 
-impl Lines {
+impl<T, F: FnMut(LineBatch) -> T> Lines<T, F> {
     /// Every line of `block` (complete lines; the last may lack its newline at the end of the
     /// file). False once the receiver is gone.
     fn push_block(&mut self, block: Bytes) -> bool {
@@ -174,7 +191,7 @@ impl Lines {
     /// Sends the batch being filled, if any. False once the receiver is gone.
     fn flush(&mut self) -> bool {
         match self.batch.take() {
-            Some(full) => self.tx.blocking_send(Ok(full)).is_ok(),
+            Some(full) => self.tx.blocking_send(Ok((self.work)(full))).is_ok(),
             None => true,
         }
     }
