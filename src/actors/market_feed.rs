@@ -682,7 +682,8 @@ fn decode_lines(
     decoder: &mut FeedDecoder,
     frames: &[tokio_tungstenite::tungstenite::Utf8Bytes],
 ) -> DecodedFrames {
-    let mut events = Vec::new();
+    // Most frames carry one event: room for that and some more, so the vector rarely grows.
+    let mut events = Vec::with_capacity(frames.len() + frames.len() / 4);
     let mut notices = Vec::new();
     let mut marks = Vec::with_capacity(frames.len());
     let mut counters = Vec::with_capacity(frames.len());

@@ -194,15 +194,17 @@ pub(crate) fn parse_rfc3339_bytes(b: &[u8]) -> Option<EventTime> {
         i += 1;
         let start = i;
         while i < b.len() && b[i].is_ascii_digit() {
-            let n = i - start;
-            if n < 6 {
-                micros += i64::from(b[i] - b'0') * 10i64.pow(5 - n as u32);
-            }
             i += 1;
         }
         if i == start {
             return None;
         }
+        // Microseconds: the first six digits (fewer are padded, more are cut).
+        let kept = (i - start).min(6);
+        for &c in &b[start..start + kept] {
+            micros = micros * 10 + i64::from(c - b'0');
+        }
+        micros *= 10i64.pow(6 - kept as u32);
     }
     match &b[i..] {
         b"Z" | b"z" | b"+00:00" => {}
@@ -211,6 +213,51 @@ pub(crate) fn parse_rfc3339_bytes(b: &[u8]) -> Option<EventTime> {
     let days = days_from_civil(i64::from(year), month, day);
     let secs = days * 86_400 + i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss);
     Some(EventTime(secs * MICROS_PER_SEC + micros))
+}
+
+/// [`parse_rfc3339_bytes`] for a stream of timestamps: Kraken's own layout
+/// (`2025-01-01T00:00:03.025085Z`) on the date of the previous one is read at fixed
+/// offsets, the date's day number remembered; anything else goes the general way. The
+/// result is always `parse_rfc3339_bytes`'s.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Rfc3339Reader {
+    /// The last Kraken-layout date read (`YYYY-MM-DD`) and its days since 1970-01-01.
+    date: Option<([u8; 10], i64)>,
+}
+
+impl Rfc3339Reader {
+    /// Parses one timestamp.
+    pub(crate) fn parse(&mut self, b: &[u8]) -> Option<EventTime> {
+        let kraken_layout = b.len() == 27 && b[10] == b'T' && b[19] == b'.' && b[26] == b'Z';
+        if let (true, Some((date, days))) = (kraken_layout, &self.date)
+            && b.first_chunk::<10>() == Some(date)
+            && b[13] == b':'
+            && b[16] == b':'
+        {
+            let (hh, mm, ss) = (two(b, 11)?, two(b, 14)?, two(b, 17)?);
+            if hh > 23 || mm > 59 || ss > 60 {
+                return None;
+            }
+            let mut micros: i64 = 0;
+            for &c in &b[20..26] {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                micros = micros * 10 + i64::from(c - b'0');
+            }
+            let secs = days * 86_400 + i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss);
+            return Some(EventTime(secs * MICROS_PER_SEC + micros));
+        }
+        let t = parse_rfc3339_bytes(b)?;
+        if kraken_layout {
+            let mut date = [0u8; 10];
+            date.copy_from_slice(&b[..10]);
+            // The date was checked by the general parse.
+            let (year, month, day) = (two(b, 0)? * 100 + two(b, 2)?, two(b, 5)?, two(b, 8)?);
+            self.date = Some((date, days_from_civil(i64::from(year), month, day)));
+        }
+        Some(t)
+    }
 }
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -316,6 +363,27 @@ impl<'de> Deserialize<'de> for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamp_reader_gives_the_general_parse_for_every_layout() {
+        let mut r = Rfc3339Reader::default();
+        for text in [
+            "2025-01-01T00:00:03.025085Z",
+            "2025-01-01T23:59:59.999999Z",
+            "2025-01-01T23:59:60.000000Z",
+            "2025-01-01T00:00:03.5Z",
+            "2025-01-02T00:00:00.000001Z",
+            "2025-01-02T00:00:00Z",
+            "2025-01-02T00:00:00.123456789Z",
+            "2025-01-02T25:00:00.000000Z",
+            "2025-01-02T10:61:00.000000Z",
+            "2025-01-02T10:00:00.00000xZ",
+            "2024-02-29T12:00:00.000000+00:00",
+            "2025-01-02T10:00:00.000000Z",
+        ] {
+            assert_eq!(r.parse(text.as_bytes()), parse_rfc3339_bytes(text.as_bytes()), "{text}");
+        }
+    }
 
     #[test]
     fn parses_kraken_timestamps_with_six_and_nine_digits() {

@@ -38,7 +38,7 @@ use crate::core::market::{
     BookEvent, BookInvalidReason, Level, MarketEvent, Side, SystemStatus, TickerEvent, TradeEvent,
 };
 use crate::core::money::parse_decimal_bytes;
-use crate::core::time::{EventTime, parse_rfc3339_bytes};
+use crate::core::time::{EventTime, Rfc3339Reader};
 
 pub use super::instruments::load_instruments;
 pub use super::symbols::{v2_asset, v2_symbol as v1_to_v2_symbol};
@@ -252,6 +252,8 @@ pub struct FeedDecoder {
     requests: BTreeMap<u64, SentRequest>,
     /// Book elements of the frame being decoded (reused buffer).
     pending: Vec<ParsedBook>,
+    /// Reads the messages' timestamps (remembers the day of the last one).
+    timestamps: Rfc3339Reader,
 }
 
 impl FeedDecoder {
@@ -268,6 +270,7 @@ impl FeedDecoder {
             v1_names: BTreeMap::new(),
             requests: BTreeMap::new(),
             pending: Vec::new(),
+            timestamps: Rfc3339Reader::default(),
         }
     }
 
@@ -352,6 +355,7 @@ impl FeedDecoder {
         notices: &mut Vec<FeedNotice>,
     ) -> Result<(), Skip> {
         match Scan::new(frame).peek() {
+            Some(b'{') if !in_record && self.decode_compact(frame, events, notices) => Ok(()),
             Some(b'{') => {
                 let mark = events.len();
                 let before = self.last_time;
@@ -397,6 +401,76 @@ impl FeedDecoder {
             Some(_) => Err(malformed("frame is neither a JSON object nor an array")),
             None => Err(malformed("empty frame")),
         }
+    }
+
+    /// The layout nearly every frame of a recording has, decoded without the general scan:
+    /// a v2 `book`, `trade` or `ticker` message written as Kraken writes it (`channel`,
+    /// `type`, then `data` last, no whitespace), bare or in a `record` line as `record`
+    /// writes it (`{"ts":…,"dir":"recv","msg":…}`). The data is parsed by the same functions
+    /// as on the general path, so the result is the same; false — nothing decoded, nothing
+    /// changed — for any other text, which the general path then decodes (and names the
+    /// error of, if any).
+    fn decode_compact(
+        &mut self,
+        frame: &str,
+        events: &mut Vec<MarketEvent>,
+        notices: &mut Vec<FeedNotice>,
+    ) -> bool {
+        #[derive(Clone, Copy)]
+        enum Channel {
+            Book,
+            Trade,
+            Ticker,
+        }
+        let mut s = Scan::new(frame);
+        let wrapped = s.lit(b"{\"ts\":");
+        // The first record's `ts` seeds the clock: left to the general path.
+        if wrapped
+            && (self.last_time == EventTime::ZERO
+                || s.number().is_err()
+                || !s.lit(b",\"dir\":\"recv\",\"msg\":"))
+        {
+            return false;
+        }
+        if !s.lit(b"{\"channel\":\"") {
+            return false;
+        }
+        let channel = if s.lit(b"book\",\"type\":\"") {
+            Channel::Book
+        } else if s.lit(b"trade\",\"type\":\"") {
+            Channel::Trade
+        } else if s.lit(b"ticker\",\"type\":\"") {
+            Channel::Ticker
+        } else {
+            return false;
+        };
+        let snapshot = if s.lit(b"update\",\"data\":") {
+            false
+        } else if s.lit(b"snapshot\",\"data\":") {
+            true
+        } else {
+            return false;
+        };
+        let mark = events.len();
+        let parsed = match channel {
+            Channel::Book => self.parse_v2_book_data(&mut s).map(|()| EventTime::ZERO),
+            Channel::Trade => self.parse_v2_trade_data(&mut s, events),
+            Channel::Ticker => self.parse_v2_ticker_data(&mut s, events),
+        };
+        let latest = match parsed {
+            Ok(latest) if s.lit(b"}") && (!wrapped || s.lit(b"}")) && s.end().is_ok() => latest,
+            _ => {
+                events.truncate(mark);
+                self.pending.clear();
+                return false;
+            }
+        };
+        match channel {
+            Channel::Book => self.apply_pending_books(snapshot, events, notices),
+            Channel::Trade => self.finish_trades(events.len() - mark, latest),
+            Channel::Ticker => self.advance(latest),
+        }
+        true
     }
 
     /// [`Self::scan_object`] over a whole frame (trailing text is an error).
@@ -741,6 +815,10 @@ impl FeedDecoder {
         self.pending.clear();
         let mut first = true;
         while s.item(&mut first)? {
+            if let Some(book) = self.read_book_element_compact(s) {
+                self.pending.push(book);
+                continue;
+            }
             let mut symbol: Option<JStr<'_>> = None;
             let mut bids = Vec::new();
             let mut asks = Vec::new();
@@ -761,7 +839,7 @@ impl FeedDecoder {
                                 .map_err(|_| malformed(format!("book: checksum {c} above u32")))?,
                         );
                     }
-                    "timestamp" => time = Some(read_rfc3339(s)?),
+                    "timestamp" => time = Some(read_rfc3339(s, &mut self.timestamps)?),
                     _ => {
                         s.skip()?;
                     }
@@ -772,6 +850,57 @@ impl FeedDecoder {
             self.pending.push(ParsedBook { symbol, bids, asks, checksum, time });
         }
         Ok(())
+    }
+
+    /// A book data element written exactly as Kraken writes it:
+    /// `{"symbol":"…","bids":[…],"asks":[…],"checksum":…}`, with `,"timestamp":"…"` before
+    /// the closing brace in updates, levels as [`read_v2_level_compact`] reads them. The
+    /// general loop's result; None (cursor unchanged) for anything else, which that loop
+    /// then reads.
+    fn read_book_element_compact(&mut self, s: &mut Scan<'_>) -> Option<ParsedBook> {
+        let at = s.clone();
+        let book = (|| {
+            if !s.lit(b"{\"symbol\":") {
+                return None;
+            }
+            let symbol = s.str().ok().filter(|j| !j.escaped)?;
+            let mut sides = [Vec::new(), Vec::new()];
+            for (side, key) in sides.iter_mut().zip([b",\"bids\":[".as_slice(), b",\"asks\":[".as_slice()]) {
+                if !s.lit(key) {
+                    return None;
+                }
+                if s.lit(b"]") {
+                    continue;
+                }
+                loop {
+                    side.push(read_v2_level_compact(s)?);
+                    if s.lit(b"]") {
+                        break;
+                    }
+                    if !s.lit(b",") {
+                        return None;
+                    }
+                }
+            }
+            if !s.lit(b",\"checksum\":") {
+                return None;
+            }
+            let checksum = u32::try_from(s.u64().ok()?).ok()?;
+            let time = if s.lit(b",\"timestamp\":") {
+                Some(read_rfc3339(s, &mut self.timestamps).ok()?)
+            } else {
+                None
+            };
+            if !s.lit(b"}") {
+                return None;
+            }
+            let [bids, asks] = sides;
+            Some(ParsedBook { symbol: self.intern(symbol.raw), bids, asks, checksum: Some(checksum), time })
+        })();
+        if book.is_none() {
+            *s = at;
+        }
+        book
     }
 
     /// Applies the parsed elements of a well-formed frame.
@@ -832,7 +961,7 @@ impl FeedDecoder {
                     "qty" => qty = Some(read_decimal(s, "trade qty")?),
                     "ord_type" => market = s.str()?.is("market"),
                     "trade_id" => id = s.u64()?,
-                    "timestamp" => time = Some(read_rfc3339(s)?),
+                    "timestamp" => time = Some(read_rfc3339(s, &mut self.timestamps)?),
                     _ => {
                         s.skip()?;
                     }
@@ -887,7 +1016,7 @@ impl FeedDecoder {
                     "last" => last = Some(read_decimal(s, "ticker last")?),
                     "volume" => volume = Some(read_decimal(s, "ticker volume")?),
                     "vwap" => vwap = Some(read_decimal(s, "ticker vwap")?),
-                    "timestamp" => time = Some(read_rfc3339(s)?),
+                    "timestamp" => time = Some(read_rfc3339(s, &mut self.timestamps)?),
                     _ => {
                         s.skip()?;
                     }
@@ -1351,13 +1480,16 @@ fn system_status(s: &str) -> SystemStatus {
 }
 
 fn read_decimal(s: &mut Scan<'_>, what: &str) -> Result<rust_decimal::Decimal, Skip> {
+    if let Some(d) = s.plain_decimal() {
+        return Ok(d);
+    }
     let t = s.number()?;
     parse_decimal_bytes(t.as_bytes()).ok_or_else(|| malformed(format!("{what}: {t} is not a decimal")))
 }
 
-fn read_rfc3339(s: &mut Scan<'_>) -> Result<EventTime, Skip> {
+fn read_rfc3339(s: &mut Scan<'_>, reader: &mut Rfc3339Reader) -> Result<EventTime, Skip> {
     let t = s.str()?;
-    parse_rfc3339_bytes(t.raw.as_bytes()).ok_or_else(|| malformed(format!("bad timestamp {:?}", t.raw)))
+    reader.parse(t.raw.as_bytes()).ok_or_else(|| malformed(format!("bad timestamp {:?}", t.raw)))
 }
 
 /// v2 levels: `[{"price":29430.2,"qty":0.18967538}, …]`.
@@ -1400,12 +1532,12 @@ fn read_v2_level_compact(s: &mut Scan<'_>) -> Option<Level> {
         if !s.lit(b"{\"price\":") {
             return None;
         }
-        let price = parse_decimal_bytes(s.number().ok()?.as_bytes())?;
+        let price = s.plain_decimal()?;
         if !s.lit(b",\"qty\":") {
             return None;
         }
-        let qty = parse_decimal_bytes(s.number().ok()?.as_bytes())?;
-        if !s.lit(b"}") || !price.is_sign_positive() || !qty.is_sign_positive() {
+        let qty = s.plain_decimal()?;
+        if !s.lit(b"}") {
             return None;
         }
         Some(Level { price, qty })

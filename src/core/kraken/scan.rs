@@ -299,6 +299,44 @@ impl<'a> Scan<'a> {
         Ok(&self.s[start..i])
     }
 
+    /// Reads an unsigned plain decimal written without whitespace or exponent, at most 19
+    /// bytes (`29430.2`, `0.18967538`): the value [`Self::number`] and
+    /// [`crate::core::money::parse_decimal_bytes`] give, scale as written, in one pass. None
+    /// (cursor unchanged) for anything else, which the caller reads the general way.
+    #[inline]
+    pub fn plain_decimal(&mut self) -> Option<rust_decimal::Decimal> {
+        let b = self.bytes();
+        let start = self.i;
+        let mut i = start;
+        let mut mantissa = 0u64;
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let mut scale = 0u32;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let f = i;
+            while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                i += 1;
+            }
+            if i == f {
+                return None;
+            }
+            scale = (i - f) as u32;
+        }
+        // At most 19 bytes: the mantissa has at most 19 digits and did not wrap.
+        if i - start > 19 || matches!(b.get(i), Some(b'e' | b'E')) {
+            return None;
+        }
+        self.i = i;
+        Some(rust_decimal::Decimal::from_i128_with_scale(i128::from(mantissa), scale))
+    }
+
     /// Reads a non-negative integer that fits in u64.
     pub fn u64(&mut self) -> ScanResult<u64> {
         let at = self.i;
@@ -531,5 +569,38 @@ mod tests {
     fn unescapes_unicode_and_surrogate_pairs() {
         let mut s = Scan::new(r#""a\u00e9\ud83d\ude00\n""#);
         assert_eq!(s.str().unwrap().text(), "aé😀\n");
+    }
+
+    #[test]
+    fn plain_decimals_read_as_the_general_parser_reads_them_and_others_are_left() {
+        use crate::core::money::parse_decimal_bytes;
+        for text in [
+            "0",
+            "7",
+            "29430.2",
+            "0.18967538",
+            "0.00000000",
+            "93048.10",
+            "1234567890123456789",
+            "1.00000000000000000",
+        ] {
+            let mut s = Scan::new(text);
+            let d = s.plain_decimal().unwrap();
+            let general = parse_decimal_bytes(Scan::new(text).number().unwrap().as_bytes()).unwrap();
+            assert_eq!((d, d.scale()), (general, general.scale()), "{text}");
+            assert_eq!(s.pos(), text.len());
+        }
+        // Stops where a JSON number stops.
+        let mut s = Scan::new("12.5,");
+        assert_eq!(s.plain_decimal(), Some(rust_decimal::Decimal::new(125, 1)));
+        assert_eq!(s.pos(), 4);
+        // Signs, exponents, bare dots, whitespace and more than 19 bytes: left to the general path.
+        for text in
+            ["-1.5", "1e-08", "1.5E3", "1.", ".5", " 1", "12345678901234567890", "0.123456789012345678"]
+        {
+            let mut s = Scan::new(text);
+            assert_eq!(s.plain_decimal(), None, "{text}");
+            assert_eq!(s.pos(), 0, "{text}");
+        }
     }
 }
