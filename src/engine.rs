@@ -242,6 +242,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         always_flush: live,
         // Frame by frame until RiskManager's first answer.
         watch: Default::default(),
+        pending_flush: Default::default(),
     };
     let mut settings = feed_settings(&config, url);
     settings.replay = replay;

@@ -107,6 +107,8 @@ pub struct Pipeline {
     pub always_flush: bool,
     /// RiskManager's answer after the last pass (None before the first: frame by frame).
     pub watch: Arc<std::sync::Mutex<Option<RiskWatch>>>,
+    /// The last pass's journal Flush, until the next pass awaits it ([`Pipeline::settle`]).
+    pub pending_flush: Arc<std::sync::Mutex<Option<actix::dev::RecipientRequest<Flush>>>>,
 }
 
 impl Pipeline {
@@ -150,9 +152,29 @@ impl Pipeline {
         self.position_book_barrier.send(Barrier).await.map_err(closed)?;
         let sent = self.journal.appends_sent();
         if self.flushed_at.swap(sent, Ordering::Relaxed) != sent || self.always_flush {
-            self.journal_flush.send(Flush).await.map_err(closed)?.map_err(|e| format!("journal: {e}"))?;
+            // Group commit beside the data path: this pass's Flush is queued now (behind its
+            // records) and awaited before the next one, so the journal's thread syncs while
+            // the next pass is computed. At most one pass is unsynced; a failed write or sync
+            // ends the run at the next pass (and `Close` reports it again).
+            self.settle().await?;
+            let flush = self.journal_flush.send(Flush);
+            if let Ok(mut pending) = self.pending_flush.lock() {
+                *pending = Some(flush);
+            }
         }
         Ok(data.range.end)
+    }
+
+    /// Awaits the journal Flush still in flight, if any (see [`Self::pass`]).
+    pub async fn settle(&self) -> Result<(), String> {
+        let pending = self.pending_flush.lock().ok().and_then(|mut p| p.take());
+        if let Some(flush) = pending {
+            flush
+                .await
+                .map_err(|e| format!("pipeline stage stopped: {e}"))?
+                .map_err(|e| format!("journal: {e}"))?;
+        }
+        Ok(())
     }
 
     /// RiskManager's answer after the last pass.

@@ -27,6 +27,18 @@ const DIGITS_MAX: usize = 30;
 /// room the last fixed-size copy writes past its digits.
 const CHECKSUM_SCRATCH: usize = (4 * CHECKSUM_LEVELS + 1) * DIGITS_MAX;
 
+/// `"00" "01" … "99"`: the two ASCII digits of each number below 100.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut n = 0;
+    while n < 100 {
+        t[2 * n] = b'0' + (n / 10) as u8;
+        t[2 * n + 1] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    t
+};
+
 /// The digits of a decimal as the checksum writes them (no dot, no leading zeros).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 struct Digits {
@@ -53,10 +65,20 @@ impl Digits {
         let mut tmp = [0u8; 40];
         let mut i = tmp.len();
         if let Ok(mut small) = u64::try_from(m) {
-            while small > 0 {
+            // Two digits per division.
+            while small >= 100 {
+                let pair = (small % 100) as usize * 2;
+                small /= 100;
+                i -= 2;
+                tmp[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+            }
+            if small >= 10 {
+                let pair = small as usize * 2;
+                i -= 2;
+                tmp[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+            } else if small > 0 {
                 i -= 1;
-                tmp[i] = b'0' + (small % 10) as u8;
-                small /= 10;
+                tmp[i] = b'0' + small as u8;
             }
         } else {
             let mut big = m;
@@ -165,7 +187,8 @@ impl L2Book {
             (Err(_), true) => {}
             (Ok(i), false) => {
                 let l = &mut levels[i];
-                if l.qty != qty || l.qty.scale() != qty.scale() {
+                // Same bits: same value written with the same scale (neither is zero here).
+                if l.qty.serialize() != qty.serialize() {
                     l.qty = qty;
                     if cache {
                         l.qty_digits = Digits::of(qty, qp);

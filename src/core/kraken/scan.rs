@@ -339,6 +339,22 @@ impl<'a> Scan<'a> {
 
     /// Reads a non-negative integer that fits in u64.
     pub fn u64(&mut self) -> ScanResult<u64> {
+        // Plain digits (the usual case) are read in one pass; anything else the general way.
+        let b = self.bytes();
+        let mut i = self.i;
+        let mut n = 0u64;
+        let mut fits = true;
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            match n.checked_mul(10).and_then(|n| n.checked_add(u64::from(c - b'0'))) {
+                Some(v) => n = v,
+                None => fits = false,
+            }
+            i += 1;
+        }
+        if fits && i > self.i && !matches!(b.get(i), Some(b'.' | b'e' | b'E')) {
+            self.i = i;
+            return Ok(n);
+        }
         let at = self.i;
         let t = self.number()?;
         t.parse::<u64>().map_err(|_| ScanError { what: "expected an unsigned integer", at })
@@ -602,5 +618,22 @@ mod tests {
             assert_eq!(s.plain_decimal(), None, "{text}");
             assert_eq!(s.pos(), 0, "{text}");
         }
+    }
+
+    #[test]
+    fn unsigned_integers_read_as_the_general_parse_reads_them() {
+        for (text, want) in
+            [("0", Some(0)), ("1896887981", Some(1896887981)), ("18446744073709551615", Some(u64::MAX))]
+        {
+            let mut s = Scan::new(text);
+            assert_eq!(s.u64().ok(), want, "{text}");
+            assert_eq!(s.pos(), text.len());
+        }
+        for text in ["18446744073709551616", "-1", "1.0", "1e3", "x"] {
+            assert!(Scan::new(text).u64().is_err(), "{text}");
+        }
+        let mut s = Scan::new(" 42,");
+        assert_eq!(s.u64().ok(), Some(42));
+        assert_eq!(s.pos(), 3);
     }
 }
