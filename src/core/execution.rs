@@ -2970,8 +2970,8 @@ mod tests {
                 time: t(ms),
                 snapshot,
                 depth: 10,
-                bids: levels(bids),
-                asks: levels(asks),
+                bids: levels(bids).into(),
+                asks: levels(asks).into(),
                 top: TopOfBook::default(),
             }))
         }

@@ -87,6 +87,10 @@ impl TopOfBook {
     }
 }
 
+/// The levels a book message changed on one side: inline up to one (most updates change
+/// one level), so a book event usually needs no allocation.
+pub type Levels = smallvec::SmallVec<[Level; 1]>;
+
 /// A verified book message: the levels it changed, in wire order, and the top of book after.
 ///
 /// Consumers that keep their own copy of the book apply `bids`/`asks` in order (qty 0 deletes,
@@ -103,9 +107,9 @@ pub struct BookEvent {
     /// Subscribed depth: each side holds at most this many levels.
     pub depth: u16,
     /// Bid levels changed by this message, in wire order.
-    pub bids: Vec<Level>,
+    pub bids: Levels,
     /// Ask levels changed by this message, in wire order.
-    pub asks: Vec<Level>,
+    pub asks: Levels,
     /// Top of book after applying the message.
     pub top: TopOfBook,
 }

@@ -35,7 +35,7 @@ use super::symbols::v2_symbol;
 use crate::core::book::L2Book;
 use crate::core::instrument::{Instrument, Symbol};
 use crate::core::market::{
-    BookEvent, BookInvalidReason, Level, MarketEvent, Side, SystemStatus, TickerEvent, TradeEvent,
+    BookEvent, BookInvalidReason, Level, Levels, MarketEvent, Side, SystemStatus, TickerEvent, TradeEvent,
 };
 use crate::core::money::parse_decimal_bytes;
 use crate::core::time::{EventTime, Rfc3339Reader};
@@ -230,8 +230,8 @@ impl<'a> ObjectPass<'a> {
 /// One element of a v2 book message's data, parsed but not yet applied.
 struct ParsedBook {
     symbol: Symbol,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
+    bids: Levels,
+    asks: Levels,
     checksum: Option<u32>,
     time: Option<EventTime>,
 }
@@ -820,8 +820,8 @@ impl FeedDecoder {
                 continue;
             }
             let mut symbol: Option<JStr<'_>> = None;
-            let mut bids = Vec::new();
-            let mut asks = Vec::new();
+            let mut bids = Levels::new();
+            let mut asks = Levels::new();
             let mut checksum = None;
             let mut time = None;
             let mut k_first = true;
@@ -864,7 +864,7 @@ impl FeedDecoder {
                 return None;
             }
             let symbol = s.str().ok().filter(|j| !j.escaped)?;
-            let mut sides = [Vec::new(), Vec::new()];
+            let mut sides = [Levels::new(), Levels::new()];
             for (side, key) in sides.iter_mut().zip([b",\"bids\":[".as_slice(), b",\"asks\":[".as_slice()]) {
                 if !s.lit(key) {
                     return None;
@@ -1142,7 +1142,7 @@ impl FeedDecoder {
         events: &mut Vec<MarketEvent>,
         notices: &mut Vec<FeedNotice>,
     ) -> Result<(), Skip> {
-        let (mut bids, mut asks) = (Vec::new(), Vec::new());
+        let (mut bids, mut asks) = (Levels::new(), Levels::new());
         let (mut snapshot, mut checksum) = (false, None);
         let mut latest = EventTime::ZERO;
         for p in payloads {
@@ -1345,8 +1345,8 @@ impl FeedDecoder {
         &mut self,
         symbol: &Symbol,
         snapshot: bool,
-        bids: Vec<Level>,
-        asks: Vec<Level>,
+        bids: Levels,
+        asks: Levels,
         checksum: Option<u32>,
         time: Option<EventTime>,
         v1: bool,
@@ -1493,7 +1493,7 @@ fn read_rfc3339(s: &mut Scan<'_>, reader: &mut Rfc3339Reader) -> Result<EventTim
 }
 
 /// v2 levels: `[{"price":29430.2,"qty":0.18967538}, …]`.
-fn read_v2_levels(s: &mut Scan<'_>, out: &mut Vec<Level>) -> Result<(), Skip> {
+fn read_v2_levels(s: &mut Scan<'_>, out: &mut Levels) -> Result<(), Skip> {
     let mut first = true;
     while s.item(&mut first)? {
         if let Some(level) = read_v2_level_compact(s) {
@@ -1565,7 +1565,7 @@ fn read_str_fields<'a, const N: usize>(s: &mut Scan<'a>) -> Result<[Option<JStr<
 }
 
 /// v1 levels: `[["354.15000000","5.00000000","1618678133.365913"(,"r")], …]`.
-fn read_v1_levels(s: &mut Scan<'_>, out: &mut Vec<Level>, latest: &mut EventTime) -> Result<(), Skip> {
+fn read_v1_levels(s: &mut Scan<'_>, out: &mut Levels, latest: &mut EventTime) -> Result<(), Skip> {
     let mut first = true;
     while s.item(&mut first)? {
         // A 4th element "r" (republished level) is an ordinary upsert: skipped.

@@ -72,8 +72,8 @@ pub fn book(sym: &Symbol, t: EventTime, mid: f64, bid_depth: f64, ask_depth: f64
         time: t,
         snapshot: false,
         depth: 10,
-        bids: vec![],
-        asks: vec![],
+        bids: Default::default(),
+        asks: Default::default(),
         top,
     })
 }
