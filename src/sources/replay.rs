@@ -90,7 +90,7 @@ fn read_blocks<T, F: FnMut(LineBatch) -> T>(mut file: File, lines: &mut Lines<T,
         let end = if eof {
             block.len()
         } else {
-            match block.iter().rposition(|&c| c == b'\n') {
+            match memchr::memrchr(b'\n', &block) {
                 Some(p) => p + 1,
                 None => {
                     // A line longer than the block: read on into a bigger one.
@@ -107,21 +107,9 @@ fn read_blocks<T, F: FnMut(LineBatch) -> T>(mut file: File, lines: &mut Lines<T,
     }
 }
 
-/// Offset of the first `\n` in `b`, eight bytes at a time while eight are left.
+/// Offset of the first `\n` in `b` (SIMD search).
 fn find_newline(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut at = 0;
-    while let Some(word) = b.get(at..at + 8) {
-        let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8])) ^ (ONES * u64::from(b'\n'));
-        // High bit of each zero byte of `x`; only the lowest flag is exact, and it is the one used.
-        let zeros = x.wrapping_sub(ONES) & !x & HIGH;
-        if zeros != 0 {
-            return Some(at + (zeros.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    b.get(at..)?.iter().position(|&c| c == b'\n').map(|n| at + n)
+    memchr::memchr(b'\n', b)
 }
 
 /// Cuts blocks into lines and lines into batches, each handed to `work` and its result sent
