@@ -314,6 +314,17 @@ fn cmp_price(a: Price, b: Price) -> std::cmp::Ordering {
 /// has the largest scale of its terms), computed on the mantissas: None when a term would
 /// not fit (the caller then folds).
 fn exact_sum(levels: &[BookLevel]) -> Option<Decimal> {
+    // Usually every quantity has the same scale: one pass.
+    let first = levels.first().map_or(0, |l| l.qty.scale());
+    let mut same: i128 = 0;
+    if levels.iter().all(|l| {
+        same += l.qty.mantissa();
+        l.qty.scale() == first
+    }) {
+        // Each term is below 2^96: an i128 holds the sum of any number of them a book holds.
+        return (same.unsigned_abs() < 1u128 << 96)
+            .then(|| Decimal::try_from_i128_with_scale(same, first).ok())?;
+    }
     let scale = levels.iter().map(|l| l.qty.scale()).max().unwrap_or(0);
     let mut total: i128 = 0;
     for l in levels {
