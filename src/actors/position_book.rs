@@ -359,7 +359,13 @@ impl Handler<BookPass> for PositionBook {
                 self.last_time = t;
             }
             if let crate::core::market::MarketEvent::Book(b) = ev {
-                self.last_book.insert(b.symbol.clone(), t);
+                // Updated in place: no symbol clone per event.
+                match self.last_book.get_mut(&b.symbol) {
+                    Some(at) => *at = t,
+                    None => {
+                        self.last_book.insert(b.symbol.clone(), t);
+                    }
+                }
             }
             // Equity snapshots on a fixed event-time grid, taken before the event at or past
             // the grid point is applied, so they do not depend on how events are batched.

@@ -228,8 +228,15 @@ impl Aggregator {
         let Some(sym) = ev.symbol() else { return };
         let now = ev.time();
         let cfg = &self.cfg;
-        let st = self.pairs.entry(sym.clone()).or_insert_with(|| PairState::new(cfg));
-        if let Some((_, t, mid)) = mid_of(ev) {
+        if !self.pairs.contains_key(sym) {
+            self.pairs.insert(sym.clone(), PairState::new(cfg));
+        }
+        let Some(st) = self.pairs.get_mut(sym) else { return };
+        // The mid is read only when the event opens a new volatility bucket: in any other
+        // bucket `update` would take nothing from it.
+        if st.vol.sampler.opens(now)
+            && let Some((_, t, mid)) = mid_of(ev)
+        {
             st.vol.update(t, mid);
         }
         // Signals computed at this event or earlier become live, in arrival order, so a later

@@ -32,6 +32,7 @@ mod fill_model;
 #[path = "margin.rs"]
 mod margin;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -641,6 +642,10 @@ pub struct PaperExchange {
     /// Fee schedules published by Kraken (REST AssetPairs) per pair: they replace the
     /// built-in tables for those pairs.
     fee_schedules: BTreeMap<Symbol, Arc<fees::PairFees>>,
+    /// `equity()` as last computed, until what it reads changes: a balance, a pair's touch
+    /// or last trade, an instrument (each of those places clears it). Read once per frame
+    /// and per view, it changes far less often.
+    equity_memo: Cell<Option<Cash>>,
 }
 
 /// What a due timer does.
@@ -655,6 +660,19 @@ enum Due {
 
 fn reject(error: &str, reason: String) -> Rejection {
     Rejection { error: error.to_string(), reason }
+}
+
+/// `sum + balance × value()`, to the digit, without valuing a zero balance: rust_decimal
+/// makes `0 × v` a plain zero, and adding a plain zero leaves a nonzero sum as it is and
+/// turns a zero sum (`0.00`, `−0`) into a plain zero.
+fn add_holding(sum: Decimal, balance: Decimal, value: impl FnOnce() -> Decimal) -> Decimal {
+    if !balance.is_zero() {
+        sum + balance * value()
+    } else if sum.is_zero() {
+        Decimal::ZERO
+    } else {
+        sum
+    }
 }
 
 /// Decimal places a value really needs (trailing zeros ignored).
@@ -692,6 +710,7 @@ impl PaperExchange {
             next_amend: 1,
             margin_fees_owed: BTreeMap::new(),
             fee_schedules: BTreeMap::new(),
+            equity_memo: Cell::new(None),
         }
     }
 
@@ -708,6 +727,7 @@ impl PaperExchange {
             MarketEvent::BookInvalid { symbol, .. } => self.pair_mut(symbol).book.invalidate(),
             MarketEvent::Instrument { instrument, .. } => {
                 self.pair_mut(&instrument.symbol).inst = Some(instrument.clone());
+                self.equity_memo.set(None);
             }
             MarketEvent::Status { system, .. } => self.system = *system,
             MarketEvent::FeeSchedule { symbol, fees: f, time } => {
@@ -926,10 +946,19 @@ impl PaperExchange {
     /// mark of its pair against the account currency, or through another pair's mid), which
     /// is cash + Σ qty × mark when positions are the only non-cash holdings.
     pub fn equity(&self) -> Cash {
-        self.balances
-            .iter()
-            .map(|(a, b)| *b * self.asset_value(a, *b >= Decimal::ZERO).unwrap_or_default())
-            .sum()
+        if let Some(e) = self.equity_memo.get() {
+            return e;
+        }
+        let e = self.equity_from_balances();
+        self.equity_memo.set(Some(e));
+        e
+    }
+
+    /// Equity computed afresh (what `equity_memo` holds while it is set): Σ balance × value.
+    fn equity_from_balances(&self) -> Cash {
+        self.balances.iter().fold(Decimal::ZERO, |sum, (a, b)| {
+            add_holding(sum, *b, || self.asset_value(a, *b >= Decimal::ZERO).unwrap_or_default())
+        })
     }
 
     /// Balances per asset (as Kraken's Balance shows them).
@@ -1757,11 +1786,20 @@ impl PaperExchange {
 impl PaperExchange {
     fn on_book(&mut self, seq: u64, b: &BookEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
-        let st = self.pair_mut(&b.symbol);
-        let touched = st.book.apply(seq, b);
-        let pair = b.symbol.clone();
+        let pair = &b.symbol;
+        let st = self.pair_mut(pair);
+        let touch_moved = st.book.apply(seq, b);
+        let valid = st.book.valid;
+        if touch_moved {
+            self.equity_memo.set(None); // new marks
+        }
+        let ids = self.pair_orders(pair);
+        if ids.is_empty() {
+            // No order of ours on the pair: nothing to requeue, cross or work.
+            self.update_excursion(pair);
+            return;
+        }
         // Queue ahead of our resting orders can only shrink to what is displayed now.
-        let ids = self.pair_orders(&pair);
         for id in &ids {
             let Some(o) = self.orders.get(id) else { continue };
             if o.stage != Stage::Resting {
@@ -1769,9 +1807,16 @@ impl PaperExchange {
             }
             let Some(price) = o.limit_price() else { continue };
             let side = o.spec.side;
-            let Some(st) = self.pairs.get(&pair) else { continue };
-            let changed =
-                if b.snapshot { st.book.covers(side, price) } else { touched.contains(&(side, price)) };
+            let Some(st) = self.pairs.get(pair) else { continue };
+            let touched = match side {
+                Side::Buy => &b.bids,
+                Side::Sell => &b.asks,
+            };
+            let changed = if b.snapshot {
+                st.book.covers(side, price)
+            } else {
+                touched.iter().any(|l| l.price == price)
+            };
             if changed {
                 let displayed = st.book.qty_at(side, price);
                 if let Some(o) = self.orders.get_mut(id) {
@@ -1779,16 +1824,16 @@ impl PaperExchange {
                 }
             }
         }
-        if self.pairs.get(&pair).is_some_and(|s| s.book.valid) {
-            self.cross_resting(&pair, seq, time, out);
+        if valid {
+            self.cross_resting(pair, seq, time, out);
             // Triggered orders and reduce-only remainders execute on this book.
-            for id in self.pair_orders(&pair) {
+            for id in self.pair_orders(pair) {
                 if self.orders.get(&id).is_some_and(|o| o.stage == Stage::Working) {
                     self.work(id, time, out);
                 }
             }
         }
-        self.update_excursion(&pair);
+        self.update_excursion(pair);
     }
 
     /// Our resting orders on `pair`, best price first per side, then time priority.
@@ -1844,19 +1889,22 @@ impl PaperExchange {
 
     fn on_trade(&mut self, seq: u64, t: &TradeEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
-        let pair = t.symbol.clone();
-        self.pair_mut(&pair).last_trade = Some(t.price);
-        if self.pairs.get(&pair).is_some_and(|s| s.book.valid) {
-            self.trade_through(&pair, seq, t, time, out);
+        let pair = &t.symbol;
+        let st = self.pair_mut(pair);
+        st.last_trade = Some(t.price);
+        let valid = st.book.valid;
+        self.equity_memo.set(None); // a new last trade: marks may move
+        if valid {
+            self.trade_through(pair, seq, t, time, out);
         }
         // Triggers read the last trade even while our book copy is untrusted (the trade is
         // a fact); the triggered order then waits for a trusted book.
-        for id in self.pair_orders(&pair) {
+        for id in self.pair_orders(pair) {
             if self.orders.get(&id).is_some_and(|o| o.stage == Stage::Waiting) {
                 self.check_trigger(id, t.price, time, out);
             }
         }
-        self.update_excursion(&pair);
+        self.update_excursion(pair);
     }
 
     /// Resting limits fill from a trade printed through (or, after the queue ahead, at)
@@ -1986,6 +2034,7 @@ impl PaperExchange {
         // Cash moves by exactly price × qty ± fee; base by exactly qty.
         *self.balances.entry(inst.quote.to_string()).or_default() += -sign * notional - fee;
         *self.balances.entry(inst.base.to_string()).or_default() += sign * qty;
+        self.equity_memo.set(None);
 
         let filled = o.filled + qty;
         let partial = filled < o.spec.qty;
@@ -2514,6 +2563,7 @@ impl PaperExchange {
             return;
         }
         *self.balances.entry(inst.quote.to_string()).or_default() -= fee;
+        self.equity_memo.set(None);
         *self.margin_fees_owed.entry(inst.quote.to_string()).or_default() += fee;
         let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
         let p = self.positions.entry(pair.clone()).or_default();
@@ -2955,6 +3005,8 @@ mod tests {
             let mut out = Vec::new();
             self.ex.on_event(self.seq, &e, &mut out);
             self.ex.verify_identity().unwrap();
+            // The remembered equity is the one computed afresh, digit for digit.
+            assert_eq!(self.ex.equity().serialize(), self.ex.equity_from_balances().serialize());
             out
         }
         fn book_on(
@@ -3077,6 +3129,31 @@ mod tests {
             &[(dec!(99.5), dec!(1))],
             &[(dec!(100.0), dec!(0.5)), (dec!(100.5), dec!(0.3)), (dec!(101.0), dec!(1.0))],
         );
+    }
+
+    #[test]
+    fn a_holding_adds_what_balance_times_value_adds_to_the_digit() {
+        // Sums with and without digits, zero sums with a scale or a sign, big ones; zero
+        // balances with scales and signs (never valued), and ordinary ones.
+        let big = Decimal::from_i128_with_scale(12_345_678_901_234_567_890_123, 4);
+        let sums = [dec!(0), dec!(10000), dec!(9993.84152), dec!(0.00), -dec!(0.0), dec!(-12.5), big];
+        let balances = [dec!(0), dec!(0.000), -dec!(0.00), dec!(1.5), dec!(-0.25)];
+        let values = [dec!(0), dec!(97.125), dec!(1), dec!(0.0001)];
+        for sum in sums {
+            for balance in balances {
+                for value in values {
+                    let got = add_holding(sum, balance, || value);
+                    let want = sum + balance * value;
+                    assert_eq!(
+                        got.serialize(),
+                        want.serialize(),
+                        "{sum} + {balance} × {value}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+        // Zero balances are never valued.
+        assert_eq!(add_holding(dec!(5), dec!(0.00), || unreachable!()), dec!(5));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! fills; this file only answers "what is displayed and still available" and "how much of a
 //! printed trade reaches an order with this much queue ahead".
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -33,6 +34,25 @@ pub struct PairBook {
     pub valid_since: EventTime,
     /// Sequence number of the last book event applied (cited by fills).
     pub seq: u64,
+    /// The displayed touch (best bid, best ask), kept up to date by `apply`, and its mid,
+    /// computed when first read after the touch changed: marks and equity read it again and
+    /// again, most pairs' mids are never read between two changes.
+    touch: Touch,
+}
+
+/// Best bid, best ask and their mid `(bid + ask) / 2` (when both exist).
+#[derive(Clone, Debug, Default)]
+struct Touch {
+    bid: Option<Price>,
+    ask: Option<Price>,
+    /// `None` until computed for this touch.
+    mid: Cell<Option<Option<Price>>>,
+}
+
+/// The same decimal bit for bit (value and scale): a mid computed from `100.0` prints
+/// differently from one computed from `100.00`, so numeric equality is not enough.
+fn same_bits(a: Option<Price>, b: Option<Price>) -> bool {
+    a.map(|d| d.serialize()) == b.map(|d| d.serialize())
 }
 
 impl Default for PairBook {
@@ -43,16 +63,16 @@ impl Default for PairBook {
             valid: false,
             valid_since: EventTime::ZERO,
             seq: 0,
+            touch: Touch::default(),
         }
     }
 }
 
 impl PairBook {
     /// Applies a verified book message (snapshot replaces; update applies levels in order,
-    /// qty 0 deletes, then cuts to depth). Returns the `(side, price)` levels the message
-    /// touched (empty for a snapshot: everything changed).
-    pub fn apply(&mut self, seq: u64, ev: &BookEvent) -> Vec<(Side, Price)> {
-        let mut touched = Vec::new();
+    /// qty 0 deletes, then cuts to depth). The levels an update touched are its own
+    /// `bids` and `asks`. Returns whether the touch (best bid or ask price) changed.
+    pub fn apply(&mut self, seq: u64, ev: &BookEvent) -> bool {
         if ev.snapshot {
             let depth = usize::from(ev.depth.max(1));
             if depth != self.book.depth() {
@@ -67,17 +87,19 @@ impl PairBook {
         for (side, levels) in [(Side::Buy, &ev.bids), (Side::Sell, &ev.asks)] {
             for l in levels {
                 self.book.apply(side, l.price, l.qty);
-                if !ev.snapshot {
-                    if !self.consumed.is_empty() {
-                        self.consumed.remove(&(side, l.price));
-                    }
-                    touched.push((side, l.price));
+                if !ev.snapshot && !self.consumed.is_empty() {
+                    self.consumed.remove(&(side, l.price));
                 }
             }
         }
         self.book.truncate();
         self.seq = seq;
-        touched
+        let (bid, ask) = (self.book.best_bid().map(|l| l.price), self.book.best_ask().map(|l| l.price));
+        if same_bits(bid, self.touch.bid) && same_bits(ask, self.touch.ask) {
+            return false;
+        }
+        self.touch = Touch { bid, ask, mid: Cell::new(None) };
+        true
     }
 
     /// Marks the book untrusted until the next snapshot.
@@ -118,20 +140,25 @@ impl PairBook {
 
     /// Best displayed bid price.
     pub fn bid(&self) -> Option<Price> {
-        self.book.best_bid().map(|l| l.price)
+        self.touch.bid
     }
 
     /// Best displayed ask price.
     pub fn ask(&self) -> Option<Price> {
-        self.book.best_ask().map(|l| l.price)
+        self.touch.ask
     }
 
     /// Mid of the displayed touch.
     pub fn mid(&self) -> Option<Price> {
-        match (self.bid(), self.ask()) {
+        if let Some(mid) = self.touch.mid.get() {
+            return mid;
+        }
+        let mid = match (self.touch.bid, self.touch.ask) {
             (Some(b), Some(a)) => Some((b + a) / Decimal::TWO),
             _ => None,
-        }
+        };
+        self.touch.mid.set(Some(mid));
+        mid
     }
 }
 
@@ -210,6 +237,33 @@ mod tests {
         assert_eq!(prices, vec![dec!(99.5), dec!(99), dec!(97)]);
         assert!(b.covers(Side::Buy, dec!(98)));
         assert!(!b.covers(Side::Buy, dec!(96)));
+    }
+
+    #[test]
+    fn touch_and_mid_follow_the_book_digit_for_digit() {
+        let mut b = PairBook::default();
+        // What the mid must be: (best bid + best ask) / 2 of the levels, same digits.
+        let expected = |b: &PairBook| {
+            let best = |side| b.levels(side).next().map(|l| l.0);
+            match (best(Side::Buy), best(Side::Sell)) {
+                (Some(bid), Some(ask)) => Some(((bid + ask) / Decimal::TWO).to_string()),
+                _ => None,
+            }
+        };
+        assert!(b.apply(1, &ev(true, &[(dec!(99), dec!(1))], &[(dec!(100), dec!(2))])));
+        assert_eq!(b.mid(), Some(dec!(99.5)));
+        // A deeper level leaves the touch alone.
+        assert!(!b.apply(2, &ev(false, &[(dec!(98), dec!(1))], &[])));
+        // A better bid with more digits: a new touch, the mid carries the digits.
+        assert!(b.apply(3, &ev(false, &[(dec!(99.10), dec!(1))], &[])));
+        assert_eq!(b.mid().map(|m| m.to_string()), expected(&b));
+        assert_eq!(b.mid().map(|m| m.to_string()), Some("99.55".to_string()));
+        // One side emptied: no mid.
+        assert!(b.apply(4, &ev(false, &[], &[(dec!(100), dec!(0))])));
+        assert_eq!((b.bid(), b.ask(), b.mid()), (Some(dec!(99.10)), None, None));
+        // A snapshot replaces everything.
+        assert!(b.apply(5, &ev(true, &[(dec!(50), dec!(1))], &[(dec!(51.5), dec!(1))])));
+        assert_eq!(b.mid().map(|m| m.to_string()), expected(&b));
     }
 
     #[test]

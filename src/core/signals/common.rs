@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::super::decisions::Signal;
 use super::super::instrument::Symbol;
-use super::super::market::{MarketEvent, PriceHistory};
+use super::super::market::{BookEvent, MarketEvent, PriceHistory, TickerEvent};
 use super::super::money::to_f64;
 use super::super::time::{EventTime, Span};
 use super::super::validate::Issues;
@@ -63,6 +63,11 @@ impl GridSampler {
     /// A sampler with buckets of `interval` (must be positive; validated in config).
     pub fn new(interval: Span) -> Self {
         GridSampler { interval_us: interval.as_micros().max(1), last_bucket: None }
+    }
+    /// True when `t` would open a new bucket: what `offer` would answer, recording nothing.
+    pub fn opens(&self, t: EventTime) -> bool {
+        let bucket = t.as_micros().div_euclid(self.interval_us);
+        self.last_bucket.is_none_or(|b| bucket > b)
     }
     /// True when `t` opens a new bucket (and records it).
     pub fn offer(&mut self, t: EventTime) -> bool {
@@ -135,6 +140,16 @@ impl<S> SampledPairs<S> {
     /// For a book or ticker event that opens a new grid bucket of its pair: the sample and the
     /// pair's state (made by `init` when the pair is first seen). Other events: `None`.
     pub fn sample<'a>(&'a mut self, ev: &'a MarketEvent, init: impl FnOnce() -> S) -> Option<Sample<'a, S>> {
+        let (MarketEvent::Book(BookEvent { symbol, time, .. })
+        | MarketEvent::Ticker(TickerEvent { symbol, time, .. })) = ev
+        else {
+            return None;
+        };
+        // Most events fall in a bucket already sampled: for them the mid (a decimal division
+        // and a float conversion) would change nothing, so it is not read.
+        if self.pairs.get(symbol).is_some_and(|(sampler, _)| !sampler.opens(*time)) {
+            return None;
+        }
         let (symbol, time, mid) = mid_of(ev)?;
         let interval = self.interval;
         let (sampler, state) =
@@ -342,13 +357,13 @@ mod tests {
         let mut g = GridSampler::new(Span::from_secs(10));
         let t = |s: i64| EventTime::from_micros(s * 1_000_000);
         // Buckets of 10 s: 3 s opens [0,10), 9 s does not, 10 s opens [10,20), 35 s opens [30,40).
-        assert!(g.offer(t(3)));
-        assert!(!g.offer(t(9)));
-        assert!(g.offer(t(10)));
-        assert!(!g.offer(t(19)));
-        assert!(g.offer(t(35)));
-        // Time going backwards never opens a bucket again.
-        assert!(!g.offer(t(31)));
+        // `opens` answers what `offer` will, without recording.
+        for (s, opens) in [(3, true), (9, false), (10, true), (19, false), (35, true), (31, false)] {
+            assert_eq!(g.opens(t(s)), opens, "{s} s");
+            assert_eq!(g.opens(t(s)), opens, "{s} s asked twice");
+            assert_eq!(g.offer(t(s)), opens, "{s} s");
+        }
+        // Time going backwards (31 s above) never opens a bucket again.
     }
 
     #[test]
