@@ -1355,7 +1355,9 @@ impl FeedDecoder {
     ) {
         let time = time.unwrap_or(self.last_time);
         self.advance(time);
-        let (pp, qp) = match (v1, self.instruments.get(symbol)) {
+        // Checksum precisions: only a new or resized book takes them (looked up then).
+        let precisions = |instruments: &BTreeMap<Symbol, Arc<Instrument>>| match (v1, instruments.get(symbol))
+        {
             (false, Some(i)) => (Some(i.price_precision), Some(i.qty_precision)),
             _ => (None, None),
         };
@@ -1370,17 +1372,21 @@ impl FeedDecoder {
         }
         let pb = match self.books.get_mut(symbol) {
             Some(pb) => pb,
-            None if snapshot => self.books.entry(symbol.clone()).or_insert(PairBook {
-                book: L2Book::new(usize::from(depth), pp, qp),
-                live: false,
-                v1,
-            }),
+            None if snapshot => {
+                let (pp, qp) = precisions(&self.instruments);
+                self.books.entry(symbol.clone()).or_insert(PairBook {
+                    book: L2Book::new(usize::from(depth), pp, qp),
+                    live: false,
+                    v1,
+                })
+            }
             None => {
                 self.counters.book_updates_ignored += 1;
                 return;
             }
         };
         if snapshot {
+            let (pp, qp) = precisions(&self.instruments);
             if pb.book.depth() != usize::from(depth) {
                 pb.book = L2Book::new(usize::from(depth), pp, qp);
             } else {
@@ -1394,6 +1400,7 @@ impl FeedDecoder {
             return;
         } else if pb.book.depth() != usize::from(depth) {
             // The v1 channel name changed the depth mid-stream: keep the levels.
+            let (pp, qp) = precisions(&self.instruments);
             pb.book = resized(&pb.book, usize::from(depth), pp, qp);
         }
         for l in &bids {
