@@ -228,10 +228,11 @@ impl Aggregator {
         let Some(sym) = ev.symbol() else { return };
         let now = ev.time();
         let cfg = &self.cfg;
-        if !self.pairs.contains_key(sym) {
-            self.pairs.insert(sym.clone(), PairState::new(cfg));
-        }
-        let Some(st) = self.pairs.get_mut(sym) else { return };
+        // Looked up first: a symbol is cloned only for a pair seen for the first time.
+        let st = match self.pairs.get_mut(sym) {
+            Some(st) => st,
+            None => self.pairs.entry(sym.clone()).or_insert_with(|| PairState::new(cfg)),
+        };
         // The mid is read only when the event opens a new volatility bucket: in any other
         // bucket `update` would take nothing from it.
         if st.vol.sampler.opens(now)

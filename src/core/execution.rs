@@ -662,6 +662,19 @@ fn reject(error: &str, reason: String) -> Rejection {
     Rejection { error: error.to_string(), reason }
 }
 
+/// A pair's mark under `convention` (`long`: the side of the holding).
+fn mark_of(st: &PairState, convention: MarkConvention, long: bool) -> Option<Price> {
+    // The mid only when it is needed: computed on first read after a touch change.
+    let mid = || st.book.mid();
+    match convention {
+        MarkConvention::Mid => mid().or(st.last_trade),
+        MarkConvention::Last => st.last_trade.or_else(mid),
+        MarkConvention::Exit => {
+            if long { st.book.bid() } else { st.book.ask() }.or_else(mid).or(st.last_trade)
+        }
+    }
+}
+
 /// `sum + balance × value()`, to the digit, without valuing a zero balance: rust_decimal
 /// makes `0 × v` a plain zero, and adding a plain zero leaves a nonzero sum as it is and
 /// turns a zero sum (`0.00`, `−0`) into a plain zero.
@@ -1787,7 +1800,11 @@ impl PaperExchange {
     fn on_book(&mut self, seq: u64, b: &BookEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
         let pair = &b.symbol;
-        let st = self.pair_mut(pair);
+        // Looked up first: a symbol is cloned only for a pair seen for the first time.
+        let st = match self.pairs.get_mut(pair) {
+            Some(st) => st,
+            None => self.pairs.entry(pair.clone()).or_default(),
+        };
         let touch_moved = st.book.apply(seq, b);
         let valid = st.book.valid;
         if touch_moved {
@@ -1825,7 +1842,8 @@ impl PaperExchange {
             }
         }
         if valid {
-            self.cross_resting(pair, seq, time, out);
+            // The requeue above changed no order's membership or priority: still `ids`.
+            self.cross_resting(pair, &ids, seq, time, out);
             // Triggered orders and reduce-only remainders execute on this book.
             for id in self.pair_orders(pair) {
                 if self.orders.get(&id).is_some_and(|o| o.stage == Stage::Working) {
@@ -1853,9 +1871,16 @@ impl PaperExchange {
     }
 
     /// Resting orders the book now crosses (ask ≤ our bid, bid ≥ our ask) fill as makers at
-    /// our price against the crossing displayed size.
-    fn cross_resting(&mut self, pair: &Symbol, seq: u64, time: EventTime, out: &mut Vec<ExecEvent>) {
-        for id in self.pair_orders(pair) {
+    /// our price against the crossing displayed size. `ids`: `pair_orders(pair)`.
+    fn cross_resting(
+        &mut self,
+        pair: &Symbol,
+        ids: &[OrderId],
+        seq: u64,
+        time: EventTime,
+        out: &mut Vec<ExecEvent>,
+    ) {
+        for &id in ids {
             while let Some(o) = self.orders.get(&id) {
                 if o.stage != Stage::Resting {
                     break;
@@ -1890,7 +1915,10 @@ impl PaperExchange {
     fn on_trade(&mut self, seq: u64, t: &TradeEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
         let pair = &t.symbol;
-        let st = self.pair_mut(pair);
+        let st = match self.pairs.get_mut(pair) {
+            Some(st) => st,
+            None => self.pairs.entry(pair.clone()).or_default(),
+        };
         st.last_trade = Some(t.price);
         let valid = st.book.valid;
         self.equity_memo.set(None); // a new last trade: marks may move
@@ -2220,12 +2248,12 @@ impl PaperExchange {
 
     /// Tracks the open trade's best and worst running P&L at the current mark.
     fn update_excursion(&mut self, pair: &Symbol) {
-        let Some(p) = self.positions.get(pair) else { return };
-        if p.qty.is_zero() {
+        let Some(p) = self.positions.get_mut(pair) else { return };
+        if p.qty.is_zero() || p.trade.is_none() {
             return;
         }
-        let Some(mark) = self.pair_mark(pair, p.qty > Decimal::ZERO) else { return };
-        let Some(p) = self.positions.get_mut(pair) else { return };
+        let long = p.qty > Decimal::ZERO;
+        let Some(mark) = self.pairs.get(pair).and_then(|st| mark_of(st, self.cfg.mark, long)) else { return };
         let unrealized = p.qty * mark - p.basis;
         if let Some(t) = p.trade.as_mut() {
             let running = t.realized - t.fees + unrealized;
@@ -2875,15 +2903,7 @@ impl PaperExchange {
 
     /// The pair's mark per the configured convention (`long`: the side of the holding).
     fn pair_mark(&self, pair: &str, long: bool) -> Option<Price> {
-        let st = self.pairs.get(pair)?;
-        let mid = st.book.mid();
-        match self.cfg.mark {
-            MarkConvention::Mid => mid.or(st.last_trade),
-            MarkConvention::Last => st.last_trade.or(mid),
-            MarkConvention::Exit => {
-                if long { st.book.bid() } else { st.book.ask() }.or(mid).or(st.last_trade)
-            }
-        }
+        mark_of(self.pairs.get(pair)?, self.cfg.mark, long)
     }
 
     fn mid_of(&self, pair: &str) -> Option<Price> {
