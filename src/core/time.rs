@@ -176,16 +176,30 @@ fn two(b: &[u8], i: usize) -> Option<u32> {
 
 /// Fast RFC 3339 parser for the fixed layout Kraken uses (no allocation).
 pub(crate) fn parse_rfc3339_bytes(b: &[u8]) -> Option<EventTime> {
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't' && b[10] != b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
+    time_on_day(b, rfc3339_day(b)?)
+}
+
+/// The day of an RFC 3339 timestamp (`YYYY-MM-DD` at its start), in days since 1970-01-01.
+fn rfc3339_day(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
     let year = two(b, 0)? * 100 + two(b, 2)?;
     let (month, day) = (two(b, 5)?, two(b, 8)?);
+    if !(1..=12).contains(&month) || day == 0 || day > 31 {
+        return None;
+    }
+    Some(days_from_civil(i64::from(year), month, day))
+}
+
+/// An RFC 3339 timestamp whose date (its first ten bytes) is `days` since 1970-01-01: the
+/// rest (`THH:MM:SS`, an optional fraction, `Z` or `+00:00`) checked and read.
+fn time_on_day(b: &[u8], days: i64) -> Option<EventTime> {
+    if b.len() < 20 || (b[10] != b'T' && b[10] != b't' && b[10] != b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
     let (hh, mm, ss) = (two(b, 11)?, two(b, 14)?, two(b, 17)?);
-    if !(1..=12).contains(&month) || day == 0 || day > 31 || hh > 23 || mm > 59 || ss > 60 {
+    if hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
     let mut i = 19;
@@ -210,53 +224,32 @@ pub(crate) fn parse_rfc3339_bytes(b: &[u8]) -> Option<EventTime> {
         b"Z" | b"z" | b"+00:00" => {}
         _ => return None,
     }
-    let days = days_from_civil(i64::from(year), month, day);
     let secs = days * 86_400 + i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss);
     Some(EventTime(secs * MICROS_PER_SEC + micros))
 }
 
-/// [`parse_rfc3339_bytes`] for a stream of timestamps: Kraken's own layout
-/// (`2025-01-01T00:00:03.025085Z`) on the date of the previous one is read at fixed
-/// offsets, the date's day number remembered; anything else goes the general way. The
-/// result is always `parse_rfc3339_bytes`'s.
+/// [`parse_rfc3339_bytes`] for a stream of timestamps: the day of the last date read is
+/// remembered, so a timestamp on the same date only has its time read. The result is always
+/// `parse_rfc3339_bytes`'s.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Rfc3339Reader {
-    /// The last Kraken-layout date read (`YYYY-MM-DD`) and its days since 1970-01-01.
+    /// The last date read (`YYYY-MM-DD`, checked) and its days since 1970-01-01.
     date: Option<([u8; 10], i64)>,
 }
 
 impl Rfc3339Reader {
     /// Parses one timestamp.
     pub(crate) fn parse(&mut self, b: &[u8]) -> Option<EventTime> {
-        let kraken_layout = b.len() == 27 && b[10] == b'T' && b[19] == b'.' && b[26] == b'Z';
-        if let (true, Some((date, days))) = (kraken_layout, &self.date)
-            && b.first_chunk::<10>() == Some(date)
-            && b[13] == b':'
-            && b[16] == b':'
-        {
-            let (hh, mm, ss) = (two(b, 11)?, two(b, 14)?, two(b, 17)?);
-            if hh > 23 || mm > 59 || ss > 60 {
-                return None;
+        let head = b.first_chunk::<10>()?;
+        let days = match self.date {
+            Some((date, days)) if date == *head => days,
+            _ => {
+                let days = rfc3339_day(b)?;
+                self.date = Some((*head, days));
+                days
             }
-            let mut micros: i64 = 0;
-            for &c in &b[20..26] {
-                if !c.is_ascii_digit() {
-                    return None;
-                }
-                micros = micros * 10 + i64::from(c - b'0');
-            }
-            let secs = days * 86_400 + i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss);
-            return Some(EventTime(secs * MICROS_PER_SEC + micros));
-        }
-        let t = parse_rfc3339_bytes(b)?;
-        if kraken_layout {
-            let mut date = [0u8; 10];
-            date.copy_from_slice(&b[..10]);
-            // The date was checked by the general parse.
-            let (year, month, day) = (two(b, 0)? * 100 + two(b, 2)?, two(b, 5)?, two(b, 8)?);
-            self.date = Some((date, days_from_civil(i64::from(year), month, day)));
-        }
-        Some(t)
+        };
+        time_on_day(b, days)
     }
 }
 
@@ -379,6 +372,11 @@ mod tests {
             "2025-01-02T10:61:00.000000Z",
             "2025-01-02T10:00:00.00000xZ",
             "2024-02-29T12:00:00.000000+00:00",
+            "2025-01-02T10:00:00.000000Z",
+            // The remembered date with too little after it, and a date alone.
+            "2025-01-02T10:00Z",
+            "2025-01-02",
+            "2025-13-02T10:00:00.000000Z",
             "2025-01-02T10:00:00.000000Z",
         ] {
             assert_eq!(r.parse(text.as_bytes()), parse_rfc3339_bytes(text.as_bytes()), "{text}");
