@@ -166,7 +166,7 @@ impl Pipeline {
     }
 
     /// Awaits the journal Flush still in flight, if any (see [`Self::pass`]).
-    pub async fn settle(&self) -> Result<(), String> {
+    async fn settle(&self) -> Result<(), String> {
         let pending = self.pending_flush.lock().ok().and_then(|mut p| p.take());
         if let Some(flush) = pending {
             flush
@@ -223,6 +223,15 @@ pub struct FeedSettings {
     /// Instrument metadata known before any `instrument` message (`replay --instruments`):
     /// its precisions pad v2 checksum digits (`FeedDecoder::preload_instruments`).
     pub instruments: Vec<crate::core::instrument::Instrument>,
+}
+
+impl FeedSettings {
+    /// A decoder for these settings: their depth, their preloaded instrument metadata.
+    fn decoder(&self) -> FeedDecoder {
+        let mut decoder = FeedDecoder::new(self.depth);
+        decoder.preload_instruments(self.instruments.iter().cloned());
+        decoder
+    }
 }
 
 /// A recording to play (`kraken-paper replay FILE`).
@@ -315,10 +324,8 @@ pub struct MarketFeed {
 impl MarketFeed {
     /// A feed that reports its end on `ended`.
     pub fn new(settings: FeedSettings, pipeline: Pipeline, ended: mpsc::UnboundedSender<FeedEnded>) -> Self {
-        let mut decoder = FeedDecoder::new(settings.depth);
-        decoder.preload_instruments(settings.instruments.iter().cloned());
         let state = FeedState {
-            decoder,
+            decoder: settings.decoder(),
             last_time: EventTime::ZERO,
             passed: FeedCounters::default(),
             passes: 0,
@@ -658,8 +665,7 @@ async fn replay_file(
     const READ_CHUNK: usize = 2048;
     let batch_lines = replay.batch_lines.max(1);
     let chunk = batch_lines * READ_CHUNK.div_ceil(batch_lines);
-    let mut decoder = FeedDecoder::new(settings.depth);
-    decoder.preload_instruments(settings.instruments.iter().cloned());
+    let mut decoder = settings.decoder();
     let decode = move |lines: crate::sources::replay::LineBatch| -> Vec<DecodedFrames> {
         lines.lines.chunks(batch_lines).map(|frames| decode_lines(&mut decoder, frames)).collect()
     };

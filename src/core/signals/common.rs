@@ -64,21 +64,21 @@ impl GridSampler {
     pub fn new(interval: Span) -> Self {
         GridSampler { interval_us: interval.as_micros().max(1), last_bucket: None }
     }
+    fn bucket(&self, t: EventTime) -> i64 {
+        t.as_micros().div_euclid(self.interval_us)
+    }
     /// True when `t` would open a new bucket: what `offer` would answer, recording nothing.
     pub fn opens(&self, t: EventTime) -> bool {
-        let bucket = t.as_micros().div_euclid(self.interval_us);
+        let bucket = self.bucket(t);
         self.last_bucket.is_none_or(|b| bucket > b)
     }
     /// True when `t` opens a new bucket (and records it).
     pub fn offer(&mut self, t: EventTime) -> bool {
-        let bucket = t.as_micros().div_euclid(self.interval_us);
-        match self.last_bucket {
-            Some(b) if bucket <= b => false,
-            _ => {
-                self.last_bucket = Some(bucket);
-                true
-            }
+        let opens = self.opens(t);
+        if opens {
+            self.last_bucket = Some(self.bucket(t));
         }
+        opens
     }
 }
 
