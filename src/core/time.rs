@@ -249,8 +249,34 @@ impl Rfc3339Reader {
                 days
             }
         };
+        if let Ok(fixed) = <&[u8; 27]>::try_from(b)
+            && let Some(t) = kraken_time_on_day(fixed, days)
+        {
+            return Some(t);
+        }
         time_on_day(b, days)
     }
+}
+
+/// [`time_on_day`] for Kraken's own layout, `YYYY-MM-DDTHH:MM:SS.ffffffZ` (27 bytes), read
+/// at fixed offsets. None for anything else (the general reader then decides).
+#[inline]
+fn kraken_time_on_day(b: &[u8; 27], days: i64) -> Option<EventTime> {
+    if b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[26] != b'Z' {
+        return None;
+    }
+    let digit = |i: usize| {
+        let d = b[i].wrapping_sub(b'0');
+        (d < 10).then_some(i64::from(d))
+    };
+    let pair = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let (hh, mm, ss) = (pair(11)?, pair(14)?, pair(17)?);
+    if hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let micros = pair(20)? * 10_000 + pair(22)? * 100 + pair(24)?;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(EventTime(secs * MICROS_PER_SEC + micros))
 }
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -358,6 +384,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kraken_layout_reads_as_the_general_parse_across_the_day() {
+        let mut r = Rfc3339Reader::default();
+        for h in 0..24 {
+            for m in (0..60).step_by(7) {
+                for s in [0, 1, 9, 10, 30, 59, 60] {
+                    for us in [0, 1, 9, 10, 99_999, 100_000, 123_456, 999_999] {
+                        let text = format!("2025-03-04T{h:02}:{m:02}:{s:02}.{us:06}Z");
+                        let want = parse_rfc3339_bytes(text.as_bytes());
+                        assert!(want.is_some(), "{text}");
+                        assert_eq!(r.parse(text.as_bytes()), want, "{text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn timestamp_reader_gives_the_general_parse_for_every_layout() {
         let mut r = Rfc3339Reader::default();
         for text in [
@@ -378,6 +421,22 @@ mod tests {
             "2025-01-02",
             "2025-13-02T10:00:00.000000Z",
             "2025-01-02T10:00:00.000000Z",
+            // Kraken's 27-byte layout with each fixed position broken in turn.
+            "2025-01-02t10:00:00.000000Z",
+            "2025-01-02T10-00:00.000000Z",
+            "2025-01-02T10:00-00.000000Z",
+            "2025-01-02T10:00:00,000000Z",
+            "2025-01-02T10:00:00.000000z",
+            "2025-01-02T10:00:00.0000000",
+            "2025-01-02T1a:00:00.000000Z",
+            "2025-01-02T10:0/:00.000000Z",
+            "2025-01-02T10:00:6:.000000Z",
+            "2025-01-02T10:00:00.00:000Z",
+            "2025-01-02T24:00:00.000000Z",
+            "2025-01-02T23:60:00.000000Z",
+            "2025-01-02T23:59:61.000000Z",
+            "2025-01-02T23:59:60.999999Z",
+            "2025-01-02T09:08:07.060504Z",
         ] {
             assert_eq!(r.parse(text.as_bytes()), parse_rfc3339_bytes(text.as_bytes()), "{text}");
         }

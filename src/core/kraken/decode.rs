@@ -864,24 +864,8 @@ impl FeedDecoder {
                 return None;
             }
             let symbol = s.str().ok().filter(|j| !j.escaped)?;
-            let mut sides = [Levels::new(), Levels::new()];
-            for (side, key) in sides.iter_mut().zip([b",\"bids\":[".as_slice(), b",\"asks\":[".as_slice()]) {
-                if !s.lit(key) {
-                    return None;
-                }
-                if s.lit(b"]") {
-                    continue;
-                }
-                loop {
-                    side.push(read_v2_level_compact(s)?);
-                    if s.lit(b"]") {
-                        break;
-                    }
-                    if !s.lit(b",") {
-                        return None;
-                    }
-                }
-            }
+            let bids = s.lit(b",\"bids\":[").then(|| read_v2_levels_compact(s)).flatten()?;
+            let asks = s.lit(b",\"asks\":[").then(|| read_v2_levels_compact(s)).flatten()?;
             if !s.lit(b",\"checksum\":") {
                 return None;
             }
@@ -894,13 +878,102 @@ impl FeedDecoder {
             if !s.lit(b"}") {
                 return None;
             }
-            let [bids, asks] = sides;
             Some(ParsedBook { symbol: self.intern(symbol.raw), bids, asks, checksum: Some(checksum), time })
         })();
         if book.is_none() {
             *s = at;
         }
         book
+    }
+
+    /// A ticker data element written exactly as Kraken writes it: `symbol`, `bid`, `bid_qty`,
+    /// `ask`, `ask_qty`, `last`, `volume`, `vwap`, `low`, `high`, `change`, `change_pct` in
+    /// this order, then an optional `timestamp`; the values kept are plain decimals, the others
+    /// numbers. The general loop's result; None (cursor unchanged) for anything else.
+    fn read_ticker_element_compact(&mut self, s: &mut Scan<'_>) -> Option<TickerEvent> {
+        let at = s.clone();
+        let ticker = (|| {
+            if !s.lit(b"{\"symbol\":") {
+                return None;
+            }
+            let symbol = s.str().ok().filter(|j| !j.escaped)?;
+            let bid = keep(s, b",\"bid\":")?;
+            pass(s, b",\"bid_qty\":")?;
+            let ask = keep(s, b",\"ask\":")?;
+            pass(s, b",\"ask_qty\":")?;
+            let last = keep(s, b",\"last\":")?;
+            let volume = keep(s, b",\"volume\":")?;
+            let vwap = keep(s, b",\"vwap\":")?;
+            pass(s, b",\"low\":")?;
+            pass(s, b",\"high\":")?;
+            pass(s, b",\"change\":")?;
+            pass(s, b",\"change_pct\":")?;
+            let time = if s.lit(b",\"timestamp\":") {
+                read_rfc3339(s, &mut self.timestamps).ok()?
+            } else {
+                self.last_time
+            };
+            if !s.lit(b"}") {
+                return None;
+            }
+            let symbol = self.intern(symbol.raw);
+            Some(TickerEvent { symbol, time, bid, ask, last, volume, vwap })
+        })();
+        if ticker.is_none() {
+            *s = at;
+        }
+        ticker
+    }
+
+    /// A trade data element written exactly as Kraken writes it: `symbol`, `side`, `price`,
+    /// `qty`, `ord_type`, `trade_id`, `timestamp` in this order, price and qty plain decimals.
+    /// The general loop's result; None (cursor unchanged) for anything else.
+    fn read_trade_element_compact(&mut self, s: &mut Scan<'_>) -> Option<TradeEvent> {
+        let at = s.clone();
+        let trade = (|| {
+            if !s.lit(b"{\"symbol\":") {
+                return None;
+            }
+            let symbol = s.str().ok().filter(|j| !j.escaped)?;
+            let side = if s.lit(b",\"side\":\"buy\"") {
+                Side::Buy
+            } else if s.lit(b",\"side\":\"sell\"") {
+                Side::Sell
+            } else {
+                return None;
+            };
+            let price = if s.lit(b",\"price\":") { s.plain_decimal()? } else { return None };
+            let qty = if s.lit(b",\"qty\":") { s.plain_decimal()? } else { return None };
+            if !s.lit(b",\"ord_type\":") {
+                return None;
+            }
+            let ord_type = s.str().ok().filter(|j| !j.escaped)?;
+            if !s.lit(b",\"trade_id\":") {
+                return None;
+            }
+            let trade_id = s.u64().ok()?;
+            if !s.lit(b",\"timestamp\":") {
+                return None;
+            }
+            let time = read_rfc3339(s, &mut self.timestamps).ok()?;
+            if !s.lit(b"}") {
+                return None;
+            }
+            let symbol = self.intern(symbol.raw);
+            Some(TradeEvent {
+                symbol,
+                time,
+                side,
+                price,
+                qty,
+                trade_id,
+                market_order: ord_type.raw == "market",
+            })
+        })();
+        if trade.is_none() {
+            *s = at;
+        }
+        trade
     }
 
     /// Applies the parsed elements of a well-formed frame.
@@ -942,6 +1015,11 @@ impl FeedDecoder {
         let mut latest = EventTime::ZERO;
         let mut first = true;
         while s.item(&mut first)? {
+            if let Some(trade) = self.read_trade_element_compact(s) {
+                latest = latest.max(trade.time);
+                events.push(MarketEvent::Trade(trade));
+                continue;
+            }
             let (mut symbol, mut side, mut price, mut qty, mut id, mut time, mut market) =
                 (None, None, None, None, 0u64, None, false);
             let mut k_first = true;
@@ -1003,6 +1081,11 @@ impl FeedDecoder {
         let mut latest = EventTime::ZERO;
         let mut first = true;
         while s.item(&mut first)? {
+            if let Some(ticker) = self.read_ticker_element_compact(s) {
+                latest = latest.max(ticker.time);
+                events.push(MarketEvent::Ticker(ticker));
+                continue;
+            }
             let (mut symbol, mut bid, mut ask, mut last, mut volume, mut vwap, mut time) =
                 (None, None, None, None, None, None, None);
             let mut k_first = true;
@@ -1495,6 +1578,10 @@ fn read_decimal(s: &mut Scan<'_>, what: &str) -> Result<rust_decimal::Decimal, S
 }
 
 fn read_rfc3339(s: &mut Scan<'_>, reader: &mut Rfc3339Reader) -> Result<EventTime, Skip> {
+    // Kraken's 27-byte layout in place; anything else as a string.
+    if let Some(t) = s.fixed_str::<27, _>(|b| reader.parse(b)) {
+        return Ok(t);
+    }
     let t = s.str()?;
     reader.parse(t.raw.as_bytes()).ok_or_else(|| malformed(format!("bad timestamp {:?}", t.raw)))
 }
@@ -1553,6 +1640,37 @@ fn read_v2_level_compact(s: &mut Scan<'_>) -> Option<Level> {
         *s = at;
     }
     level
+}
+
+/// The levels of one side after its `[`, up to and including the `]`, each as
+/// [`read_v2_level_compact`] reads it; None for anything else (the caller restores the cursor).
+#[inline]
+fn read_v2_levels_compact(s: &mut Scan<'_>) -> Option<Levels> {
+    let mut side = Levels::new();
+    if s.lit(b"]") {
+        return Some(side);
+    }
+    loop {
+        side.push(read_v2_level_compact(s)?);
+        if s.lit(b"]") {
+            return Some(side);
+        }
+        if !s.lit(b",") {
+            return None;
+        }
+    }
+}
+
+/// `key` then a plain decimal (a kept value of a compact element).
+#[inline]
+fn keep(s: &mut Scan<'_>, key: &[u8]) -> Option<rust_decimal::Decimal> {
+    if s.lit(key) { s.plain_decimal() } else { None }
+}
+
+/// `key` then any number (a value a compact element does not keep).
+#[inline]
+fn pass(s: &mut Scan<'_>, key: &[u8]) -> Option<()> {
+    (s.lit(key) && s.number().is_ok()).then_some(())
 }
 
 /// Reads one JSON array of strings, keeping its first `N` elements (later ones are skipped).

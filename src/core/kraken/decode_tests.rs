@@ -909,3 +909,38 @@ fn book_path_timing() {
         "  of which L2Book apply+checksum+top {book_ns:.0} ns; one bare scan of the frame {scan_ns:.0} ns ({sink})"
     );
 }
+
+#[test]
+fn kraken_layout_and_any_other_layout_decode_alike() {
+    // Frames in Kraken's exact layout take the compact readers; the same frames with spaces
+    // after each `:` and `,` take the general scan. Both must give the same events, notices
+    // and counters, including where the compact readers give up half-way (negative change,
+    // escaped symbol, exponent, no timestamp, unknown ord_type, a malformed value).
+    let frames = [
+        r#"{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[{"price":100.1,"qty":1.5},{"price":100.0,"qty":2}],"asks":[{"price":100.2,"qty":0.25}],"checksum":140622459}]}"#,
+        r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":100.2,"qty":0.01044926,"ord_type":"limit","trade_id":70635299,"timestamp":"2024-05-27T12:43:11.798009Z"},{"symbol":"BTC/USD","side":"sell","price":100.1,"qty":1e-8,"ord_type":"market","trade_id":70635300,"timestamp":"2024-05-27T12:43:11.798010Z"}]}"#,
+        r#"{"channel":"trade","type":"update","data":[{"symbol":"ETH\/USD","side":"sell","price":3000.5,"qty":2.0,"ord_type":"mar\u006bet","trade_id":1,"timestamp":"2024-05-27T12:43:12Z"}]}"#,
+        r#"{"channel":"trade","type":"update","data":[{"symbol":"ETH/USD","side":"hold","price":3000.5,"qty":2.0,"ord_type":"limit","trade_id":2,"timestamp":"2024-05-27T12:43:13.000000Z"}]}"#,
+        r#"{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":100.1,"bid_qty":1.5,"ask":100.2,"ask_qty":0.25,"last":100.2,"volume":4216.61829370,"vwap":99.5,"low":90.0,"high":110.0,"change":-1.5,"change_pct":-1.48,"timestamp":"2024-05-27T12:43:14.000001Z"}]}"#,
+        r#"{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":100.1,"bid_qty":1.5,"ask":100.2,"ask_qty":0.25,"last":100.2,"volume":4216.61829370,"vwap":99.5,"low":90.0,"high":110.0,"change":1.5,"change_pct":1.48}]}"#,
+        r#"{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":-100.1,"bid_qty":1.5,"ask":100.2,"ask_qty":0.25,"last":1.002e2,"volume":4216.6,"vwap":99.5,"low":90.0,"high":110.0,"change":1.5,"change_pct":1.48,"timestamp":"2024-05-27T12:43:15.000000Z"}]}"#,
+        r#"{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":100.1,"bid_qty":"x","ask":100.2,"ask_qty":0.25,"last":100.2,"volume":4216.6,"vwap":99.5,"low":90.0,"high":110.0,"change":1.5,"change_pct":1.48,"timestamp":"2024-05-27T12:43:16.000000Z"}]}"#,
+        r#"{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":100.1,"bid_qty":1.5,"ask":100.2,"ask_qty":0.25,"last":100.2,"volume":4216.6,"vwap":99.5,"low":90.0,"high":110.0,"change":1.5,"change_pct":1.48,"timestamp":"2024-05-27T25:43:16.000000Z"}]}"#,
+    ];
+    let spaced: Vec<String> =
+        frames.iter().map(|f| f.replace("\":", "\": ").replace(",\"", ", \"")).collect();
+    let decode = |frames: &[&str]| {
+        let mut d = FeedDecoder::new(10);
+        let (ev, no) = run(&mut d, frames);
+        format!("{ev:?}\n{no:?}\n{:?}\n{:?}", d.counters(), d.last_time())
+    };
+    let spaced: Vec<&str> = spaced.iter().map(String::as_str).collect();
+    let compact = decode(&frames);
+    assert_eq!(compact, decode(&spaced));
+    // Both layouts decoded something of each kind, and the bad frames were refused.
+    assert!(
+        compact.contains("Trade(") && compact.contains("Ticker(") && compact.contains("Book("),
+        "{compact}"
+    );
+    assert!(compact.contains("checksum_mismatches: 0") && compact.contains("malformed: 2"), "{compact}");
+}

@@ -184,6 +184,22 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// Reads a string of exactly `N` bytes when `read` accepts them, for values with a fixed
+    /// layout such as Kraken's timestamps. `read` must refuse any quote, backslash or control
+    /// byte (what a string cannot hold unescaped). None (cursor unchanged) otherwise.
+    #[inline]
+    pub fn fixed_str<const N: usize, T>(&mut self, read: impl FnOnce(&[u8; N]) -> Option<T>) -> Option<T> {
+        let b = self.bytes().get(self.i..self.i + N + 2)?;
+        let (open, rest) = b.split_first()?;
+        let (inner, close) = rest.split_first_chunk::<N>()?;
+        if *open != b'"' || close != b"\"" {
+            return None;
+        }
+        let value = read(inner)?;
+        self.i += N + 2;
+        Some(value)
+    }
+
     /// Byte offset of the cursor.
     pub fn pos(&self) -> usize {
         self.i
@@ -542,6 +558,19 @@ mod tests {
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let deep = "[".repeat(10_000);
         assert_eq!(Scan::new(&deep).skip().unwrap_err().what, "JSON nested too deeply");
+    }
+
+    #[test]
+    fn fixed_strings_are_read_only_whole_and_accepted() {
+        let digits = |b: &[u8; 3]| b.iter().all(u8::is_ascii_digit).then(|| b.to_vec());
+        let mut s = Scan::new(r#""123","#);
+        assert_eq!(s.fixed_str::<3, _>(digits), Some(b"123".to_vec()));
+        assert!(s.lit(b","));
+        for text in [r#""12a","#, r#""1234""#, r#""12""#, r#" "123""#, r#""123"#, r#"123"""#] {
+            let mut s = Scan::new(text);
+            assert_eq!(s.fixed_str::<3, _>(digits), None, "{text}");
+            assert_eq!(s.pos(), 0, "{text}");
+        }
     }
 
     #[test]
