@@ -38,6 +38,84 @@ fn string_stops(word: u64) -> u64 {
     (zero_byte(quote) | zero_byte(backslash) | (word.wrapping_sub(ONES * 0x20) & !word)) & HIGH
 }
 
+/// `'0'` in every byte of a word.
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// Powers of ten up to 10^19.
+const POW10: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// High bit set in each byte of `word` that is not an ASCII digit. As with
+/// [`string_stops`], only the lowest flag counts (a carry may run upward from it).
+#[inline]
+fn non_digits(word: u64) -> u64 {
+    let x = word ^ ZEROS;
+    (x.wrapping_add(0x7676_7676_7676_7676) | x) & 0x8080_8080_8080_8080
+}
+
+/// The value of eight ASCII digits loaded little-endian (the first digit most significant).
+#[inline]
+fn eight_digits(word: u64) -> u64 {
+    let x = word.wrapping_sub(ZEROS);
+    let x = (x.wrapping_mul(10).wrapping_add(x >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let x = (x.wrapping_mul(100).wrapping_add(x >> 16)) & 0x0000_FFFF_0000_FFFF;
+    (x.wrapping_mul(10_000).wrapping_add(x >> 32)) & 0xFFFF_FFFF
+}
+
+/// The ASCII digits at the start of `b`, eight at a time: their count and their value
+/// (exact up to 19 digits, wrapping beyond).
+#[inline]
+fn digits(b: &[u8]) -> (u64, usize) {
+    let mut value = 0u64;
+    let mut n = 0;
+    while let Some(chunk) = b.get(n..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*chunk);
+        let stops = non_digits(word);
+        if stops == 0 {
+            value = value.wrapping_mul(100_000_000).wrapping_add(eight_digits(word));
+            n += 8;
+            continue;
+        }
+        let k = (stops.trailing_zeros() / 8) as usize;
+        if k > 0 {
+            // The k digits moved to the top of the word, '0's below them.
+            let bits = 8 * k as u32;
+            let word = (word << (64 - bits)) | (ZEROS >> bits);
+            value = value.wrapping_mul(POW10[k]).wrapping_add(eight_digits(word));
+        }
+        return (value, n + k);
+    }
+    while let Some(&c @ b'0'..=b'9') = b.get(n) {
+        value = value.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        n += 1;
+    }
+    (value, n)
+}
+
+/// How many ASCII digits `b` starts with, eight at a time.
+#[inline]
+fn digit_run(b: &[u8]) -> usize {
+    let mut n = 0;
+    while let Some(chunk) = b.get(n..).and_then(<[u8]>::first_chunk::<8>) {
+        let stops = non_digits(u64::from_le_bytes(*chunk));
+        if stops != 0 {
+            return n + (stops.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    while b.get(n).is_some_and(u8::is_ascii_digit) {
+        n += 1;
+    }
+    n
+}
+
 /// A JSON syntax error: what was expected and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanError {
@@ -276,40 +354,35 @@ impl<'a> Scan<'a> {
         let b = self.bytes();
         let start = self.i;
         let mut i = self.i;
+        let run = |i: usize| b.get(i..).map_or(0, digit_run);
         if b.get(i) == Some(&b'-') {
             i += 1;
         }
-        let int_start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == int_start {
+        let int = run(i);
+        if int == 0 {
             return self.err("expected a number");
         }
+        i += int;
         if b.get(i) == Some(&b'.') {
             i += 1;
-            let f = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i == f {
+            let f = run(i);
+            if f == 0 {
                 self.i = i;
                 return self.err("digits expected after the decimal point");
             }
+            i += f;
         }
         if matches!(b.get(i), Some(b'e' | b'E')) {
             i += 1;
             if matches!(b.get(i), Some(b'+' | b'-')) {
                 i += 1;
             }
-            let e = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i == e {
+            let e = run(i);
+            if e == 0 {
                 self.i = i;
                 return self.err("digits expected in the exponent");
             }
+            i += e;
         }
         self.i = i;
         Ok(&self.s[start..i])
@@ -321,6 +394,7 @@ impl<'a> Scan<'a> {
     /// (cursor unchanged) for anything else, which the caller reads the general way.
     #[inline]
     pub fn plain_decimal(&mut self) -> Option<rust_decimal::Decimal> {
+        // Digit by digit: the numbers here are short, where this beats eight at a time.
         let b = self.bytes();
         let start = self.i;
         let mut i = start;
@@ -350,13 +424,20 @@ impl<'a> Scan<'a> {
             return None;
         }
         self.i = i;
-        Some(rust_decimal::Decimal::from_i128_with_scale(i128::from(mantissa), scale))
+        // A mantissa below 2^64 is the low and middle words (scale at most 18).
+        Some(rust_decimal::Decimal::from_parts(mantissa as u32, (mantissa >> 32) as u32, 0, false, scale))
     }
 
     /// Reads a non-negative integer that fits in u64.
     pub fn u64(&mut self) -> ScanResult<u64> {
-        // Plain digits (the usual case) are read in one pass; anything else the general way.
+        // Up to 19 plain digits (the usual case) cannot overflow and are read eight at a
+        // time; 20 digits are checked one by one; anything else is read the general way.
         let b = self.bytes();
+        let (value, n) = b.get(self.i..).map_or((0, 0), digits);
+        if (1..=19).contains(&n) && !matches!(b.get(self.i + n), Some(b'.' | b'e' | b'E')) {
+            self.i += n;
+            return Ok(value);
+        }
         let mut i = self.i;
         let mut n = 0u64;
         let mut fits = true;
@@ -647,6 +728,33 @@ mod tests {
             assert_eq!(s.plain_decimal(), None, "{text}");
             assert_eq!(s.pos(), 0, "{text}");
         }
+    }
+
+    #[test]
+    fn digit_runs_read_as_one_digit_at_a_time() {
+        let naive = |b: &[u8]| {
+            let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
+            let v = b[..n].iter().fold(0u64, |v, c| v.wrapping_mul(10).wrapping_add(u64::from(c - b'0')));
+            (v, n)
+        };
+        let mut rng = crate::core::rng::Rng::new(11);
+        let alphabet = b"0123456789012345678901234567890123456789.,e-}\"\x00\x7f\x80\xff/:";
+        for _ in 0..20_000 {
+            let len = (rng.next_u64() % 24) as usize;
+            let text: Vec<u8> =
+                (0..len).map(|_| alphabet[(rng.next_u64() % alphabet.len() as u64) as usize]).collect();
+            for start in 0..=text.len() {
+                let b = &text[start..];
+                let (v, n) = naive(b);
+                assert_eq!(digit_run(b), n, "{b:?}");
+                let (dv, dn) = digits(b);
+                assert_eq!(dn, n, "{b:?}");
+                if n <= 19 {
+                    assert_eq!(dv, v, "{b:?}");
+                }
+            }
+        }
+        assert_eq!(digits(b"12345678901234567890,"), (12345678901234567890, 20));
     }
 
     #[test]
