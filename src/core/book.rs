@@ -59,40 +59,43 @@ impl Digits {
         }
         let m = v.mantissa().unsigned_abs();
         let mut out = Digits::EMPTY;
-        if m == 0 {
-            return out;
-        }
-        let mut tmp = [0u8; 40];
-        let mut i = tmp.len();
         if let Ok(mut small) = u64::try_from(m) {
-            // Two digits per division.
+            // Written in place from the last digit back, two digits per division.
+            let mut i = decimal_len(small);
+            out.len = i as u8;
             while small >= 100 {
                 let pair = (small % 100) as usize * 2;
                 small /= 100;
                 i -= 2;
-                tmp[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+                out.bytes[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
             }
             if small >= 10 {
                 let pair = small as usize * 2;
-                i -= 2;
-                tmp[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+                out.bytes[..2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
             } else if small > 0 {
-                i -= 1;
-                tmp[i] = b'0' + small as u8;
+                out.bytes[0] = b'0' + small as u8;
             }
-        } else {
-            let mut big = m;
-            while big > 0 {
-                i -= 1;
-                tmp[i] = b'0' + (big % 10) as u8;
-                big /= 10;
-            }
+            return out;
+        }
+        let mut tmp = [0u8; 40];
+        let mut i = tmp.len();
+        let mut big = m;
+        while big > 0 {
+            i -= 1;
+            tmp[i] = b'0' + (big % 10) as u8;
+            big /= 10;
         }
         let n = (tmp.len() - i).min(out.bytes.len());
         out.bytes[..n].copy_from_slice(&tmp[i..i + n]);
         out.len = n as u8;
         out
     }
+}
+
+/// How many decimal digits `n` has (none for 0).
+#[inline]
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(0, |l| l as usize + 1)
 }
 
 /// One level as the book stores it.
@@ -542,6 +545,31 @@ mod tests {
             ("353.92000000", "2.82900000"),
         ];
         assert_eq!(book_from(&asks, &bids, None, None).checksum(), 2_583_817_756);
+    }
+
+    #[test]
+    fn digits_are_the_value_written_to_precision_without_dot_or_leading_zeros() {
+        let mut rng = crate::core::rng::Rng::new(3);
+        for _ in 0..20_000 {
+            let m = match rng.next_u64() % 4 {
+                0 => i128::from(rng.next_u64() % 1000),
+                1 => i128::from(rng.next_u64()),
+                2 => i128::from(rng.next_u64()) << (rng.next_u64() % 30),
+                _ => i128::from(rng.next_u64() % 100_000_000),
+            };
+            let value = Decimal::from_i128_with_scale(m, (rng.next_u64() % 12) as u32);
+            let precision = (!rng.next_u64().is_multiple_of(3)).then(|| (rng.next_u64() % 12) as u32);
+            let mut padded = value;
+            if let Some(p) = precision
+                && padded.scale() < p
+            {
+                padded.rescale(p);
+            }
+            let want: String = padded.to_string().chars().filter(|c| *c != '.').collect();
+            let want = want.trim_start_matches('0');
+            let d = Digits::of(value, precision);
+            assert_eq!(&d.bytes[..usize::from(d.len)], want.as_bytes(), "{value} {precision:?}");
+        }
     }
 
     #[test]

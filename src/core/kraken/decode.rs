@@ -55,6 +55,9 @@ const RECORD_KEYS: [&str; 3] = ["ts", "dir", "msg"];
 /// A v2 channel message's keys.
 const FRAME_KEYS: [&str; 3] = ["channel", "type", "data"];
 /// A v2 book data element's keys.
+/// How many symbols [`FeedDecoder`] searches before its ordered set.
+const FIRST_SYMBOLS: usize = 8;
+
 const BOOK_KEYS: [&str; 5] = ["symbol", "bids", "asks", "checksum", "timestamp"];
 /// A v2 trade's keys.
 const TRADE_KEYS: [&str; 7] = ["symbol", "side", "price", "qty", "ord_type", "trade_id", "timestamp"];
@@ -247,6 +250,8 @@ pub struct FeedDecoder {
     depths: BTreeMap<Symbol, u16>,
     /// Interned symbols, so events share one `Arc<str>` per pair.
     symbols: BTreeSet<Symbol>,
+    /// The first [`FIRST_SYMBOLS`] of them, searched first.
+    first_symbols: Vec<Symbol>,
     /// v1 pair name → v2 symbol (the mapping itself is [`v2_symbol`]).
     v1_names: BTreeMap<Box<str>, Symbol>,
     requests: BTreeMap<u64, SentRequest>,
@@ -267,6 +272,7 @@ impl FeedDecoder {
             instruments: BTreeMap::new(),
             depths: BTreeMap::new(),
             symbols: BTreeSet::new(),
+            first_symbols: Vec::new(),
             v1_names: BTreeMap::new(),
             requests: BTreeMap::new(),
             pending: Vec::new(),
@@ -1529,11 +1535,19 @@ impl FeedDecoder {
     }
 
     fn intern(&mut self, s: &str) -> Symbol {
+        // A feed carries a few pairs: the first ones interned are searched before the
+        // ordered set.
+        if let Some(sym) = self.first_symbols.iter().find(|sym| sym.as_bytes() == s.as_bytes()) {
+            return sym.clone();
+        }
         if let Some(sym) = self.symbols.get(s) {
             return sym.clone();
         }
         let sym: Symbol = Arc::from(s);
         self.symbols.insert(sym.clone());
+        if self.first_symbols.len() < FIRST_SYMBOLS {
+            self.first_symbols.push(sym.clone());
+        }
         sym
     }
 
