@@ -693,6 +693,23 @@ async fn replay_file(
     Ok(())
 }
 
+/// A frame as the decoder reads it: WebSocket text as received, or a replayed line.
+trait FrameText {
+    fn frame_text(&self) -> std::borrow::Cow<'_, str>;
+}
+
+impl FrameText for tokio_tungstenite::tungstenite::Utf8Bytes {
+    fn frame_text(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(self.as_str())
+    }
+}
+
+impl FrameText for crate::sources::replay::Line {
+    fn frame_text(&self) -> std::borrow::Cow<'_, str> {
+        self.text()
+    }
+}
+
 /// Frames decoded into one batch, not yet admitted to the feed ([`admit_frames`]).
 struct DecodedFrames {
     events: Vec<MarketEvent>,
@@ -706,10 +723,7 @@ struct DecodedFrames {
 }
 
 /// Decodes frames into one batch.
-fn decode_lines(
-    decoder: &mut FeedDecoder,
-    frames: &[tokio_tungstenite::tungstenite::Utf8Bytes],
-) -> DecodedFrames {
+fn decode_lines<F: FrameText>(decoder: &mut FeedDecoder, frames: &[F]) -> DecodedFrames {
     // Most frames carry one event: room for that and some more, so the vector rarely grows.
     let mut events = Vec::with_capacity(frames.len() + frames.len() / 4);
     let mut notices = Vec::new();
@@ -717,7 +731,7 @@ fn decode_lines(
     let mut counters = Vec::with_capacity(frames.len());
     for f in frames {
         let before = events.len();
-        decoder.decode(f.as_str(), &mut events, &mut notices);
+        decoder.decode(&f.frame_text(), &mut events, &mut notices);
         let time = match events.get(before..).and_then(|e| e.last()) {
             Some(e) => e.time(),
             None => decoder.last_time(),
@@ -1024,7 +1038,8 @@ async fn resume_live(
             // or gap marker first has the frames before it passed.
             let mut frames = Vec::new();
             for (i, line) in batch.lines.iter().enumerate() {
-                let rec = recording::split_line(line)
+                let line = line.text();
+                let rec = recording::split_line(&line)
                     .map_err(|e| format!("{} line {}: {e}", path.display(), batch.first_line + i as u64))?;
                 if rec.dir != "recv"
                     && rec.dir != "rest"
