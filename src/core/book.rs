@@ -3,7 +3,9 @@
 //! Both sides are sorted vectors, best level first, so the top ten levels the checksum
 //! covers are a slice. Each level keeps the checksum digits of its price and quantity,
 //! computed once when the level is written; the checksum then only concatenates cached
-//! digits and runs one CRC32 over them, with no allocation after warm-up. Books that never
+//! digits and runs CRC32 over them, with no allocation after warm-up; the CRC of the asks'
+//! half (first in the string) is kept while the asks are unchanged, so an update of bids
+//! only runs the CRC over the bids. Books that never
 //! verify a checksum (the paper exchange's copies) skip the cache.
 //!
 //! Checksum rule (docs: Kraken "Spot Websockets (v2) Book Checksum", see
@@ -23,9 +25,9 @@ pub const CHECKSUM_LEVELS: usize = 10;
 /// Most digits one value can have (a `Decimal` mantissa has at most 29).
 const DIGITS_MAX: usize = 30;
 
-/// Scratch bytes for one checksum: the digits of 2 × 10 levels × 2 values, plus the spare
-/// room the last fixed-size copy writes past its digits.
-const CHECKSUM_SCRATCH: usize = (4 * CHECKSUM_LEVELS + 1) * DIGITS_MAX;
+/// Scratch bytes for one side's half of a checksum: the digits of 10 levels × 2 values,
+/// plus the spare room the last fixed-size copy writes past its digits.
+const CHECKSUM_SCRATCH: usize = (2 * CHECKSUM_LEVELS + 1) * DIGITS_MAX;
 
 /// `"00" "01" … "99"`: the two ASCII digits of each number below 100.
 const DIGIT_PAIRS: [u8; 200] = {
@@ -119,6 +121,9 @@ pub struct L2Book {
     /// Whether levels cache their checksum digits (false for books that never verify a
     /// checksum, such as the paper exchange's copy: [`Self::checksum`] then writes them).
     cache_digits: bool,
+    /// CRC32 of the ask half of the checksum string while the asks are unchanged (the asks
+    /// come first, so an update of bids only runs the CRC over the bids).
+    asks_crc: Option<u32>,
 }
 
 impl L2Book {
@@ -133,6 +138,7 @@ impl L2Book {
             asks: Vec::with_capacity(depth.min(1024) + 4),
             scratch: vec![0; CHECKSUM_SCRATCH],
             cache_digits: true,
+            asks_crc: None,
         }
     }
 
@@ -154,6 +160,7 @@ impl L2Book {
         }
         self.price_precision = price_precision;
         self.qty_precision = qty_precision;
+        self.asks_crc = None;
         if !self.cache_digits {
             return;
         }
@@ -167,6 +174,7 @@ impl L2Book {
     pub fn clear(&mut self) {
         self.bids.clear();
         self.asks.clear();
+        self.asks_crc = None;
     }
 
     /// Applies one level: qty 0 deletes the price (a delete for an absent price is ignored),
@@ -175,7 +183,10 @@ impl L2Book {
     pub fn apply(&mut self, side: Side, price: Price, qty: Qty) {
         let (levels, pp, qp) = match side {
             Side::Buy => (&mut self.bids, self.price_precision, self.qty_precision),
-            Side::Sell => (&mut self.asks, self.price_precision, self.qty_precision),
+            Side::Sell => {
+                self.asks_crc = None;
+                (&mut self.asks, self.price_precision, self.qty_precision)
+            }
         };
         let cache = self.cache_digits;
         // Bids are sorted descending, asks ascending: search with the matching order.
@@ -215,13 +226,34 @@ impl L2Book {
     /// Cuts both sides to the book's depth (Kraken sends no delete for levels pushed out).
     pub fn truncate(&mut self) {
         self.bids.truncate(self.depth);
-        self.asks.truncate(self.depth);
+        if self.asks.len() > self.depth {
+            self.asks.truncate(self.depth);
+            self.asks_crc = None;
+        }
     }
 
     /// Kraken's CRC32 over the ten best asks then the ten best bids.
     pub fn checksum(&mut self) -> u32 {
+        let asks_crc = match self.asks_crc {
+            Some(crc) => crc,
+            None => {
+                let at = self.write_digits(Side::Sell);
+                let crc = crc32fast::hash(self.scratch.get(..at).unwrap_or_default());
+                self.asks_crc = Some(crc);
+                crc
+            }
+        };
+        let at = self.write_digits(Side::Buy);
+        let mut crc = crc32fast::Hasher::new_with_initial(asks_crc);
+        crc.update(self.scratch.get(..at).unwrap_or_default());
+        crc.finalize()
+    }
+
+    /// Writes the checksum digits of one side's ten best levels to the scratch buffer;
+    /// returns their length.
+    fn write_digits(&mut self, side: Side) -> usize {
         // Each value's whole 30-byte digit array is copied (a fixed-size copy, no call) and
-        // the write position advances by its length: room for 40 values plus one spare.
+        // the write position advances by its length: room for 20 values plus one spare.
         if self.scratch.len() != CHECKSUM_SCRATCH {
             self.scratch.resize(CHECKSUM_SCRATCH, 0);
         }
@@ -232,7 +264,11 @@ impl L2Book {
                 at += usize::from(d.len);
             }
         };
-        for l in self.asks.iter().take(CHECKSUM_LEVELS).chain(self.bids.iter().take(CHECKSUM_LEVELS)) {
+        let levels = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        for l in levels.iter().take(CHECKSUM_LEVELS) {
             if self.cache_digits {
                 put(&mut self.scratch, &l.price_digits);
                 put(&mut self.scratch, &l.qty_digits);
@@ -241,7 +277,7 @@ impl L2Book {
                 put(&mut self.scratch, &Digits::of(l.qty, self.qty_precision));
             }
         }
-        crc32fast::hash(self.scratch.get(..at).unwrap_or_default())
+        at
     }
 
     /// Best bid.
@@ -569,6 +605,34 @@ mod tests {
             let want = want.trim_start_matches('0');
             let d = Digits::of(value, precision);
             assert_eq!(&d.bytes[..usize::from(d.len)], want.as_bytes(), "{value} {precision:?}");
+        }
+    }
+
+    #[test]
+    fn kept_ask_crc_gives_the_checksum_of_a_fresh_book() {
+        let mut rng = crate::core::rng::Rng::new(5);
+        let mut book = L2Book::new(10, Some(1), Some(8));
+        for step in 0..20_000 {
+            let side = if rng.next_u64().is_multiple_of(2) { Side::Buy } else { Side::Sell };
+            let base = if side == Side::Buy { 1000 } else { 1010 };
+            let offset = i64::try_from(rng.next_u64() % 15).unwrap();
+            let price = Decimal::new(if side == Side::Buy { base - offset } else { base + offset } * 10, 1);
+            let qty = Decimal::new(i64::try_from(rng.next_u64() % 4).unwrap() * 12_500_000, 8);
+            book.apply(side, price, qty);
+            book.truncate();
+            match rng.next_u64() % 500 {
+                0 => book.clear(),
+                1 => book.set_precision(Some(2), Some(8)),
+                2 => book.set_precision(Some(1), Some(8)),
+                _ => {}
+            }
+            let mut fresh = L2Book::new(10, book.price_precision, book.qty_precision);
+            for side in [Side::Buy, Side::Sell] {
+                for l in book.levels(side) {
+                    fresh.apply(side, l.price, l.qty);
+                }
+            }
+            assert_eq!(book.checksum(), fresh.checksum(), "step {step}");
         }
     }
 
