@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo bench --bench replay`. Each iteration replays 50,000 events (≈ 54,000 frames,
 //! 3 pairs, book depth 10) into a fresh run folder; divan reports items/s = events/s. Two
-//! batch sizes are measured — 1 frame and 256 frames (`replay`'s default) — which write the
+//! batch sizes are measured — 1 frame and 2048 frames (`replay`'s default) — which write the
 //! same journal: batching only changes how many frames one pipeline pass takes.
 //! Set `KP_BENCH_EVENTS` to change the recording's size.
 
@@ -78,6 +78,6 @@ fn replay_batch_1(bencher: divan::Bencher) {
 }
 
 #[divan::bench(sample_count = 5, sample_size = 1)]
-fn replay_batch_256(bencher: divan::Bencher) {
-    replay(bencher, 256);
+fn replay_batch_2048(bencher: divan::Bencher) {
+    replay(bencher, 2048);
 }

@@ -110,7 +110,7 @@ pub struct ReplayArgs {
     /// Results never depend on it (journals are byte-identical for every N): passes are cut
     /// to single frames whenever the portfolio can change from frame to frame (see
     /// docs/market-data.md); larger N only replays quiet stretches faster.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = 2048)]
     pub batch_events: usize,
 }
 
