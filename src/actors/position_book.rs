@@ -351,6 +351,8 @@ impl Handler<BookPass> for PositionBook {
         let mut frame_ends = data.frame_ends();
         let mut next_end = frame_ends.next();
         let acted_before = self.exec_events();
+        // Whether only the account currency is held, and then the equity of every frame.
+        let mut only_currency = None;
         let mut constant_equity = None;
         let mut checked = None;
         for (i, (seq, ev)) in data.iter_seq().enumerate() {
@@ -402,11 +404,12 @@ impl Handler<BookPass> for PositionBook {
                 self.end_pass();
                 return index;
             }
-            // Balances change only with execution events (which end the pass): while only the
-            // account currency is held, equity is the same at every frame of the pass.
+            // Balances change only with execution events (which end the pass): what is held is
+            // the same at every frame of the pass, and while only the account currency is held,
+            // so is equity.
             let equity = match constant_equity {
                 Some(e) => e,
-                None if self.exchange.holds_only_currency() => {
+                None if *only_currency.get_or_insert_with(|| self.exchange.holds_only_currency()) => {
                     *constant_equity.insert(self.exchange.equity())
                 }
                 None => self.exchange.equity(),
