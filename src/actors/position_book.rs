@@ -23,6 +23,7 @@ use crate::core::execution::{ExecEvent, ExecStats, PaperExchange};
 use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
 use crate::core::risk::RiskWatch;
+use crate::core::symbol_map::SymbolMap;
 use crate::core::time::{EventTime, Span};
 use crate::messages::{
     AmendOrder, Barrier, BookPass, EmergencyStop, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
@@ -102,7 +103,7 @@ pub struct PositionBook {
     trades_won: u64,
     starting_equity: Decimal,
     stale_after: Span,
-    last_book: std::collections::BTreeMap<crate::core::instrument::Symbol, EventTime>,
+    last_book: SymbolMap<EventTime>,
     /// Triggered orders not yet filled (for [`GapReview`]), and the pairs of open orders.
     gap_watch: GapWatch,
     /// RiskManager samples the portfolio on this event-time grid (µs; 0: every view).
@@ -362,12 +363,7 @@ impl Handler<BookPass> for PositionBook {
             }
             if let crate::core::market::MarketEvent::Book(b) = ev {
                 // Updated in place: no symbol clone per event.
-                match self.last_book.get_mut(&b.symbol) {
-                    Some(at) => *at = t,
-                    None => {
-                        self.last_book.insert(b.symbol.clone(), t);
-                    }
-                }
+                *self.last_book.get_or_insert_with(&b.symbol, || t) = t;
             }
             // Equity snapshots on a fixed event-time grid, taken before the event at or past
             // the grid point is applied, so they do not depend on how events are batched.

@@ -59,6 +59,7 @@ use super::orders::{
     OrderType, Protection, Rejection, TimeInForce, TrailingOffset,
 };
 use super::portfolio::{MarginView, PortfolioView, PositionView, Quote};
+use super::symbol_map::SymbolMap;
 use super::time::{EventTime, Span};
 use super::validate::Issues;
 
@@ -630,10 +631,10 @@ pub struct PaperExchange {
     currency: Arc<str>,
     initial: BTreeMap<String, Decimal>,
     balances: BTreeMap<String, Decimal>,
-    pairs: BTreeMap<Symbol, PairState>,
+    pairs: SymbolMap<PairState>,
     orders: OpenOrders,
     groups: BTreeMap<u64, Group>,
-    positions: BTreeMap<Symbol, Position>,
+    positions: SymbolMap<Position>,
     system: SystemStatus,
     volume: VolumeTracker,
     stats: ExecStats,
@@ -731,10 +732,10 @@ impl PaperExchange {
             currency: currency.into(),
             initial: balances.clone(),
             balances: balances.clone(),
-            pairs: BTreeMap::new(),
+            pairs: SymbolMap::new(),
             orders: OpenOrders::default(),
             groups: BTreeMap::new(),
-            positions: BTreeMap::new(),
+            positions: SymbolMap::new(),
             system: SystemStatus::Online,
             volume: VolumeTracker::new(cfg.fee_tier_volume),
             stats: ExecStats::default(),
@@ -1148,7 +1149,7 @@ impl PaperExchange {
 
 impl PaperExchange {
     fn pair_mut(&mut self, pair: &Symbol) -> &mut PairState {
-        self.pairs.entry(pair.clone()).or_default()
+        self.pairs.get_or_insert_with(pair, PairState::default)
     }
 
     fn inst(&self, pair: &str) -> Option<Arc<Instrument>> {
@@ -1898,11 +1899,7 @@ impl PaperExchange {
     fn on_book(&mut self, seq: u64, b: &BookEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
         let pair = &b.symbol;
-        // Looked up first: a symbol is cloned only for a pair seen for the first time.
-        let st = match self.pairs.get_mut(pair) {
-            Some(st) => st,
-            None => self.pairs.entry(pair.clone()).or_default(),
-        };
+        let st = self.pairs.get_or_insert_with(pair, PairState::default);
         let touch_moved = st.book.apply(seq, b);
         let valid = st.book.valid;
         // Nothing new for the excursion unless the marks moved or a position changes here.
@@ -2022,10 +2019,7 @@ impl PaperExchange {
     fn on_trade(&mut self, seq: u64, t: &TradeEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
         let pair = &t.symbol;
-        let st = match self.pairs.get_mut(pair) {
-            Some(st) => st,
-            None => self.pairs.entry(pair.clone()).or_default(),
-        };
+        let st = self.pairs.get_or_insert_with(pair, PairState::default);
         st.last_trade = Some(t.price);
         let valid = st.book.valid;
         if st.valued.get() {
@@ -2263,7 +2257,7 @@ impl PaperExchange {
         let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
         let mark = self.pairs.get(&inst.symbol).and_then(|s| s.book.mid()).unwrap_or(price);
         self.positions_changed += 1;
-        let p = self.positions.entry(inst.symbol.clone()).or_default();
+        let p = self.positions.get_or_insert_with(&inst.symbol, Position::default);
         let sign = Decimal::from(o.spec.side.sign());
         p.base_flow += sign * qty;
         p.quote_flow += -sign * price * qty - fee;
@@ -2361,7 +2355,7 @@ impl PaperExchange {
         if let Some(st) = self.pairs.get_mut(pair) {
             st.excursion_at = Some(self.positions_changed);
         }
-        let Some(p) = self.positions.get_mut(pair) else { return };
+        let Some(p) = self.positions.get_mut_adopting(pair) else { return };
         if p.qty.is_zero() || p.trade.is_none() {
             return;
         }
@@ -2708,7 +2702,7 @@ impl PaperExchange {
         *self.margin_fees_owed.entry(inst.quote.to_string()).or_default() += fee;
         let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
         self.positions_changed += 1;
-        let p = self.positions.entry(pair.clone()).or_default();
+        let p = self.positions.get_or_insert_with(pair, Position::default);
         p.fees += fee;
         p.quote_flow -= fee;
         if let Some(t) = p.trade.as_mut() {
