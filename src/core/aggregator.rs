@@ -250,7 +250,10 @@ impl Aggregator {
             }
             st.pending = keep;
         }
-        st.live.retain(|_, s| now < s.expires_at());
+        // Looked at before retaining: most events expire nothing.
+        if st.live.values().any(|s| now >= s.expires_at()) {
+            st.live.retain(|_, s| now < s.expires_at());
+        }
         if !std::mem::take(&mut st.fresh) || self.halted {
             return;
         }

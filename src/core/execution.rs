@@ -696,6 +696,12 @@ fn mark_of(st: &PairState, convention: MarkConvention, long: bool) -> Option<Pri
     }
 }
 
+/// `name` is the pair `sym`: the same `Arc` (events and their orders share the decoder's),
+/// else the same text.
+fn same_pair(sym: &Symbol, name: &str) -> bool {
+    (std::ptr::eq(sym.as_ptr(), name.as_ptr()) && sym.len() == name.len()) || **sym == *name
+}
+
 /// A pair's mid, else its last trade, as equity reads it (the pair counts as `valued`).
 fn valued_mid(st: &PairState) -> Option<Price> {
     st.valued.set(true);
@@ -1277,6 +1283,7 @@ impl PaperExchange {
 
     /// Whether no timer can be due by `now`: no amend travelling, and the orders unchanged
     /// since their earliest timer was found to lie after `now`.
+    #[inline(always)]
     fn no_timer_due(&self, now: EventTime) -> bool {
         self.amends.is_empty()
             && self
@@ -1285,11 +1292,16 @@ impl PaperExchange {
     }
 
     /// Runs every due arrival, cancel, expiry and chase in time order.
+    #[inline(always)] // twice per event: the check without a call
     fn run_timers(&mut self, out: &mut Vec<ExecEvent>) {
-        let now = self.now;
-        if self.no_timer_due(now) {
-            return; // most events: nothing changed and nothing falls due yet
+        if !self.no_timer_due(self.now) {
+            self.scan_timers(out); // most events: nothing changed and nothing falls due yet
         }
+    }
+
+    /// `run_timers` when a timer may be due.
+    fn scan_timers(&mut self, out: &mut Vec<ExecEvent>) {
+        let now = self.now;
         loop {
             let mut best: Option<(EventTime, Due, OrderId)> = None;
             for o in self.orders.values() {
@@ -1953,24 +1965,27 @@ impl PaperExchange {
     /// The loops over them act only on orders at that stage, and nothing they do moves
     /// another order of the pair into it (fills place new children, which are pending):
     /// leaving the others out changes nothing but the work of listing them.
+    #[inline]
     fn pair_orders(&self, pair: &str, stage: Stage) -> PairOrders {
-        let mut ids = PairOrders::new();
         if !self.orders.any_at(stage) {
-            return ids; // most events: only the protective children, waiting
+            return PairOrders::new(); // most events: only the protective children, waiting
         }
+        self.list_pair_orders(pair, stage)
+    }
+
+    /// `pair_orders` when some order is at `stage`.
+    fn list_pair_orders(&self, pair: &str, stage: Stage) -> PairOrders {
+        let mut ids = PairOrders::new();
+        let mut keyed: SmallVec<[_; 8]> = SmallVec::new();
         for o in self.orders.values() {
-            if o.stage == stage && &*o.spec.pair == pair {
-                ids.push(o.id);
+            if o.stage == stage && same_pair(&o.spec.pair, pair) {
+                let p = o.limit_price().unwrap_or_default();
+                keyed.push((o.spec.side, if o.spec.side == Side::Buy { -p } else { p }, o.placed_at, o.id));
             }
         }
-        if ids.len() > 1 {
-            let key = |id: &OrderId| {
-                let o = &self.orders[id];
-                let p = o.limit_price().unwrap_or_default();
-                (o.spec.side, if o.spec.side == Side::Buy { -p } else { p }, o.placed_at, o.id)
-            };
-            ids.sort_by_key(key);
-        }
+        // Keys end with the unique id: an unstable sort gives the one order there is.
+        keyed.sort_unstable();
+        ids.extend(keyed.into_iter().map(|k| k.3));
         ids
     }
 
@@ -2019,9 +2034,20 @@ impl PaperExchange {
     fn on_trade(&mut self, seq: u64, t: &TradeEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
         let pair = &t.symbol;
+        // Nothing new for the excursion unless a mark moved (to the digit) or a position
+        // changes here. Only an open trade is worth the comparison (and the mid it reads):
+        // without one, taking the excursion in ends at once.
+        let positions_at = self.positions_changed;
+        let trade_open = self.positions.get(pair).is_some_and(|p| p.trade.is_some() && !p.qty.is_zero());
         let st = self.pairs.get_or_insert_with(pair, PairState::default);
+        let marks = |st: &PairState| {
+            [true, false].map(|long| mark_of(st, self.cfg.mark, long).map(|m| m.serialize()))
+        };
+        let marks_before = trade_open.then(|| marks(st));
         st.last_trade = Some(t.price);
         let valid = st.book.valid;
+        let excursion_current =
+            trade_open && st.excursion_at == Some(positions_at) && marks_before == Some(marks(st));
         if st.valued.get() {
             self.equity_memo.set(None); // a new last trade: marks equity reads may move
         }
@@ -2035,7 +2061,9 @@ impl PaperExchange {
                 self.check_trigger(id, t.price, time, out);
             }
         }
-        self.update_excursion(pair);
+        if !(excursion_current && self.positions_changed == positions_at) {
+            self.update_excursion(pair);
+        }
     }
 
     /// Resting limits fill from a trade printed through (or, after the queue ahead, at)

@@ -48,19 +48,22 @@ impl OpenOrders {
     }
 
     /// Whether any order is at `stage` (counted again after a change).
+    #[inline]
     pub(super) fn any_at(&self, stage: Stage) -> bool {
         let counts = match self.stages.get() {
             Some((v, counts)) if v == self.version => counts,
-            _ => {
-                let mut counts = [0; 4];
-                for o in self.map.values() {
-                    counts[o.stage as usize] += 1;
-                }
-                self.stages.set(Some((self.version, counts)));
-                counts
-            }
+            _ => self.count_stages(),
         };
         counts[stage as usize] > 0
+    }
+
+    fn count_stages(&self) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for o in self.map.values() {
+            counts[o.stage as usize] += 1;
+        }
+        self.stages.set(Some((self.version, counts)));
+        counts
     }
 
     /// Changes so far (see `version`).

@@ -47,12 +47,19 @@ impl<V> SymbolMap<V> {
     /// Index of `key`.
     #[inline]
     fn find(&self, key: &str) -> Option<usize> {
+        // The same `Arc` (interned by the decoder): no need to read the name.
+        if self.entries.len() <= SCAN
+            && let Some(i) = self.entries.iter().position(|(s, _, _)| same_arc(s, key))
+        {
+            return Some(i);
+        }
+        self.find_by_name(key)
+    }
+
+    /// `find` when no entry has `key`'s `Arc`.
+    fn find_by_name(&self, key: &str) -> Option<usize> {
         if self.entries.len() > SCAN {
             return self.entries.binary_search_by(|(s, _, _)| (**s).cmp(key)).ok();
-        }
-        // The same `Arc` (interned by the decoder): no need to read the name.
-        if let Some(i) = self.entries.iter().position(|(s, _, _)| same_arc(s, key)) {
-            return Some(i);
         }
         let t = tag(key);
         self.entries
