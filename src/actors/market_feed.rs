@@ -273,7 +273,7 @@ struct FeedState {
     /// Live resume: done once, before the first connection.
     live_resume: Option<LiveResume>,
     /// Last trade (time, id) seen per pair: where the REST catch-up of a live resume starts.
-    last_trades: std::collections::BTreeMap<String, (EventTime, u64)>,
+    last_trades: crate::core::symbol_map::SymbolMap<(EventTime, u64)>,
     /// The book invalidation after a disconnect; the next connection waits for it, so its
     /// frames never overtake it (a re-execution of the recording runs them in this order).
     invalidation: Option<tokio::sync::oneshot::Receiver<()>>,
@@ -787,7 +787,8 @@ fn admit_frames(
             st.untrusted.remove(&*b.symbol);
         }
         if let MarketEvent::Trade(t) = e {
-            st.last_trades.insert(t.symbol.to_string(), (t.time, t.trade_id));
+            // Updated in place: no symbol copied per trade.
+            *st.last_trades.get_or_insert_with(&t.symbol, || (t.time, t.trade_id)) = (t.time, t.trade_id);
         }
     }
     if st.end_time.is_none() {

@@ -23,6 +23,7 @@ use crate::core::execution::{ExecEvent, ExecStats, PaperExchange};
 use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
 use crate::core::risk::RiskWatch;
+use crate::core::symbol_map::SymbolMap;
 use crate::core::time::{EventTime, Span};
 use crate::messages::{
     AmendOrder, Barrier, BookPass, EmergencyStop, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
@@ -102,7 +103,7 @@ pub struct PositionBook {
     trades_won: u64,
     starting_equity: Decimal,
     stale_after: Span,
-    last_book: std::collections::BTreeMap<crate::core::instrument::Symbol, EventTime>,
+    last_book: SymbolMap<EventTime>,
     /// Triggered orders not yet filled (for [`GapReview`]), and the pairs of open orders.
     gap_watch: GapWatch,
     /// RiskManager samples the portfolio on this event-time grid (µs; 0: every view).
@@ -351,6 +352,8 @@ impl Handler<BookPass> for PositionBook {
         let mut frame_ends = data.frame_ends();
         let mut next_end = frame_ends.next();
         let acted_before = self.exec_events();
+        // Whether only the account currency is held, and then the equity of every frame.
+        let mut only_currency = None;
         let mut constant_equity = None;
         let mut checked = None;
         for (i, (seq, ev)) in data.iter_seq().enumerate() {
@@ -360,12 +363,7 @@ impl Handler<BookPass> for PositionBook {
             }
             if let crate::core::market::MarketEvent::Book(b) = ev {
                 // Updated in place: no symbol clone per event.
-                match self.last_book.get_mut(&b.symbol) {
-                    Some(at) => *at = t,
-                    None => {
-                        self.last_book.insert(b.symbol.clone(), t);
-                    }
-                }
+                *self.last_book.get_or_insert_with(&b.symbol, || t) = t;
             }
             // Equity snapshots on a fixed event-time grid, taken before the event at or past
             // the grid point is applied, so they do not depend on how events are batched.
@@ -402,11 +400,12 @@ impl Handler<BookPass> for PositionBook {
                 self.end_pass();
                 return index;
             }
-            // Balances change only with execution events (which end the pass): while only the
-            // account currency is held, equity is the same at every frame of the pass.
+            // Balances change only with execution events (which end the pass): what is held is
+            // the same at every frame of the pass, and while only the account currency is held,
+            // so is equity.
             let equity = match constant_equity {
                 Some(e) => e,
-                None if self.exchange.holds_only_currency() => {
+                None if *only_currency.get_or_insert_with(|| self.exchange.holds_only_currency()) => {
                     *constant_equity.insert(self.exchange.equity())
                 }
                 None => self.exchange.equity(),

@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::decisions::{Contribution, Signal, TradeIntent};
 use super::execution::ClosedTrade;
-use super::instrument::Symbol;
 use super::market::{MarketEvent, Side};
 use super::money::to_f64;
 use super::signals::common::{Ema, GridSampler, count_in, float_in, mid_of, positive_span};
+use super::symbol_map::SymbolMap;
 use super::time::{EventTime, Span};
 use super::validate::Issues;
 
@@ -171,7 +171,7 @@ struct SourceStats {
 /// The aggregator core.
 pub struct Aggregator {
     cfg: AggregatorConfig,
-    pairs: BTreeMap<Symbol, PairState>,
+    pairs: SymbolMap<PairState>,
     weights: BTreeMap<String, f64>,
     stats: BTreeMap<String, SourceStats>,
     halted: bool,
@@ -186,7 +186,7 @@ impl Aggregator {
     pub fn new(cfg: &AggregatorConfig) -> Aggregator {
         Aggregator {
             cfg: cfg.clone(),
-            pairs: BTreeMap::new(),
+            pairs: SymbolMap::new(),
             weights: BTreeMap::new(),
             stats: BTreeMap::new(),
             halted: false,
@@ -211,7 +211,7 @@ impl Aggregator {
         self.weights.entry(s.source.to_string()).or_insert(1.0);
         self.stats.entry(s.source.to_string()).or_default().signals += 1;
         let cfg = &self.cfg;
-        let st = self.pairs.entry(s.pair.clone()).or_insert_with(|| PairState::new(cfg));
+        let st = self.pairs.get_or_insert_with(&s.pair, || PairState::new(cfg));
         st.pending.push(s);
         Ok(())
     }
@@ -228,11 +228,7 @@ impl Aggregator {
         let Some(sym) = ev.symbol() else { return };
         let now = ev.time();
         let cfg = &self.cfg;
-        // Looked up first: a symbol is cloned only for a pair seen for the first time.
-        let st = match self.pairs.get_mut(sym) {
-            Some(st) => st,
-            None => self.pairs.entry(sym.clone()).or_insert_with(|| PairState::new(cfg)),
-        };
+        let st = self.pairs.get_or_insert_with(sym, || PairState::new(cfg));
         // The mid is read only when the event opens a new volatility bucket: in any other
         // bucket `update` would take nothing from it.
         if st.vol.sampler.opens(now)
@@ -254,7 +250,10 @@ impl Aggregator {
             }
             st.pending = keep;
         }
-        st.live.retain(|_, s| now < s.expires_at());
+        // Looked at before retaining: most events expire nothing.
+        if st.live.values().any(|s| now >= s.expires_at()) {
+            st.live.retain(|_, s| now < s.expires_at());
+        }
         if !std::mem::take(&mut st.fresh) || self.halted {
             return;
         }

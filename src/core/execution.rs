@@ -22,8 +22,9 @@
 //!   quantity reduction, lost on a price change, counted on the pair's rate counter.
 //!
 //! Submodules: `fees` (schedule, 30-day volume, trading rate counter), `fill_model`
-//! (our book copy, consumed liquidity, queue rules) and `margin` (margin config, fees,
-//! allowances, margin level).
+//! (our book copy, consumed liquidity, queue rules), `margin` (margin config, fees,
+//! allowances, margin level) and `open_orders` (the orders, with a change counter so that
+//! most events need not scan their timers).
 
 #[path = "fees.rs"]
 mod fees;
@@ -31,6 +32,8 @@ mod fees;
 mod fill_model;
 #[path = "margin.rs"]
 mod margin;
+#[path = "open_orders.rs"]
+mod open_orders;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -38,12 +41,14 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 pub use fees::{PairFees, Tier};
 use fees::{RateCounter, VolumeTracker};
 use fill_model::PairBook;
 pub use margin::MarginConfig;
 use margin::MarginPosition;
+use open_orders::OpenOrders;
 
 use super::decisions::Contribution;
 use super::instrument::{Instrument, MarginTerms, PairStatus, Symbol};
@@ -54,6 +59,7 @@ use super::orders::{
     OrderType, Protection, Rejection, TimeInForce, TrailingOffset,
 };
 use super::portfolio::{MarginView, PortfolioView, PositionView, Quote};
+use super::symbol_map::SymbolMap;
 use super::time::{EventTime, Span};
 use super::validate::Issues;
 
@@ -590,6 +596,13 @@ struct PairState {
     book: PairBook,
     last_trade: Option<Price>,
     rate: RateCounter,
+    /// Its mark or mid was read since the last computation of equity began: only then can
+    /// a new touch or last trade of the pair change the remembered equity.
+    valued: Cell<bool>,
+    /// `positions_changed` when the excursion of the pair's trade was last taken in: while
+    /// no position changed since and the pair's marks did not move (every move takes it in
+    /// again), taking it in again would change nothing.
+    excursion_at: Option<u64>,
 }
 
 /// Tolerance of the equity identity: conversions through an inverted mid are inexact in
@@ -618,10 +631,10 @@ pub struct PaperExchange {
     currency: Arc<str>,
     initial: BTreeMap<String, Decimal>,
     balances: BTreeMap<String, Decimal>,
-    pairs: BTreeMap<Symbol, PairState>,
-    orders: BTreeMap<OrderId, Order>,
+    pairs: SymbolMap<PairState>,
+    orders: OpenOrders,
     groups: BTreeMap<u64, Group>,
-    positions: BTreeMap<Symbol, Position>,
+    positions: SymbolMap<Position>,
     system: SystemStatus,
     volume: VolumeTracker,
     stats: ExecStats,
@@ -646,7 +659,15 @@ pub struct PaperExchange {
     /// or last trade, an instrument (each of those places clears it). Read once per frame
     /// and per view, it changes far less often.
     equity_memo: Cell<Option<Cash>>,
+    /// `(orders.version(), timer_floor())` as of the last timer scan: while the orders are
+    /// unchanged, events before the floor need no scan.
+    timers: Option<(u64, Option<EventTime>)>,
+    /// Bumped by every change to a position or its open trade.
+    positions_changed: u64,
 }
+
+/// The ids of one pair's orders (inline up to 8: a pair rarely has more).
+type PairOrders = SmallVec<[OrderId; 8]>;
 
 /// What a due timer does.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -673,6 +694,18 @@ fn mark_of(st: &PairState, convention: MarkConvention, long: bool) -> Option<Pri
             if long { st.book.bid() } else { st.book.ask() }.or_else(mid).or(st.last_trade)
         }
     }
+}
+
+/// `name` is the pair `sym`: the same `Arc` (events and their orders share the decoder's),
+/// else the same text.
+fn same_pair(sym: &Symbol, name: &str) -> bool {
+    (std::ptr::eq(sym.as_ptr(), name.as_ptr()) && sym.len() == name.len()) || **sym == *name
+}
+
+/// A pair's mid, else its last trade, as equity reads it (the pair counts as `valued`).
+fn valued_mid(st: &PairState) -> Option<Price> {
+    st.valued.set(true);
+    st.book.mid().or(st.last_trade)
 }
 
 /// `sum + balance × value()`, to the digit, without valuing a zero balance: rust_decimal
@@ -705,10 +738,10 @@ impl PaperExchange {
             currency: currency.into(),
             initial: balances.clone(),
             balances: balances.clone(),
-            pairs: BTreeMap::new(),
-            orders: BTreeMap::new(),
+            pairs: SymbolMap::new(),
+            orders: OpenOrders::default(),
             groups: BTreeMap::new(),
-            positions: BTreeMap::new(),
+            positions: SymbolMap::new(),
             system: SystemStatus::Online,
             volume: VolumeTracker::new(cfg.fee_tier_volume),
             stats: ExecStats::default(),
@@ -724,6 +757,8 @@ impl PaperExchange {
             margin_fees_owed: BTreeMap::new(),
             fee_schedules: BTreeMap::new(),
             equity_memo: Cell::new(None),
+            timers: None,
+            positions_changed: 0,
         }
     }
 
@@ -969,6 +1004,11 @@ impl PaperExchange {
 
     /// Equity computed afresh (what `equity_memo` holds while it is set): Σ balance × value.
     fn equity_from_balances(&self) -> Cash {
+        // Which pairs it reads (marks and mids set `valued` again) decides which pairs' moves
+        // make the result stale.
+        for st in self.pairs.values() {
+            st.valued.set(false);
+        }
         self.balances.iter().fold(Decimal::ZERO, |sum, (a, b)| {
             add_holding(sum, *b, || self.asset_value(a, *b >= Decimal::ZERO).unwrap_or_default())
         })
@@ -1077,11 +1117,45 @@ impl PaperExchange {
     }
 }
 
+#[cfg(test)]
+impl PaperExchange {
+    /// What the event path remembers to skip work agrees with what it would compute: the
+    /// timer floor lies at or before every order's timer, and the excursion's mark is taken
+    /// in already. (The remembered equity is checked against a fresh one by the rig.)
+    fn check_shortcuts(&self) {
+        if let Some((v, floor)) = self.timers
+            && v == self.orders.version()
+        {
+            for o in self.orders.values() {
+                self.each_timer(o, false, |t, d| {
+                    assert!(
+                        floor.is_some_and(|f| f <= t),
+                        "order {} {d:?} at {t:?} before floor {floor:?}",
+                        o.id
+                    )
+                });
+            }
+        }
+        // Where the excursion counts as taken in, taking it in again changes no extreme.
+        for (pair, st) in &self.pairs {
+            if st.excursion_at != Some(self.positions_changed) {
+                continue;
+            }
+            let Some(p) = self.positions.get(pair) else { continue };
+            let (Some(t), false) = (&p.trade, p.qty.is_zero()) else { continue };
+            let Some(mark) = mark_of(st, self.cfg.mark, p.qty > Decimal::ZERO) else { continue };
+            let running = t.realized - t.fees + (p.qty * mark - p.basis);
+            assert_eq!(t.max_pnl.max(running).serialize(), t.max_pnl.serialize(), "{pair} max_pnl");
+            assert_eq!(t.min_pnl.min(running).serialize(), t.min_pnl.serialize(), "{pair} min_pnl");
+        }
+    }
+}
+
 // ---- internals: orders and timers ----------------------------------------------------------
 
 impl PaperExchange {
     fn pair_mut(&mut self, pair: &Symbol) -> &mut PairState {
-        self.pairs.entry(pair.clone()).or_default()
+        self.pairs.get_or_insert_with(pair, PairState::default)
     }
 
     fn inst(&self, pair: &str) -> Option<Arc<Instrument>> {
@@ -1150,32 +1224,30 @@ impl PaperExchange {
         }
     }
 
-    /// The earliest due action of one order, if any is due by `now`.
-    fn due_of(&self, o: &Order, now: EventTime) -> Option<(EventTime, Due)> {
-        let mut best: Option<(EventTime, Due)> = None;
-        let mut consider = |t: EventTime, d: Due| {
-            if t <= now && best.is_none_or(|b| (t, d) < b) {
-                best = Some((t, d));
-            }
-        };
+    /// Every timer of one order: `f(time it falls due, what it does)`. With `floor`, a
+    /// pending arrival is given at `arrive_at`, before any wait for the pair's book: then
+    /// every time given is at or before the time the timer can fall due, whatever the book
+    /// does meanwhile.
+    fn each_timer(&self, o: &Order, floor: bool, mut f: impl FnMut(EventTime, Due)) {
         if o.stage == Stage::Pending {
             // A known pair whose book is untrusted holds arrivals until its next snapshot;
             // an unknown pair arrives at once (and is refused by validation).
             match self.pairs.get(&o.spec.pair) {
+                _ if floor => f(o.arrive_at, Due::Arrive),
                 Some(st) if st.inst.is_some() && !st.book.valid => {}
-                Some(st) if st.inst.is_some() => consider(o.arrive_at.max(st.book.valid_since), Due::Arrive),
-                _ => consider(o.arrive_at, Due::Arrive),
+                Some(st) if st.inst.is_some() => f(o.arrive_at.max(st.book.valid_since), Due::Arrive),
+                _ => f(o.arrive_at, Due::Arrive),
             }
         }
         if let Some((t, _)) = &o.cancel_due {
             // Cancels reach the exchange after the order itself (same latency, FIFO).
-            consider((*t).max(if o.stage == Stage::Pending { o.arrive_at } else { *t }), Due::Cancel);
+            f((*t).max(if o.stage == Stage::Pending { o.arrive_at } else { *t }), Due::Cancel);
         }
         if o.at_exchange() {
             if o.spec.time_in_force == TimeInForce::Gtd
                 && let Some(t) = o.spec.expire_time
             {
-                consider(t, Due::Expire);
+                f(t, Due::Expire);
             }
             let timeout = self.cfg.entry_timeout.as_micros();
             if timeout > 0
@@ -1183,14 +1255,52 @@ impl PaperExchange {
                 && o.spec.order_type == OrderType::Limit
                 && matches!(o.origin, OrderOrigin::Intent { .. })
             {
-                consider(o.chase_from.plus_micros(timeout), Due::Chase);
+                f(o.chase_from.plus_micros(timeout), Due::Chase);
             }
         }
+    }
+
+    /// The earliest due action of one order, if any is due by `now`.
+    fn due_of(&self, o: &Order, now: EventTime) -> Option<(EventTime, Due)> {
+        let mut best: Option<(EventTime, Due)> = None;
+        self.each_timer(o, false, |t, d| {
+            if t <= now && best.is_none_or(|b| (t, d) < b) {
+                best = Some((t, d));
+            }
+        });
         best
     }
 
+    /// No order timer falls due before this time (`None`: none at all), as far as the
+    /// orders are as they were at `version`.
+    fn timer_floor(&self) -> Option<EventTime> {
+        let mut floor: Option<EventTime> = None;
+        for o in self.orders.values() {
+            self.each_timer(o, true, |t, _| floor = Some(floor.map_or(t, |f| f.min(t))));
+        }
+        floor
+    }
+
+    /// Whether no timer can be due by `now`: no amend travelling, and the orders unchanged
+    /// since their earliest timer was found to lie after `now`.
+    #[inline(always)]
+    fn no_timer_due(&self, now: EventTime) -> bool {
+        self.amends.is_empty()
+            && self
+                .timers
+                .is_some_and(|(v, floor)| v == self.orders.version() && floor.is_none_or(|f| now < f))
+    }
+
     /// Runs every due arrival, cancel, expiry and chase in time order.
+    #[inline(always)] // twice per event: the check without a call
     fn run_timers(&mut self, out: &mut Vec<ExecEvent>) {
+        if !self.no_timer_due(self.now) {
+            self.scan_timers(out); // most events: nothing changed and nothing falls due yet
+        }
+    }
+
+    /// `run_timers` when a timer may be due.
+    fn scan_timers(&mut self, out: &mut Vec<ExecEvent>) {
         let now = self.now;
         loop {
             let mut best: Option<(EventTime, Due, OrderId)> = None;
@@ -1218,6 +1328,7 @@ impl PaperExchange {
                 Due::Amend => self.apply_amend(id.0, t, out),
             }
         }
+        self.timers = Some((self.orders.version(), self.timer_floor()));
     }
 
     fn requested_cancel(&mut self, id: OrderId, time: EventTime, out: &mut Vec<ExecEvent>) {
@@ -1800,28 +1911,19 @@ impl PaperExchange {
     fn on_book(&mut self, seq: u64, b: &BookEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
         let pair = &b.symbol;
-        // Looked up first: a symbol is cloned only for a pair seen for the first time.
-        let st = match self.pairs.get_mut(pair) {
-            Some(st) => st,
-            None => self.pairs.entry(pair.clone()).or_default(),
-        };
+        let st = self.pairs.get_or_insert_with(pair, PairState::default);
         let touch_moved = st.book.apply(seq, b);
         let valid = st.book.valid;
-        if touch_moved {
-            self.equity_memo.set(None); // new marks
+        // Nothing new for the excursion unless the marks moved or a position changes here.
+        let positions_at = self.positions_changed;
+        let excursion_current = !touch_moved && st.excursion_at == Some(positions_at);
+        if touch_moved && st.valued.get() {
+            self.equity_memo.set(None); // new marks of a pair that equity reads
         }
-        let ids = self.pair_orders(pair);
-        if ids.is_empty() {
-            // No order of ours on the pair: nothing to requeue, cross or work.
-            self.update_excursion(pair);
-            return;
-        }
+        let ids = self.pair_orders(pair, Stage::Resting);
         // Queue ahead of our resting orders can only shrink to what is displayed now.
         for id in &ids {
             let Some(o) = self.orders.get(id) else { continue };
-            if o.stage != Stage::Resting {
-                continue;
-            }
             let Some(price) = o.limit_price() else { continue };
             let side = o.spec.side;
             let Some(st) = self.pairs.get(pair) else { continue };
@@ -1842,36 +1944,53 @@ impl PaperExchange {
             }
         }
         if valid {
-            // The requeue above changed no order's membership or priority: still `ids`.
-            self.cross_resting(pair, &ids, seq, time, out);
+            // The requeue above changed no order's stage or priority: still `ids`.
+            if !ids.is_empty() {
+                self.cross_resting(pair, &ids, seq, time, out);
+            }
             // Triggered orders and reduce-only remainders execute on this book.
-            for id in self.pair_orders(pair) {
+            for id in self.pair_orders(pair, Stage::Working) {
                 if self.orders.get(&id).is_some_and(|o| o.stage == Stage::Working) {
                     self.work(id, time, out);
                 }
             }
         }
-        self.update_excursion(pair);
+        if !(excursion_current && self.positions_changed == positions_at) {
+            self.update_excursion(pair);
+        }
     }
 
-    /// Our resting orders on `pair`, best price first per side, then time priority.
-    fn pair_orders(&self, pair: &str) -> Vec<OrderId> {
-        if self.orders.is_empty() {
-            return Vec::new(); // the common case, without allocating
+    /// Our orders on `pair` at `stage`, best price first per side, then time priority.
+    ///
+    /// The loops over them act only on orders at that stage, and nothing they do moves
+    /// another order of the pair into it (fills place new children, which are pending):
+    /// leaving the others out changes nothing but the work of listing them.
+    #[inline]
+    fn pair_orders(&self, pair: &str, stage: Stage) -> PairOrders {
+        if !self.orders.any_at(stage) {
+            return PairOrders::new(); // most events: only the protective children, waiting
         }
-        let mut v: Vec<&Order> = self.orders.values().filter(|o| &*o.spec.pair == pair).collect();
-        v.sort_by(|a, b| {
-            let key = |o: &Order| {
+        self.list_pair_orders(pair, stage)
+    }
+
+    /// `pair_orders` when some order is at `stage`.
+    fn list_pair_orders(&self, pair: &str, stage: Stage) -> PairOrders {
+        let mut ids = PairOrders::new();
+        let mut keyed: SmallVec<[_; 8]> = SmallVec::new();
+        for o in self.orders.values() {
+            if o.stage == stage && same_pair(&o.spec.pair, pair) {
                 let p = o.limit_price().unwrap_or_default();
-                (o.spec.side, if o.spec.side == Side::Buy { -p } else { p }, o.placed_at, o.id)
-            };
-            key(a).cmp(&key(b))
-        });
-        v.into_iter().map(|o| o.id).collect()
+                keyed.push((o.spec.side, if o.spec.side == Side::Buy { -p } else { p }, o.placed_at, o.id));
+            }
+        }
+        // Keys end with the unique id: an unstable sort gives the one order there is.
+        keyed.sort_unstable();
+        ids.extend(keyed.into_iter().map(|k| k.3));
+        ids
     }
 
     /// Resting orders the book now crosses (ask ≤ our bid, bid ≥ our ask) fill as makers at
-    /// our price against the crossing displayed size. `ids`: `pair_orders(pair)`.
+    /// our price against the crossing displayed size. `ids`: `pair_orders(pair, Resting)`.
     fn cross_resting(
         &mut self,
         pair: &Symbol,
@@ -1915,24 +2034,36 @@ impl PaperExchange {
     fn on_trade(&mut self, seq: u64, t: &TradeEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
         let pair = &t.symbol;
-        let st = match self.pairs.get_mut(pair) {
-            Some(st) => st,
-            None => self.pairs.entry(pair.clone()).or_default(),
+        // Nothing new for the excursion unless a mark moved (to the digit) or a position
+        // changes here. Only an open trade is worth the comparison (and the mid it reads):
+        // without one, taking the excursion in ends at once.
+        let positions_at = self.positions_changed;
+        let trade_open = self.positions.get(pair).is_some_and(|p| p.trade.is_some() && !p.qty.is_zero());
+        let st = self.pairs.get_or_insert_with(pair, PairState::default);
+        let marks = |st: &PairState| {
+            [true, false].map(|long| mark_of(st, self.cfg.mark, long).map(|m| m.serialize()))
         };
+        let marks_before = trade_open.then(|| marks(st));
         st.last_trade = Some(t.price);
         let valid = st.book.valid;
-        self.equity_memo.set(None); // a new last trade: marks may move
+        let excursion_current =
+            trade_open && st.excursion_at == Some(positions_at) && marks_before == Some(marks(st));
+        if st.valued.get() {
+            self.equity_memo.set(None); // a new last trade: marks equity reads may move
+        }
         if valid {
             self.trade_through(pair, seq, t, time, out);
         }
         // Triggers read the last trade even while our book copy is untrusted (the trade is
         // a fact); the triggered order then waits for a trusted book.
-        for id in self.pair_orders(pair) {
+        for id in self.pair_orders(pair, Stage::Waiting) {
             if self.orders.get(&id).is_some_and(|o| o.stage == Stage::Waiting) {
                 self.check_trigger(id, t.price, time, out);
             }
         }
-        self.update_excursion(pair);
+        if !(excursion_current && self.positions_changed == positions_at) {
+            self.update_excursion(pair);
+        }
     }
 
     /// Resting limits fill from a trade printed through (or, after the queue ahead, at)
@@ -1948,7 +2079,7 @@ impl PaperExchange {
         // Each side of our book shares the printed quantity, best price first.
         let mut left_buy = t.qty;
         let mut left_sell = t.qty;
-        for id in self.pair_orders(pair) {
+        for id in self.pair_orders(pair, Stage::Resting) {
             let Some(o) = self.orders.get(&id) else { continue };
             if o.stage != Stage::Resting {
                 continue;
@@ -2153,7 +2284,8 @@ impl PaperExchange {
     ) -> Option<ClosedTrade> {
         let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
         let mark = self.pairs.get(&inst.symbol).and_then(|s| s.book.mid()).unwrap_or(price);
-        let p = self.positions.entry(inst.symbol.clone()).or_default();
+        self.positions_changed += 1;
+        let p = self.positions.get_or_insert_with(&inst.symbol, Position::default);
         let sign = Decimal::from(o.spec.side.sign());
         p.base_flow += sign * qty;
         p.quote_flow += -sign * price * qty - fee;
@@ -2248,7 +2380,10 @@ impl PaperExchange {
 
     /// Tracks the open trade's best and worst running P&L at the current mark.
     fn update_excursion(&mut self, pair: &Symbol) {
-        let Some(p) = self.positions.get_mut(pair) else { return };
+        if let Some(st) = self.pairs.get_mut(pair) {
+            st.excursion_at = Some(self.positions_changed);
+        }
+        let Some(p) = self.positions.get_mut_adopting(pair) else { return };
         if p.qty.is_zero() || p.trade.is_none() {
             return;
         }
@@ -2594,7 +2729,8 @@ impl PaperExchange {
         self.equity_memo.set(None);
         *self.margin_fees_owed.entry(inst.quote.to_string()).or_default() += fee;
         let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
-        let p = self.positions.entry(pair.clone()).or_default();
+        self.positions_changed += 1;
+        let p = self.positions.get_or_insert_with(pair, Position::default);
         p.fees += fee;
         p.quote_flow -= fee;
         if let Some(t) = p.trade.as_mut() {
@@ -2917,20 +3053,20 @@ impl PaperExchange {
         if asset == &*self.currency {
             return Some(Decimal::ONE);
         }
-        for (sym, st) in &self.pairs {
+        for st in self.pairs.values() {
             let Some(inst) = &st.inst else { continue };
             if &*inst.base == asset
                 && inst.quote == self.currency
-                && let Some(m) = self.mid_of(sym)
+                && let Some(m) = valued_mid(st)
             {
                 return Some(m);
             }
         }
-        for (sym, st) in &self.pairs {
+        for st in self.pairs.values() {
             let Some(inst) = &st.inst else { continue };
             if inst.base == self.currency
                 && &*inst.quote == asset
-                && let Some(m) = self.mid_of(sym).filter(|m| !m.is_zero())
+                && let Some(m) = valued_mid(st).filter(|m| !m.is_zero())
             {
                 return Some(Decimal::ONE / m);
             }
@@ -2946,12 +3082,13 @@ impl PaperExchange {
             return Some(Decimal::ONE);
         }
         let mut via = None;
-        for (sym, st) in &self.pairs {
+        for st in self.pairs.values() {
             let Some(inst) = &st.inst else { continue };
             if &*inst.base != asset {
                 continue;
             }
-            let Some(m) = self.pair_mark(sym, long) else { continue };
+            st.valued.set(true);
+            let Some(m) = mark_of(st, self.cfg.mark, long) else { continue };
             if inst.quote == self.currency {
                 return Some(m);
             }
@@ -3025,6 +3162,7 @@ mod tests {
             let mut out = Vec::new();
             self.ex.on_event(self.seq, &e, &mut out);
             self.ex.verify_identity().unwrap();
+            self.ex.check_shortcuts();
             // The remembered equity is the one computed afresh, digit for digit.
             assert_eq!(self.ex.equity().serialize(), self.ex.equity_from_balances().serialize());
             out

@@ -21,5 +21,6 @@ pub mod risk;
 pub mod rng;
 pub mod signals;
 pub mod sim;
+pub mod symbol_map;
 pub mod time;
 pub mod validate;

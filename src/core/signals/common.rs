@@ -4,13 +4,14 @@
 //! Everything here only ever looks at the event it is given and at state built from earlier
 //! events, so a model assembled from these parts cannot look ahead.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::super::decisions::Signal;
 use super::super::instrument::Symbol;
 use super::super::market::{BookEvent, MarketEvent, PriceHistory, TickerEvent};
 use super::super::money::to_f64;
+use super::super::symbol_map::SymbolMap;
 use super::super::time::{EventTime, Span};
 use super::super::validate::Issues;
 
@@ -128,13 +129,13 @@ pub struct Sample<'a, S> {
 #[derive(Clone, Debug)]
 pub struct SampledPairs<S> {
     interval: Span,
-    pairs: BTreeMap<Symbol, (GridSampler, S)>,
+    pairs: SymbolMap<(GridSampler, S)>,
 }
 
 impl<S> SampledPairs<S> {
     /// Pairs sampled every `interval` of event time.
     pub fn new(interval: Span) -> Self {
-        SampledPairs { interval, pairs: BTreeMap::new() }
+        SampledPairs { interval, pairs: SymbolMap::new() }
     }
 
     /// For a book or ticker event that opens a new grid bucket of its pair: the sample and the
@@ -152,8 +153,7 @@ impl<S> SampledPairs<S> {
         }
         let (symbol, time, mid) = mid_of(ev)?;
         let interval = self.interval;
-        let (sampler, state) =
-            self.pairs.entry(symbol.clone()).or_insert_with(|| (GridSampler::new(interval), init()));
+        let (sampler, state) = self.pairs.get_or_insert_with(symbol, || (GridSampler::new(interval), init()));
         sampler.offer(time).then_some(Sample { symbol, time, mid, state })
     }
 
@@ -190,8 +190,7 @@ impl<S> SampledPairs<S> {
             return 0;
         }
         let interval = self.interval;
-        let (sampler, state) =
-            self.pairs.entry(symbol.clone()).or_insert_with(|| (GridSampler::new(interval), init()));
+        let (sampler, state) = self.pairs.get_or_insert_with(symbol, || (GridSampler::new(interval), init()));
         let mut used = 0;
         for (t, close) in &history.closes {
             let c = to_f64(*close);
