@@ -526,8 +526,8 @@ async fn process_frames(
     ended: &mpsc::UnboundedSender<FeedEnded>,
     frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
 ) -> Result<Flow, String> {
-    let decoded = decode_lines(&mut state.borrow_mut().decoder, &frames);
-    process_decoded(state, settings, pipeline, tx, ended, decoded).await
+    let decoded = decode_lines(&mut state.borrow_mut().decoder, &frames, Spent::default());
+    process_decoded(state, settings, pipeline, tx, ended, decoded, None).await
 }
 
 /// [`process_frames`] for frames already decoded (`replay` decodes on the reader thread).
@@ -538,15 +538,39 @@ async fn process_decoded(
     tx: &mpsc::UnboundedSender<String>,
     ended: &mpsc::UnboundedSender<FeedEnded>,
     decoded: DecodedFrames,
+    spent: Option<&std::sync::mpsc::Sender<Spent>>,
 ) -> Result<Flow, String> {
     let (batch, counters) = admit_frames(state, settings, tx, decoded);
     let batch = Arc::new(batch);
+    let flow = drive_batch(state, pipeline, ended, &batch, &counters).await;
+    // The batch's vectors go back to the reader thread, emptied here (the events are freed
+    // where they always were), to be filled again: no fresh memory per batch.
+    if let Some(spent) = spent
+        && let Ok(MarketBatch { mut events, mut frames, .. }) = Arc::try_unwrap(batch)
+    {
+        let mut counters = counters;
+        events.clear();
+        frames.clear();
+        counters.clear();
+        let _ = spent.send(Spent { events, marks: frames, counters });
+    }
+    flow
+}
+
+/// Drives an admitted batch through the pipeline, pass by pass.
+async fn drive_batch(
+    state: &Rc<RefCell<FeedState>>,
+    pipeline: &Pipeline,
+    ended: &mpsc::UnboundedSender<FeedEnded>,
+    batch: &Arc<MarketBatch>,
+    counters: &[FeedCounters],
+) -> Result<Flow, String> {
     if !batch.events.is_empty() {
         pipeline.signals(&MarketData::whole(batch.clone())).await;
     }
     let mut first = 0;
     while first < batch.frames.len() {
-        let last = match pass_end(state, pipeline, &batch, &counters, first).await {
+        let last = match pass_end(state, pipeline, batch, counters, first).await {
             Ok(last) => last,
             Err(e) => return Ok(pipeline_failed(state, ended, e)),
         };
@@ -666,8 +690,10 @@ async fn replay_file(
     let batch_lines = replay.batch_lines.max(1);
     let chunk = batch_lines * READ_CHUNK.div_ceil(batch_lines);
     let mut decoder = settings.decoder();
+    let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Spent>();
     let decode = move |lines: crate::sources::replay::LineBatch| -> Vec<DecodedFrames> {
-        lines.lines.chunks(batch_lines).map(|frames| decode_lines(&mut decoder, frames)).collect()
+        let reuse = || spent_rx.try_recv().unwrap_or_default();
+        lines.lines.chunks(batch_lines).map(|frames| decode_lines(&mut decoder, frames, reuse())).collect()
     };
     let mut rx = crate::sources::replay::spawn_reader_with(&replay.path, chunk, 0, decode)
         .map_err(|e| crate::sources::kraken_ws::ConnectionError::Consumer(e.to_string()))?;
@@ -680,7 +706,9 @@ async fn replay_file(
             }
         };
         for decoded in batches {
-            if let Ok(Flow::Stop) = process_decoded(state, settings, pipeline, tx, ended, decoded).await {
+            if let Ok(Flow::Stop) =
+                process_decoded(state, settings, pipeline, tx, ended, decoded, Some(&spent_tx)).await
+            {
                 return Ok(());
             }
         }
@@ -710,6 +738,14 @@ impl FrameText for crate::sources::replay::Line {
     }
 }
 
+/// Emptied vectors of a batch the pipeline is done with, for the replay reader to fill again.
+#[derive(Default)]
+struct Spent {
+    events: Vec<MarketEvent>,
+    marks: Vec<FrameMark>,
+    counters: Vec<FeedCounters>,
+}
+
 /// Frames decoded into one batch, not yet admitted to the feed ([`admit_frames`]).
 struct DecodedFrames {
     events: Vec<MarketEvent>,
@@ -723,12 +759,13 @@ struct DecodedFrames {
 }
 
 /// Decodes frames into one batch.
-fn decode_lines<F: FrameText>(decoder: &mut FeedDecoder, frames: &[F]) -> DecodedFrames {
+fn decode_lines<F: FrameText>(decoder: &mut FeedDecoder, frames: &[F], reuse: Spent) -> DecodedFrames {
+    let Spent { mut events, mut marks, mut counters } = reuse;
     // Most frames carry one event: room for that and some more, so the vector rarely grows.
-    let mut events = Vec::with_capacity(frames.len() + frames.len() / 4);
+    events.reserve(frames.len() + frames.len() / 4);
+    marks.reserve(frames.len());
+    counters.reserve(frames.len());
     let mut notices = Vec::new();
-    let mut marks = Vec::with_capacity(frames.len());
-    let mut counters = Vec::with_capacity(frames.len());
     for f in frames {
         let before = events.len();
         decoder.decode(&f.frame_text(), &mut events, &mut notices);
