@@ -869,7 +869,7 @@ impl FeedDecoder {
             if !s.lit(b"{\"symbol\":") {
                 return None;
             }
-            let symbol = s.str().ok().filter(|j| !j.escaped)?;
+            let symbol = self.read_symbol_compact(s)?;
             let bids = s.lit(b",\"bids\":[").then(|| read_v2_levels_compact(s)).flatten()?;
             let asks = s.lit(b",\"asks\":[").then(|| read_v2_levels_compact(s)).flatten()?;
             if !s.lit(b",\"checksum\":") {
@@ -884,7 +884,7 @@ impl FeedDecoder {
             if !s.lit(b"}") {
                 return None;
             }
-            Some(ParsedBook { symbol: self.intern(symbol.raw), bids, asks, checksum: Some(checksum), time })
+            Some(ParsedBook { symbol, bids, asks, checksum: Some(checksum), time })
         })();
         if book.is_none() {
             *s = at;
@@ -902,7 +902,7 @@ impl FeedDecoder {
             if !s.lit(b"{\"symbol\":") {
                 return None;
             }
-            let symbol = s.str().ok().filter(|j| !j.escaped)?;
+            let symbol = self.read_symbol_compact(s)?;
             let bid = keep(s, b",\"bid\":")?;
             pass(s, b",\"bid_qty\":")?;
             let ask = keep(s, b",\"ask\":")?;
@@ -922,7 +922,6 @@ impl FeedDecoder {
             if !s.lit(b"}") {
                 return None;
             }
-            let symbol = self.intern(symbol.raw);
             Some(TickerEvent { symbol, time, bid, ask, last, volume, vwap })
         })();
         if ticker.is_none() {
@@ -940,7 +939,7 @@ impl FeedDecoder {
             if !s.lit(b"{\"symbol\":") {
                 return None;
             }
-            let symbol = s.str().ok().filter(|j| !j.escaped)?;
+            let symbol = self.read_symbol_compact(s)?;
             let side = if s.lit(b",\"side\":\"buy\"") {
                 Side::Buy
             } else if s.lit(b",\"side\":\"sell\"") {
@@ -965,7 +964,6 @@ impl FeedDecoder {
             if !s.lit(b"}") {
                 return None;
             }
-            let symbol = self.intern(symbol.raw);
             Some(TradeEvent {
                 symbol,
                 time,
@@ -980,6 +978,17 @@ impl FeedDecoder {
             *s = at;
         }
         trade
+    }
+
+    /// A compact element's symbol (a string without escapes), interned: one of the first
+    /// symbols is matched in place, any other read and looked up.
+    #[inline]
+    fn read_symbol_compact(&mut self, s: &mut Scan<'_>) -> Option<Symbol> {
+        if let Some(sym) = self.first_symbols.iter().find(|sym| s.quoted(sym.as_bytes())) {
+            return Some(sym.clone());
+        }
+        let symbol = s.str().ok().filter(|j| !j.escaped)?;
+        Some(self.intern(symbol.raw))
     }
 
     /// Applies the parsed elements of a well-formed frame.
@@ -1545,7 +1554,10 @@ impl FeedDecoder {
         }
         let sym: Symbol = Arc::from(s);
         self.symbols.insert(sym.clone());
-        if self.first_symbols.len() < FIRST_SYMBOLS {
+        // Only symbols written the same raw and unescaped, so matching their text in place
+        // (`read_symbol_compact`) reads what the scanner would.
+        let plain = !sym.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+        if plain && self.first_symbols.len() < FIRST_SYMBOLS {
             self.first_symbols.push(sym.clone());
         }
         sym

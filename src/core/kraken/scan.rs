@@ -262,6 +262,20 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// Consumes the string `"text"` if the text continues with exactly these bytes (`text`
+    /// itself must need no escaping).
+    #[inline]
+    pub fn quoted(&mut self, text: &[u8]) -> bool {
+        let n = text.len();
+        match self.bytes().get(self.i..self.i + n + 2) {
+            Some([b'"', inner @ .., b'"']) if inner == text => {
+                self.i += n + 2;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Reads a string of exactly `N` bytes when `read` accepts them, for values with a fixed
     /// layout such as Kraken's timestamps. `read` must refuse any quote, backslash or control
     /// byte (what a string cannot hold unescaped). None (cursor unchanged) otherwise.
@@ -639,6 +653,20 @@ mod tests {
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let deep = "[".repeat(10_000);
         assert_eq!(Scan::new(&deep).skip().unwrap_err().what, "JSON nested too deeply");
+    }
+
+    #[test]
+    fn quoted_text_is_consumed_only_whole() {
+        let mut s = Scan::new(r#""BTC/USD","#);
+        assert!(!s.quoted(b"BTC/US"));
+        assert!(!s.quoted(b"BTC/USDT"));
+        assert!(s.quoted(b"BTC/USD"));
+        assert!(s.lit(b","));
+        for text in [r#""BTC/USD"#, r#"BTC/USD""#, r#" "BTC/USD""#] {
+            let mut s = Scan::new(text);
+            assert!(!s.quoted(b"BTC/USD"), "{text}");
+            assert_eq!(s.pos(), 0);
+        }
     }
 
     #[test]
