@@ -433,7 +433,7 @@ impl FeedDecoder {
         // The first record's `ts` seeds the clock: left to the general path.
         if wrapped
             && (self.last_time == EventTime::ZERO
-                || s.number().is_err()
+                || !s.skip_plain_number()
                 || !s.lit(b",\"dir\":\"recv\",\"msg\":"))
         {
             return false;
@@ -1696,7 +1696,7 @@ fn keep(s: &mut Scan<'_>, key: &[u8]) -> Option<rust_decimal::Decimal> {
 /// `key` then any number (a value a compact element does not keep).
 #[inline]
 fn pass(s: &mut Scan<'_>, key: &[u8]) -> Option<()> {
-    (s.lit(key) && s.number().is_ok()).then_some(())
+    (s.lit(key) && (s.skip_plain_number() || s.number().is_ok())).then_some(())
 }
 
 /// Reads one JSON array of strings, keeping its first `N` elements (later ones are skipped).

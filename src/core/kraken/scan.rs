@@ -402,6 +402,30 @@ impl<'a> Scan<'a> {
         Ok(&self.s[start..i])
     }
 
+    /// Skips a non-negative number written plainly, digits with an optional fraction and no
+    /// exponent (`1735689600.123456`), as [`Self::number`] would read it; false (cursor
+    /// unchanged) for anything else, which the caller reads the general way.
+    #[inline]
+    pub fn skip_plain_number(&mut self) -> bool {
+        let b = self.bytes().get(self.i..).unwrap_or_default();
+        let mut n = digit_run(b);
+        if n == 0 {
+            return false;
+        }
+        if b.get(n) == Some(&b'.') {
+            let f = b.get(n + 1..).map_or(0, digit_run);
+            if f == 0 {
+                return false;
+            }
+            n += 1 + f;
+        }
+        if matches!(b.get(n), Some(b'e' | b'E')) {
+            return false;
+        }
+        self.i += n;
+        true
+    }
+
     /// Reads an unsigned plain decimal written without whitespace or exponent, at most 19
     /// bytes (`29430.2`, `0.18967538`): the value [`Self::number`] and
     /// [`crate::core::money::parse_decimal_bytes`] give, scale as written, in one pass. None
@@ -653,6 +677,22 @@ mod tests {
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let deep = "[".repeat(10_000);
         assert_eq!(Scan::new(&deep).skip().unwrap_err().what, "JSON nested too deeply");
+    }
+
+    #[test]
+    fn plain_numbers_are_skipped_as_number_reads_them() {
+        for text in ["0", "7,", "1735689600.123456,", "12.5}", "007"] {
+            let mut s = Scan::new(text);
+            let mut general = Scan::new(text);
+            assert!(s.skip_plain_number(), "{text}");
+            general.number().unwrap();
+            assert_eq!(s.pos(), general.pos(), "{text}");
+        }
+        for text in ["-1", "1e5", "1.5E3", "1.", ".5", " 1", "x"] {
+            let mut s = Scan::new(text);
+            assert!(!s.skip_plain_number(), "{text}");
+            assert_eq!(s.pos(), 0, "{text}");
+        }
     }
 
     #[test]
