@@ -5,7 +5,7 @@
 //! computed once when the level is written; the checksum then only concatenates cached
 //! digits and runs CRC32 over them, with no allocation after warm-up; the CRC of the asks'
 //! half (first in the string) is kept while the asks are unchanged, so an update of bids
-//! only runs the CRC over the bids. Books that never
+//! only runs the CRC over the bids, and the bids' digits are kept while the bids are. Books that never
 //! verify a checksum (the paper exchange's copies) skip the cache.
 //!
 //! Checksum rule (docs: Kraken "Spot Websockets (v2) Book Checksum", see
@@ -117,13 +117,17 @@ pub struct L2Book {
     qty_precision: Option<u32>,
     bids: Vec<BookLevel>,
     asks: Vec<BookLevel>,
-    scratch: Vec<u8>,
+    /// Checksum digits of the ten best asks and of the ten best bids (scratch buffers).
+    ask_digits: Vec<u8>,
+    bid_digits: Vec<u8>,
     /// Whether levels cache their checksum digits (false for books that never verify a
     /// checksum, such as the paper exchange's copy: [`Self::checksum`] then writes them).
     cache_digits: bool,
     /// CRC32 of the ask half of the checksum string while the asks are unchanged (the asks
     /// come first, so an update of bids only runs the CRC over the bids).
     asks_crc: Option<u32>,
+    /// Length of the bids' digits in `bid_digits` while the bids are unchanged.
+    bids_written: Option<usize>,
 }
 
 impl L2Book {
@@ -136,7 +140,9 @@ impl L2Book {
             qty_precision,
             bids: Vec::with_capacity(depth.min(1024) + 4),
             asks: Vec::with_capacity(depth.min(1024) + 4),
-            scratch: vec![0; CHECKSUM_SCRATCH],
+            ask_digits: vec![0; CHECKSUM_SCRATCH],
+            bid_digits: vec![0; CHECKSUM_SCRATCH],
+            bids_written: None,
             cache_digits: true,
             asks_crc: None,
         }
@@ -161,6 +167,7 @@ impl L2Book {
         self.price_precision = price_precision;
         self.qty_precision = qty_precision;
         self.asks_crc = None;
+        self.bids_written = None;
         if !self.cache_digits {
             return;
         }
@@ -175,6 +182,7 @@ impl L2Book {
         self.bids.clear();
         self.asks.clear();
         self.asks_crc = None;
+        self.bids_written = None;
     }
 
     /// Applies one level: qty 0 deletes the price (a delete for an absent price is ignored),
@@ -182,7 +190,10 @@ impl L2Book {
     /// after the whole message.
     pub fn apply(&mut self, side: Side, price: Price, qty: Qty) {
         let (levels, pp, qp) = match side {
-            Side::Buy => (&mut self.bids, self.price_precision, self.qty_precision),
+            Side::Buy => {
+                self.bids_written = None;
+                (&mut self.bids, self.price_precision, self.qty_precision)
+            }
             Side::Sell => {
                 self.asks_crc = None;
                 (&mut self.asks, self.price_precision, self.qty_precision)
@@ -225,7 +236,10 @@ impl L2Book {
 
     /// Cuts both sides to the book's depth (Kraken sends no delete for levels pushed out).
     pub fn truncate(&mut self) {
-        self.bids.truncate(self.depth);
+        if self.bids.len() > self.depth {
+            self.bids.truncate(self.depth);
+            self.bids_written = None;
+        }
         if self.asks.len() > self.depth {
             self.asks.truncate(self.depth);
             self.asks_crc = None;
@@ -234,50 +248,27 @@ impl L2Book {
 
     /// Kraken's CRC32 over the ten best asks then the ten best bids.
     pub fn checksum(&mut self) -> u32 {
+        let (pp, qp, cache) = (self.price_precision, self.qty_precision, self.cache_digits);
         let asks_crc = match self.asks_crc {
             Some(crc) => crc,
             None => {
-                let at = self.write_digits(Side::Sell);
-                let crc = crc32fast::hash(self.scratch.get(..at).unwrap_or_default());
+                let n = write_digits(&self.asks, cache, pp, qp, &mut self.ask_digits);
+                let crc = crc32fast::hash(self.ask_digits.get(..n).unwrap_or_default());
                 self.asks_crc = Some(crc);
                 crc
             }
         };
-        let at = self.write_digits(Side::Buy);
+        let n = match self.bids_written {
+            Some(n) => n,
+            None => {
+                let n = write_digits(&self.bids, cache, pp, qp, &mut self.bid_digits);
+                self.bids_written = Some(n);
+                n
+            }
+        };
         let mut crc = crc32fast::Hasher::new_with_initial(asks_crc);
-        crc.update(self.scratch.get(..at).unwrap_or_default());
+        crc.update(self.bid_digits.get(..n).unwrap_or_default());
         crc.finalize()
-    }
-
-    /// Writes the checksum digits of one side's ten best levels to the scratch buffer;
-    /// returns their length.
-    fn write_digits(&mut self, side: Side) -> usize {
-        // Each value's whole 30-byte digit array is copied (a fixed-size copy, no call) and
-        // the write position advances by its length: room for 20 values plus one spare.
-        if self.scratch.len() != CHECKSUM_SCRATCH {
-            self.scratch.resize(CHECKSUM_SCRATCH, 0);
-        }
-        let mut at = 0;
-        let mut put = |scratch: &mut [u8], d: &Digits| {
-            if let Some(dst) = scratch.get_mut(at..at + DIGITS_MAX) {
-                dst.copy_from_slice(&d.bytes);
-                at += usize::from(d.len);
-            }
-        };
-        let levels = match side {
-            Side::Buy => &self.bids,
-            Side::Sell => &self.asks,
-        };
-        for l in levels.iter().take(CHECKSUM_LEVELS) {
-            if self.cache_digits {
-                put(&mut self.scratch, &l.price_digits);
-                put(&mut self.scratch, &l.qty_digits);
-            } else {
-                put(&mut self.scratch, &Digits::of(l.price, self.price_precision));
-                put(&mut self.scratch, &Digits::of(l.qty, self.qty_precision));
-            }
-        }
-        at
     }
 
     /// Best bid.
@@ -340,6 +331,38 @@ impl L2Book {
     pub fn is_empty(&self) -> bool {
         self.bids.is_empty() && self.asks.is_empty()
     }
+}
+
+/// Writes the checksum digits of one side's ten best levels to `out`; returns their length.
+fn write_digits(
+    levels: &[BookLevel],
+    cached: bool,
+    pp: Option<u32>,
+    qp: Option<u32>,
+    out: &mut Vec<u8>,
+) -> usize {
+    // Each value's whole 30-byte digit array is copied (a fixed-size copy, no call) and the
+    // write position advances by its length: room for 20 values plus one spare.
+    if out.len() != CHECKSUM_SCRATCH {
+        out.resize(CHECKSUM_SCRATCH, 0);
+    }
+    let mut at = 0;
+    let mut put = |out: &mut [u8], d: &Digits| {
+        if let Some(dst) = out.get_mut(at..at + DIGITS_MAX) {
+            dst.copy_from_slice(&d.bytes);
+            at += usize::from(d.len);
+        }
+    };
+    for l in levels.iter().take(CHECKSUM_LEVELS) {
+        if cached {
+            put(out, &l.price_digits);
+            put(out, &l.qty_digits);
+        } else {
+            put(out, &Digits::of(l.price, pp));
+            put(out, &Digits::of(l.qty, qp));
+        }
+    }
+    at
 }
 
 /// The sign bit of a `Decimal`'s flags word.
