@@ -116,6 +116,27 @@ fn digit_run(b: &[u8]) -> usize {
     n
 }
 
+/// `a == b` for slices of equal length: 4 to 32 bytes as (overlapping) words, which
+/// becomes a few compares against constants when `b` is a literal; longer ones as slices.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let word =
+        |s: &[u8], at: usize| s.get(at..at + 8).and_then(|w| w.try_into().ok()).map(u64::from_le_bytes);
+    let half =
+        |s: &[u8], at: usize| s.get(at..at + 4).and_then(|w| w.try_into().ok()).map(u32::from_le_bytes);
+    match b.len() {
+        n @ 4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        n @ 8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        n @ 17..=32 => {
+            word(a, 0) == word(b, 0)
+                && word(a, 8) == word(b, 8)
+                && word(a, n - 16) == word(b, n - 16)
+                && word(a, n - 8) == word(b, n - 8)
+        }
+        _ => a == b,
+    }
+}
+
 /// A JSON syntax error: what was expected and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanError {
@@ -252,13 +273,14 @@ impl<'a> Scan<'a> {
 
     /// Consumes `lit` if the text continues with exactly these bytes (no whitespace skipped):
     /// the fast path for the compact layout Kraken sends, e.g. `{"price":`.
-    #[inline]
+    #[inline(always)]
     pub fn lit(&mut self, lit: &[u8]) -> bool {
-        if self.bytes().get(self.i..self.i + lit.len()) == Some(lit) {
-            self.i += lit.len();
-            true
-        } else {
-            false
+        match self.bytes().get(self.i..self.i + lit.len()) {
+            Some(text) if same_bytes(text, lit) => {
+                self.i += lit.len();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -268,7 +290,7 @@ impl<'a> Scan<'a> {
     pub fn quoted(&mut self, text: &[u8]) -> bool {
         let n = text.len();
         match self.bytes().get(self.i..self.i + n + 2) {
-            Some([b'"', inner @ .., b'"']) if inner == text => {
+            Some([b'"', inner @ .., b'"']) if same_bytes(inner, text) => {
                 self.i += n + 2;
                 true
             }
@@ -692,6 +714,21 @@ mod tests {
             let mut s = Scan::new(text);
             assert!(!s.skip_plain_number(), "{text}");
             assert_eq!(s.pos(), 0, "{text}");
+        }
+    }
+
+    #[test]
+    fn literals_of_every_length_match_only_themselves() {
+        let text: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..=40 {
+            for flip in 0..n {
+                let lit = &text[..n];
+                let mut other = lit.to_vec();
+                other[flip] ^= 1;
+                assert!(same_bytes(lit, lit), "{n}");
+                assert!(!same_bytes(&other, lit), "{n} {flip}");
+                assert!(!same_bytes(lit, &other), "{n} {flip}");
+            }
         }
     }
 
