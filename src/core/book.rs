@@ -368,11 +368,14 @@ fn write_digits(
 /// The sign bit of a `Decimal`'s flags word.
 const SIGN_BIT: u32 = 1 << 31;
 
-/// `a.cmp(&b)` for prices, comparing mantissas when the scales agree (the usual case in
-/// one book: every price has the pair's precision).
+/// `a.cmp(&b)` for prices, comparing mantissas when both are positive with the same scale
+/// (the usual case in one book: every price has the pair's precision).
 #[inline]
 fn cmp_price(a: Price, b: Price) -> std::cmp::Ordering {
-    if a.scale() == b.scale() { a.mantissa().cmp(&b.mantissa()) } else { a.cmp(&b) }
+    // The bit patterns: the flags word (scale and sign) first, then the 96-bit mantissa.
+    let (x, y) = (u128::from_le_bytes(a.serialize()), u128::from_le_bytes(b.serialize()));
+    let flags = |bits: u128| bits as u32;
+    if flags(x) == flags(y) && flags(x) & SIGN_BIT == 0 { (x >> 32).cmp(&(y >> 32)) } else { a.cmp(&b) }
 }
 
 /// The quantities' sum exactly as `Decimal`'s `Sum` gives it (a fold from zero whose result
@@ -628,6 +631,20 @@ mod tests {
             let want = want.trim_start_matches('0');
             let d = Digits::of(value, precision);
             assert_eq!(&d.bytes[..usize::from(d.len)], want.as_bytes(), "{value} {precision:?}");
+        }
+    }
+
+    #[test]
+    fn price_order_is_decimal_order() {
+        let mut rng = crate::core::rng::Rng::new(9);
+        let mut value = || {
+            let m = i128::from(rng.next_u64() % 2000) - i128::from(rng.next_u64() % 2 * 1000);
+            let m = if rng.next_u64().is_multiple_of(10) { m << 70 } else { m };
+            Decimal::from_i128_with_scale(m, (rng.next_u64() % 3) as u32)
+        };
+        for _ in 0..20_000 {
+            let (a, b) = (value(), value());
+            assert_eq!(cmp_price(a, b), a.cmp(&b), "{a} {b}");
         }
     }
 
