@@ -864,12 +864,8 @@ impl FeedDecoder {
     /// general loop's result; None (cursor unchanged) for anything else, which that loop
     /// then reads.
     fn read_book_element_compact(&mut self, s: &mut Scan<'_>) -> Option<ParsedBook> {
-        let at = s.clone();
-        let book = (|| {
-            if !s.lit(b"{\"symbol\":") {
-                return None;
-            }
-            let symbol = self.read_symbol_compact(s)?;
+        s.attempt(|s| {
+            let symbol = self.read_element_symbol(s)?;
             let bids = s.lit(b",\"bids\":[").then(|| read_v2_levels_compact(s)).flatten()?;
             let asks = s.lit(b",\"asks\":[").then(|| read_v2_levels_compact(s)).flatten()?;
             if !s.lit(b",\"checksum\":") {
@@ -885,11 +881,7 @@ impl FeedDecoder {
                 return None;
             }
             Some(ParsedBook { symbol, bids, asks, checksum: Some(checksum), time })
-        })();
-        if book.is_none() {
-            *s = at;
-        }
-        book
+        })
     }
 
     /// A ticker data element written exactly as Kraken writes it: `symbol`, `bid`, `bid_qty`,
@@ -897,12 +889,8 @@ impl FeedDecoder {
     /// this order, then an optional `timestamp`; the values kept are plain decimals, the others
     /// numbers. The general loop's result; None (cursor unchanged) for anything else.
     fn read_ticker_element_compact(&mut self, s: &mut Scan<'_>) -> Option<TickerEvent> {
-        let at = s.clone();
-        let ticker = (|| {
-            if !s.lit(b"{\"symbol\":") {
-                return None;
-            }
-            let symbol = self.read_symbol_compact(s)?;
+        s.attempt(|s| {
+            let symbol = self.read_element_symbol(s)?;
             let bid = keep(s, b",\"bid\":")?;
             pass(s, b",\"bid_qty\":")?;
             let ask = keep(s, b",\"ask\":")?;
@@ -923,23 +911,15 @@ impl FeedDecoder {
                 return None;
             }
             Some(TickerEvent { symbol, time, bid, ask, last, volume, vwap })
-        })();
-        if ticker.is_none() {
-            *s = at;
-        }
-        ticker
+        })
     }
 
     /// A trade data element written exactly as Kraken writes it: `symbol`, `side`, `price`,
     /// `qty`, `ord_type`, `trade_id`, `timestamp` in this order, price and qty plain decimals.
     /// The general loop's result; None (cursor unchanged) for anything else.
     fn read_trade_element_compact(&mut self, s: &mut Scan<'_>) -> Option<TradeEvent> {
-        let at = s.clone();
-        let trade = (|| {
-            if !s.lit(b"{\"symbol\":") {
-                return None;
-            }
-            let symbol = self.read_symbol_compact(s)?;
+        s.attempt(|s| {
+            let symbol = self.read_element_symbol(s)?;
             let side = if s.lit(b",\"side\":\"buy\"") {
                 Side::Buy
             } else if s.lit(b",\"side\":\"sell\"") {
@@ -947,8 +927,8 @@ impl FeedDecoder {
             } else {
                 return None;
             };
-            let price = if s.lit(b",\"price\":") { s.plain_decimal()? } else { return None };
-            let qty = if s.lit(b",\"qty\":") { s.plain_decimal()? } else { return None };
+            let price = keep(s, b",\"price\":")?;
+            let qty = keep(s, b",\"qty\":")?;
             if !s.lit(b",\"ord_type\":") {
                 return None;
             }
@@ -973,17 +953,16 @@ impl FeedDecoder {
                 trade_id,
                 market_order: ord_type.raw == "market",
             })
-        })();
-        if trade.is_none() {
-            *s = at;
-        }
-        trade
+        })
     }
 
-    /// A compact element's symbol (a string without escapes), interned: one of the first
-    /// symbols is matched in place, any other read and looked up.
+    /// A compact element's opening `{"symbol":` and its symbol (a string without escapes),
+    /// interned: one of the first symbols is matched in place, any other read and looked up.
     #[inline]
-    fn read_symbol_compact(&mut self, s: &mut Scan<'_>) -> Option<Symbol> {
+    fn read_element_symbol(&mut self, s: &mut Scan<'_>) -> Option<Symbol> {
+        if !s.lit(b"{\"symbol\":") {
+            return None;
+        }
         if let Some(sym) = self.first_symbols.iter().find(|sym| s.quoted(sym.as_bytes())) {
             return Some(sym.clone());
         }
@@ -1555,7 +1534,7 @@ impl FeedDecoder {
         let sym: Symbol = Arc::from(s);
         self.symbols.insert(sym.clone());
         // Only symbols written the same raw and unescaped, so matching their text in place
-        // (`read_symbol_compact`) reads what the scanner would.
+        // (`read_element_symbol`) reads what the scanner would.
         let plain = !sym.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
         if plain && self.first_symbols.len() < FIRST_SYMBOLS {
             self.first_symbols.push(sym.clone());
@@ -1647,25 +1626,11 @@ fn read_v2_levels(s: &mut Scan<'_>, out: &mut Levels) -> Result<(), Skip> {
 /// for the general loop, which also names any error.
 #[inline]
 fn read_v2_level_compact(s: &mut Scan<'_>) -> Option<Level> {
-    let at = s.clone();
-    let level = (|| {
-        if !s.lit(b"{\"price\":") {
-            return None;
-        }
-        let price = s.plain_decimal()?;
-        if !s.lit(b",\"qty\":") {
-            return None;
-        }
-        let qty = s.plain_decimal()?;
-        if !s.lit(b"}") {
-            return None;
-        }
-        Some(Level { price, qty })
-    })();
-    if level.is_none() {
-        *s = at;
-    }
-    level
+    s.attempt(|s| {
+        let price = keep(s, b"{\"price\":")?;
+        let qty = keep(s, b",\"qty\":")?;
+        s.lit(b"}").then_some(Level { price, qty })
+    })
 }
 
 /// The levels of one side after its `[`, up to and including the `]`, each as

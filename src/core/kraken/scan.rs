@@ -284,6 +284,18 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// Runs `read` from the cursor; where it gives None the cursor goes back where it was
+    /// (how the compact readers leave a frame to the general scan).
+    #[inline]
+    pub fn attempt<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        let at = self.clone();
+        let value = read(self);
+        if value.is_none() {
+            *self = at;
+        }
+        value
+    }
+
     /// Consumes the string `"text"` if the text continues with exactly these bytes (`text`
     /// itself must need no escaping).
     #[inline]
