@@ -372,30 +372,30 @@ const SIGN_BIT: u32 = 1 << 31;
 /// (the usual case in one book: every price has the pair's precision).
 #[inline]
 fn cmp_price(a: Price, b: Price) -> std::cmp::Ordering {
-    // The bit patterns: the flags word (scale and sign) first, then the 96-bit mantissa.
-    let (x, y) = (u128::from_le_bytes(a.serialize()), u128::from_le_bytes(b.serialize()));
-    let flags = |bits: u128| bits as u32;
-    if flags(x) == flags(y) && flags(x) & SIGN_BIT == 0 { (x >> 32).cmp(&(y >> 32)) } else { a.cmp(&b) }
+    let ((flags_a, mantissa_a), (flags_b, mantissa_b)) = (bit_pattern(a), bit_pattern(b));
+    if flags_a == flags_b && flags_a & SIGN_BIT == 0 { mantissa_a.cmp(&mantissa_b) } else { a.cmp(&b) }
+}
+
+/// A decimal's bit pattern: its flags word (scale and sign) and its 96-bit mantissa.
+#[inline]
+fn bit_pattern(d: Decimal) -> (u32, u128) {
+    let bits = u128::from_le_bytes(d.serialize());
+    (bits as u32, bits >> 32)
 }
 
 /// The quantities' sum exactly as `Decimal`'s `Sum` gives it (a fold from zero whose result
 /// has the largest scale of its terms), computed on the mantissas: None when a term would
 /// not fit (the caller then folds).
 fn exact_sum(levels: &[BookLevel]) -> Option<Decimal> {
-    // Usually every quantity is positive with the same scale and a mantissa below 2^64: one
-    // pass over their bit patterns (flags word, then the mantissa's low, middle, high words).
-    let words = |q: &Decimal| {
-        let b = q.serialize();
-        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        (word(0), u64::from(word(4)) | u64::from(word(8)) << 32, word(12))
-    };
-    let flags = levels.first().map_or(0, |l| words(&l.qty).0);
+    // Usually every quantity is positive with the same scale: one pass over their bit
+    // patterns (a saturated total is above 2^96 and left to the paths below).
+    let flags = levels.first().map_or(0, |l| bit_pattern(l.qty).0);
     if flags & SIGN_BIT == 0 {
         let mut total: u128 = 0;
         if levels.iter().all(|l| {
-            let (f, low, high) = words(&l.qty);
-            total += u128::from(low);
-            f == flags && high == 0
+            let (f, mantissa) = bit_pattern(l.qty);
+            total = total.saturating_add(mantissa);
+            f == flags
         }) && total < 1u128 << 96
         {
             let scale = (flags >> 16) & 0xFF;
