@@ -265,11 +265,7 @@ fn kraken_time_on_day(b: &[u8; 27], days: i64) -> Option<EventTime> {
     if b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[26] != b'Z' {
         return None;
     }
-    let digit = |i: usize| {
-        let d = b[i].wrapping_sub(b'0');
-        (d < 10).then_some(i64::from(d))
-    };
-    let pair = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let pair = |i: usize| two(b, i).map(i64::from);
     let (hh, mm, ss) = (pair(11)?, pair(14)?, pair(17)?);
     if hh > 23 || mm > 59 || ss > 60 {
         return None;
