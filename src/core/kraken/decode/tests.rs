@@ -1,9 +1,11 @@
 //! Tests of the frame decoder: every checksum vector of shared/kraken/book-checksum.md fed
 //! through frames, book maintenance, resync, exact numbers, v1 frames, the record wrapper,
-//! acks, malformed input. The `#[ignore]` tests replay shared/data/kraken/ when present.
+//! acks, malformed input. The `#[ignore]` test replays shared/data/kraken/ when present;
+//! timings are divan benches (`benches/decode.rs`).
 
 use super::*;
 use crate::core::instrument::PairStatus;
+use crate::core::market::Level;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
@@ -824,90 +826,6 @@ fn real_recordings_verify_every_checksum() {
         eprintln!("{f}: {} instruments; BTC/USD {}/{}", v.len(), btc.price_precision, btc.qty_precision);
         assert_eq!((btc.price_precision, btc.qty_precision), (1, 8));
     }
-}
-
-#[test]
-#[ignore = "timing; run in release: cargo test --release --lib kraken::decode -- --ignored --nocapture"]
-fn book_path_timing() {
-    // 10-level snapshot then alternating one-level updates with valid checksums.
-    let (snap, _) = e_frames();
-    let mut reference = L2Book::new(10, Some(1), Some(8));
-    for (p, q) in E_BIDS {
-        reference.apply(Side::Buy, parse(p), parse(q));
-    }
-    for (p, q) in E_ASKS {
-        reference.apply(Side::Sell, parse(p), parse(q));
-    }
-    let mut frames = Vec::new();
-    for i in 0..1000 {
-        let q = format!("0.{:08}", 1 + i);
-        let lv = [("29430.2", q.as_str()), ("29421.5", "0.28639276")];
-        for (p, q) in lv {
-            reference.apply(Side::Buy, parse(p), parse(q));
-        }
-        reference.truncate();
-        frames.push(v2_book(
-            "update",
-            "BTC/USD",
-            &lv,
-            &[],
-            reference.checksum(),
-            Some("2023-07-30T15:29:58.343415Z"),
-        ));
-    }
-    let mut d = FeedDecoder::new(10);
-    d.preload_instruments([instrument("BTC/USD", 1, 8)]);
-    let (mut ev, mut no) = (Vec::with_capacity(4), Vec::new());
-    d.decode(&snap, &mut ev, &mut no);
-    let rounds = 200;
-    #[allow(clippy::disallowed_methods)]
-    let start = std::time::Instant::now();
-    for _ in 0..rounds {
-        for f in &frames {
-            ev.clear();
-            d.decode(f, &mut ev, &mut no);
-        }
-        // Re-sync so every round starts from the same book.
-        d.decode(&snap, &mut ev, &mut no);
-    }
-    let el = start.elapsed();
-    let msgs = (rounds * frames.len()) as f64;
-    eprintln!(
-        "v2 book update (2 levels + checksum): {:.0} ns/message, {:.0} ns/level; mismatches {}",
-        el.as_nanos() as f64 / msgs,
-        el.as_nanos() as f64 / msgs / 2.0,
-        d.counters().checksum_mismatches
-    );
-    assert_eq!(d.counters().checksum_mismatches, 0);
-
-    // Breakdown: the book's own work (apply 2 levels, truncate, checksum, top) and a bare
-    // JSON scan of the same frames, to tell decoder overhead from book cost.
-    let mut book = L2Book::new(10, Some(1), Some(8));
-    let levels: Vec<Decimal> = (0..1000).map(|i| Decimal::new(1 + i, 8)).collect();
-    #[allow(clippy::disallowed_methods)]
-    let start = std::time::Instant::now();
-    let mut sink = 0u64;
-    for _ in 0..rounds {
-        for q in &levels {
-            book.apply(Side::Buy, dec!(29430.2), *q);
-            book.apply(Side::Buy, dec!(29421.5), dec!(0.28639276));
-            book.truncate();
-            sink += u64::from(book.checksum());
-            sink += u64::from(book.top().bid_depth.scale());
-        }
-    }
-    let book_ns = start.elapsed().as_nanos() as f64 / msgs;
-    #[allow(clippy::disallowed_methods)]
-    let start = std::time::Instant::now();
-    for _ in 0..rounds {
-        for f in &frames {
-            sink += Scan::new(f).skip().map(str::len).unwrap_or(0) as u64;
-        }
-    }
-    let scan_ns = start.elapsed().as_nanos() as f64 / msgs;
-    eprintln!(
-        "  of which L2Book apply+checksum+top {book_ns:.0} ns; one bare scan of the frame {scan_ns:.0} ns ({sink})"
-    );
 }
 
 #[test]
