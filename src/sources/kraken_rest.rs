@@ -32,11 +32,11 @@ use actix::Recipient;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::actors::rate_limiter::Acquire;
 use crate::core::instrument::Symbol;
 use crate::core::kraken::rest::{decode, obj};
 use crate::core::kraken::symbols::v2_pair;
 use crate::core::rate_limit::RestCall;
+use crate::messages::Acquire;
 
 // The wire types, parsers, error kinds and settings live in the pure core; re-exported so the
 // client's users name them in one place.
