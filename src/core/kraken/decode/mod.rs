@@ -822,4 +822,6 @@ fn read_rfc3339(s: &mut Scan<'_>, reader: &mut Rfc3339Reader) -> Result<EventTim
 }
 
 #[cfg(test)]
+mod layout_tests;
+#[cfg(test)]
 mod tests;
