@@ -433,9 +433,12 @@ fn exact_sum(levels: &[BookLevel]) -> Option<Decimal> {
 }
 
 #[cfg(test)]
+pub(crate) mod testdata;
+
+#[cfg(test)]
 mod tests {
+    use super::testdata::*;
     use super::*;
-    use crate::core::kraken::testdata::*;
     use crate::core::money::parse_decimal;
 
     fn d(s: &str) -> Decimal {

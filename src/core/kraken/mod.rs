@@ -14,8 +14,6 @@ pub mod instruments;
 pub mod rest;
 pub mod scan;
 pub mod symbols;
-#[cfg(test)]
-pub mod testdata;
 
 pub use instruments::load_instruments;
 pub use symbols::{v2_asset, v2_pair, v2_symbol};

@@ -4,8 +4,8 @@
 //! timings are divan benches (`benches/decode.rs`).
 
 use super::*;
+use crate::core::book::testdata::*;
 use crate::core::instrument::PairStatus;
-use crate::core::kraken::testdata::*;
 use crate::core::market::Level;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
