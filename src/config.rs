@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::core::kraken::rest::RestSettings;
 use crate::core::time::Span;
+pub use crate::core::time::Speed;
 use crate::core::validate::Issues;
 
 /// The configuration `run` uses when no `--config` is given (config/default.yaml, embedded at
@@ -53,46 +55,6 @@ pub enum FeedSource {
     Sim,
     /// Kraken's real WebSocket v2 API.
     Kraken,
-}
-
-/// How fast a simulated run plays: `max` or a multiple of real time.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize)]
-pub enum Speed {
-    /// As fast as the engine can take it.
-    #[default]
-    Max,
-    /// N × real time.
-    Times(f64),
-}
-
-impl Speed {
-    /// Parses `max` or a positive number (`1`, `10`, `0.5`).
-    pub fn parse(s: &str) -> Result<Speed, String> {
-        let t = s.trim();
-        if t.eq_ignore_ascii_case("max") {
-            return Ok(Speed::Max);
-        }
-        match t.parse::<f64>() {
-            Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Times(x)),
-            _ => Err(format!("speed must be `max` or a positive number, got {s:?}")),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Speed {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(f64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Num(x) => Speed::parse(&x.to_string()),
-            Raw::Text(s) => Speed::parse(&s),
-        }
-        .map_err(serde::de::Error::custom)
-    }
 }
 
 /// `account.*`: the paper account.
@@ -202,7 +164,7 @@ pub struct FeedConfig {
     /// Reconnect backoff.
     pub reconnect: ReconnectConfig,
     /// REST client (retries, timeouts) for live runs.
-    pub rest: crate::sources::kraken_rest::RestSettings,
+    pub rest: RestSettings,
     /// Signal warm-up on REST OHLC history (live runs).
     pub warmup: WarmupConfig,
 }

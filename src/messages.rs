@@ -31,6 +31,7 @@ use crate::core::execution::ClosedTrade;
 use crate::core::market::{MarketBatch, MarketEvent};
 use crate::core::orders::OrderRequest;
 use crate::core::portfolio::PortfolioView;
+use crate::core::rate_limit::RestCall;
 use crate::core::risk::RiskWatch;
 use crate::core::time::EventTime;
 
@@ -245,4 +246,14 @@ pub struct OpenPosition {
     pub take_profit_pct: Option<rust_decimal::Decimal>,
     /// Tags carried to the orders and the closed trade.
     pub tags: Vec<String>,
+}
+
+/// Waits until `call` may be sent (KrakenRest → RateLimiter, before every REST request);
+/// answers with the seconds waited. Wall time: REST limits are the exchange's, in real
+/// seconds, and nothing here is journaled.
+#[derive(Message)]
+#[rtype(result = "f64")]
+pub struct Acquire {
+    /// The call.
+    pub call: RestCall,
 }

@@ -8,15 +8,8 @@
 
 use actix::prelude::*;
 
-use crate::core::rate_limit::{LimiterUsage, RateLimitModel, RestCall};
-
-/// Waits until `call` may be sent; answers with the seconds waited.
-#[derive(Message)]
-#[rtype(result = "f64")]
-pub struct Acquire {
-    /// The call.
-    pub call: RestCall,
-}
+use crate::core::rate_limit::{LimiterUsage, RateLimitModel};
+pub use crate::messages::Acquire;
 
 /// Asks for usage figures.
 #[derive(Message)]

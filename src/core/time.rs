@@ -375,6 +375,47 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+/// How fast a simulated run plays: `max` or a multiple of real time (`run.speed`; the
+/// simulated source paces its wall clock by it, trading logic never reads it).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize)]
+pub enum Speed {
+    /// As fast as the engine can take it.
+    #[default]
+    Max,
+    /// N × real time.
+    Times(f64),
+}
+
+impl Speed {
+    /// Parses `max` or a positive number (`1`, `10`, `0.5`).
+    pub fn parse(s: &str) -> Result<Speed, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("max") {
+            return Ok(Speed::Max);
+        }
+        match t.parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Times(x)),
+            _ => Err(format!("speed must be `max` or a positive number, got {s:?}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Speed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(x) => Speed::parse(&x.to_string()),
+            Raw::Text(s) => Speed::parse(&s),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,9 +33,9 @@ use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::config::Speed;
 use crate::core::rng::Rng;
 use crate::core::sim::{SimConfig, SimFrame, SimMarket, VALID_DEPTHS, status_frame};
+use crate::core::time::Speed;
 use crate::core::time::{EventTime, MICROS_PER_SEC};
 
 /// Frames written before a flush when streaming at `Speed::Max`.

@@ -29,6 +29,16 @@ pub fn v2_symbol(v1_pair: &str) -> String {
     }
 }
 
+/// The WS v2 symbol of a `BASE/QUOTE` name with both sides non-empty (a REST `wsname`, or
+/// a pair a caller asked for); None for anything else (`XBTUSD`, `XBT/`, `/USD`).
+pub fn v2_pair(wsname: &str) -> Option<String> {
+    let (base, quote) = wsname.split_once('/')?;
+    if base.is_empty() || quote.is_empty() {
+        return None;
+    }
+    Some(v2_symbol(wsname))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +51,16 @@ mod tests {
         assert_eq!(v2_symbol("XMR/USD"), "XMR/USD");
         assert_eq!(v2_symbol("BTC/USD"), "BTC/USD");
         assert_eq!(v2_symbol("XBTUSD"), "XBTUSD");
+    }
+
+    #[test]
+    fn pair_form_needs_both_sides() {
+        assert_eq!(v2_pair("XBT/USD").as_deref(), Some("BTC/USD"));
+        assert_eq!(v2_pair("ETH/XBT").as_deref(), Some("ETH/BTC"));
+        assert_eq!(v2_pair("XDG/EUR").as_deref(), Some("DOGE/EUR"));
+        assert_eq!(v2_pair("a/b/c").as_deref(), Some("a/b/c"));
+        for name in ["XBTUSD", "XBT/", "/XBT", "/", ""] {
+            assert_eq!(v2_pair(name), None, "{name:?}");
+        }
     }
 }

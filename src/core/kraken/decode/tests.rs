@@ -1,9 +1,12 @@
 //! Tests of the frame decoder: every checksum vector of shared/kraken/book-checksum.md fed
 //! through frames, book maintenance, resync, exact numbers, v1 frames, the record wrapper,
-//! acks, malformed input. The `#[ignore]` tests replay shared/data/kraken/ when present.
+//! acks, malformed input. The `#[ignore]` test replays shared/data/kraken/ when present;
+//! timings are divan benches (`benches/decode.rs`).
 
 use super::*;
+use crate::core::book::testdata::*;
 use crate::core::instrument::PairStatus;
+use crate::core::market::Level;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
@@ -66,35 +69,10 @@ fn books(ev: &[MarketEvent]) -> Vec<&BookEvent> {
         .collect()
 }
 
-const A_ASKS: Lv<'static> = &[
-    ("45285.2", "0.00100000"),
-    ("45286.4", "1.54571953"),
-    ("45286.6", "1.54571109"),
-    ("45289.6", "1.54560911"),
-    ("45290.2", "0.15890660"),
-    ("45291.8", "1.54553491"),
-    ("45294.7", "0.04454749"),
-    ("45296.1", "0.35380000"),
-    ("45297.5", "0.09945542"),
-    ("45299.5", "0.18772827"),
-];
-const A_BIDS: Lv<'static> = &[
-    ("45283.5", "0.10000000"),
-    ("45283.4", "1.54582015"),
-    ("45282.1", "0.10000000"),
-    ("45281.0", "0.10000000"),
-    ("45280.3", "1.54592586"),
-    ("45279.0", "0.07990000"),
-    ("45277.6", "0.03310103"),
-    ("45277.5", "0.30000000"),
-    ("45277.3", "1.54602737"),
-    ("45276.6", "0.15445238"),
-];
-
 #[test]
 fn vector_a_v2_snapshot_verifies_through_the_decoder() {
     let mut d = FeedDecoder::new(10);
-    let f = v2_book("snapshot", "BTC/USD", A_BIDS, A_ASKS, 3_310_070_434, None);
+    let f = v2_book("snapshot", "BTC/USD", A_BIDS, A_ASKS, A_CHECKSUM, None);
     let (ev, no) = run(&mut d, &[&f]);
     assert!(no.is_empty(), "{no:?}");
     let b = books(&ev);
@@ -109,44 +87,13 @@ fn vector_a_v2_snapshot_verifies_through_the_decoder() {
     );
 }
 
-const B_BIDS: Lv<'static> = &[
-    ("0.5666", "4831.75496356"),
-    ("0.5665", "6658.22734739"),
-    ("0.5664", "18724.91513344"),
-    ("0.5663", "11563.92544914"),
-    ("0.5662", "14006.65365711"),
-    ("0.5661", "17454.85679807"),
-    ("0.566", "18097.1547"),
-    ("0.5659", "33644.89175666"),
-    ("0.5658", "148.3464"),
-    ("0.5657", "606.70854372"),
-];
-const B_ASKS: Lv<'static> = &[
-    ("0.5668", "4410.79769741"),
-    ("0.5669", "4655.40412487"),
-    ("0.567", "49844.89424998"),
-    ("0.5671", "24306.41678"),
-    ("0.5672", "29783.25223475"),
-    ("0.5673", "57234.71239278"),
-    ("0.5674", "45065.04744"),
-    ("0.5675", "5912.76380354"),
-    ("0.5676", "42514.92434778"),
-    ("0.5677", "36304.0847022"),
-];
 const MATIC_INSTRUMENT: &str = r#"{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[{"symbol":"MATIC/USD","base":"MATIC","quote":"USD","status":"online","qty_precision":8,"qty_increment":1e-08,"price_precision":4,"cost_precision":5,"marginable":false,"has_index":true,"cost_min":0.5,"tick_size":0.0001,"price_increment":0.0001,"qty_min":2.0}]}}"#;
 
 #[test]
 fn vectors_b_and_c_pad_to_the_instrument_precision() {
     let mut d = FeedDecoder::new(10);
-    let snap = v2_book("snapshot", "MATIC/USD", B_BIDS, B_ASKS, 2_439_117_997, None);
-    let upd = v2_book(
-        "update",
-        "MATIC/USD",
-        &[("0.5657", "1098.3947558")],
-        &[],
-        2_114_181_697,
-        Some("2023-10-06T17:35:55.440295Z"),
-    );
+    let snap = v2_book("snapshot", "MATIC/USD", B_BIDS, B_ASKS, B_CHECKSUM, None);
+    let upd = v2_book("update", "MATIC/USD", &[C_BID], &[], C_CHECKSUM, Some("2023-10-06T17:35:55.440295Z"));
     let (ev, no) = run(&mut d, &[MATIC_INSTRUMENT, &snap, &upd]);
     assert!(no.is_empty(), "{no:?}");
     match &ev[0] {
@@ -162,7 +109,8 @@ fn vectors_b_and_c_pad_to_the_instrument_precision() {
     assert_eq!(d.book("MATIC/USD").unwrap().qty_at(Side::Buy, dec!(0.5657)), dec!(1098.3947558));
     assert_eq!((d.counters().checksums_verified, d.counters().checksum_mismatches), (2, 0));
 
-    // Without the instrument the printed literals are used and vector B fails (3830085102).
+    // Without the instrument the printed literals are used and vector B fails
+    // (B_UNPADDED_CHECKSUM).
     let mut naive = FeedDecoder::new(10);
     let (ev, no) = run(&mut naive, &[&snap]);
     assert!(matches!(ev[0], MarketEvent::BookInvalid { .. }));
@@ -174,8 +122,8 @@ fn instrument_arriving_after_the_snapshot_repads_the_book() {
     let mut d = FeedDecoder::new(10);
     // A first snapshot without the instrument fails; after the instrument, the next one verifies
     // and so does the update applied on top of it.
-    let snap = v2_book("snapshot", "MATIC/USD", B_BIDS, B_ASKS, 2_439_117_997, None);
-    let upd = v2_book("update", "MATIC/USD", &[("0.5657", "1098.3947558")], &[], 2_114_181_697, None);
+    let snap = v2_book("snapshot", "MATIC/USD", B_BIDS, B_ASKS, B_CHECKSUM, None);
+    let upd = v2_book("update", "MATIC/USD", &[C_BID], &[], C_CHECKSUM, None);
     run(&mut d, &[&snap]);
     d.preload_instruments([instrument("MATIC/USD", 4, 8)]);
     let (ev, no) = run(&mut d, &[&snap, &upd]);
@@ -185,30 +133,23 @@ fn instrument_arriving_after_the_snapshot_repads_the_book() {
 
 #[test]
 fn vector_d_v1_update_checksum_over_strings_as_sent() {
-    let asks: Vec<(&str, &str)> =
-        ["0.05005", "0.05010", "0.05015", "0.05020", "0.05025", "0.05030", "0.05035", "0.05040", "0.05045"]
-            .iter()
-            .map(|p| (*p, "0.00000500"))
-            .collect();
-    let bids: Vec<(&str, &str)> = [
-        "0.05000", "0.04995", "0.04990", "0.04980", "0.04975", "0.04970", "0.04965", "0.04960", "0.04955",
-        "0.04950",
-    ]
-    .iter()
-    .map(|p| (*p, "0.00000500"))
-    .collect();
+    // The snapshot lacks the 10th ask: it arrives as the update.
+    let asks: Vec<(&str, &str)> = D_ASK_PRICES[..9].iter().map(|p| (*p, D_QTY)).collect();
+    let bids: Vec<(&str, &str)> = D_BID_PRICES.iter().map(|p| (*p, D_QTY)).collect();
     let snap = format!(
         r#"[42,{{"as":{},"bs":{}}},"book-10","XBT/USD"]"#,
         v1_levels(&asks, "1534614057.321597"),
         v1_levels(&bids, "1534614057.321597")
     );
     // The 10th ask arrives as an update carrying the docs' checksum.
-    let upd =
-        r#"[42,{"a":[["0.05050","0.00000500","1534614248.765567"]],"c":"974947235"},"book-10","XBT/USD"]"#;
+    let upd = format!(
+        r#"[42,{{"a":[["{}","{D_QTY}","1534614248.765567"]],"c":"{D_CHECKSUM}"}},"book-10","XBT/USD"]"#,
+        D_ASK_PRICES[9]
+    );
     let mut d = FeedDecoder::new(10);
     // Even with a BTC/USD instrument loaded, v1 books use the strings (no padding).
     d.preload_instruments([instrument("BTC/USD", 1, 8)]);
-    let (ev, no) = run(&mut d, &[&snap, upd]);
+    let (ev, no) = run(&mut d, &[&snap, &upd]);
     assert!(no.is_empty(), "{no:?}");
     let b = books(&ev);
     assert_eq!(b.len(), 2);
@@ -219,40 +160,15 @@ fn vector_d_v1_update_checksum_over_strings_as_sent() {
     assert_eq!((d.counters().checksums_verified, d.counters().checksum_mismatches), (1, 0));
 }
 
-const E_BIDS: Lv<'static> = &[
-    ("29430.2", "0.18967538"),
-    ("29429.6", "0.00011621"),
-    ("29427.4", "0.001"),
-    ("29426.7", "4.0"),
-    ("29425.7", "0.67945399"),
-    ("29423.5", "0.67950478"),
-    ("29422.1", "0.16314267"),
-    ("29421.8", "0.06797895"),
-    ("29421.7", "0.23401846"),
-    ("29421.5", "0.28639276"),
-];
-const E_ASKS: Lv<'static> = &[
-    ("29430.3", "8.25215653"),
-    ("29430.4", "2.55637606"),
-    ("29430.5", "0.2997598"),
-    ("29430.9", "2.56473216"),
-    ("29431.0", "0.00011662"),
-    ("29431.1", "0.001"),
-    ("29432.3", "0.0241"),
-    ("29432.4", "0.02210682"),
-    ("29432.5", "3.39761477"),
-    ("29433.1", "0.01021497"),
-];
-
 fn e_frames() -> (String, String) {
     (
-        v2_book("snapshot", "BTC/USD", E_BIDS, E_ASKS, 2_785_033_588, None),
+        v2_book("snapshot", "BTC/USD", E_BIDS, E_ASKS, E_SNAPSHOT_CHECKSUM, None),
         v2_book(
             "update",
             "BTC/USD",
             &[],
-            &[("29431.1", "0.0"), ("29433.3", "0.8"), ("29430.6", "0.001")],
-            3_547_452_596,
+            E_UPDATE_ASKS,
+            E_UPDATE_CHECKSUM,
             Some("2023-07-30T15:29:58.343415Z"),
         ),
     )
@@ -288,38 +204,20 @@ fn vector_e_truncates_to_depth_after_the_update() {
 
 #[test]
 fn vector_f_v1_book_1000_depth_from_the_channel_name() {
-    let asks: Lv<'_> = &[
-        ("354.80000000", "1.40000000"),
-        ("354.84000000", "6.88212752"),
-        ("354.85000000", "11.76000000"),
-        ("355.02000000", "7.57500000"),
-        ("355.03000000", "15.09600000"),
-        ("355.22000000", "22.72500000"),
-        ("355.23000000", "5.00000000"),
-        ("355.28000000", "167.09600000"),
-        ("355.34000000", "7.04284869"),
-        ("355.44000000", "136.38890000"),
-    ];
-    // 354.15 is missing from the snapshot; the update adds it as the second-best bid.
-    let bids: Lv<'_> = &[
-        ("354.16000000", "1.40000000"),
-        ("354.14000000", "30.30000000"),
-        ("354.13000000", "5.00000000"),
-        ("354.12000000", "7.57500000"),
-        ("354.11000000", "22.72500000"),
-        ("354.08000000", "0.17106559"),
-        ("354.04000000", "0.28245396"),
-        ("353.94000000", "15.27000000"),
-        ("353.92000000", "2.82900000"),
-    ];
+    // The second-best bid (354.15) is missing from the snapshot; the update adds it.
+    let bids: Vec<(&str, &str)> = F_BIDS.iter().copied().filter(|l| l.0 != F_BIDS[1].0).collect();
+    let (asks, bids) = (F_ASKS, bids.as_slice());
     let snap = format!(
         r#"[992,{{"as":{},"bs":{}}},"book-1000","XMR/USD"]"#,
         v1_levels(asks, "1618678123.481570"),
         v1_levels(bids, "1618678123.481570")
     );
-    let upd = r#"[992,{"b":[["354.15000000","5.00000000","1618678133.365913"]],"c":"2583817756"},"book-1000","XMR/USD"]"#;
+    let (p, q) = F_BIDS[1];
+    let upd = format!(
+        r#"[992,{{"b":[["{p}","{q}","1618678133.365913"]],"c":"{F_CHECKSUM}"}},"book-1000","XMR/USD"]"#
+    );
     let mut d = FeedDecoder::new(10);
-    let (ev, no) = run(&mut d, &[&snap, upd]);
+    let (ev, no) = run(&mut d, &[&snap, &upd]);
     assert!(no.is_empty(), "{no:?}");
     let b = books(&ev);
     assert_eq!(b.len(), 2);
@@ -824,90 +722,6 @@ fn real_recordings_verify_every_checksum() {
         eprintln!("{f}: {} instruments; BTC/USD {}/{}", v.len(), btc.price_precision, btc.qty_precision);
         assert_eq!((btc.price_precision, btc.qty_precision), (1, 8));
     }
-}
-
-#[test]
-#[ignore = "timing; run in release: cargo test --release --lib kraken::decode -- --ignored --nocapture"]
-fn book_path_timing() {
-    // 10-level snapshot then alternating one-level updates with valid checksums.
-    let (snap, _) = e_frames();
-    let mut reference = L2Book::new(10, Some(1), Some(8));
-    for (p, q) in E_BIDS {
-        reference.apply(Side::Buy, parse(p), parse(q));
-    }
-    for (p, q) in E_ASKS {
-        reference.apply(Side::Sell, parse(p), parse(q));
-    }
-    let mut frames = Vec::new();
-    for i in 0..1000 {
-        let q = format!("0.{:08}", 1 + i);
-        let lv = [("29430.2", q.as_str()), ("29421.5", "0.28639276")];
-        for (p, q) in lv {
-            reference.apply(Side::Buy, parse(p), parse(q));
-        }
-        reference.truncate();
-        frames.push(v2_book(
-            "update",
-            "BTC/USD",
-            &lv,
-            &[],
-            reference.checksum(),
-            Some("2023-07-30T15:29:58.343415Z"),
-        ));
-    }
-    let mut d = FeedDecoder::new(10);
-    d.preload_instruments([instrument("BTC/USD", 1, 8)]);
-    let (mut ev, mut no) = (Vec::with_capacity(4), Vec::new());
-    d.decode(&snap, &mut ev, &mut no);
-    let rounds = 200;
-    #[allow(clippy::disallowed_methods)]
-    let start = std::time::Instant::now();
-    for _ in 0..rounds {
-        for f in &frames {
-            ev.clear();
-            d.decode(f, &mut ev, &mut no);
-        }
-        // Re-sync so every round starts from the same book.
-        d.decode(&snap, &mut ev, &mut no);
-    }
-    let el = start.elapsed();
-    let msgs = (rounds * frames.len()) as f64;
-    eprintln!(
-        "v2 book update (2 levels + checksum): {:.0} ns/message, {:.0} ns/level; mismatches {}",
-        el.as_nanos() as f64 / msgs,
-        el.as_nanos() as f64 / msgs / 2.0,
-        d.counters().checksum_mismatches
-    );
-    assert_eq!(d.counters().checksum_mismatches, 0);
-
-    // Breakdown: the book's own work (apply 2 levels, truncate, checksum, top) and a bare
-    // JSON scan of the same frames, to tell decoder overhead from book cost.
-    let mut book = L2Book::new(10, Some(1), Some(8));
-    let levels: Vec<Decimal> = (0..1000).map(|i| Decimal::new(1 + i, 8)).collect();
-    #[allow(clippy::disallowed_methods)]
-    let start = std::time::Instant::now();
-    let mut sink = 0u64;
-    for _ in 0..rounds {
-        for q in &levels {
-            book.apply(Side::Buy, dec!(29430.2), *q);
-            book.apply(Side::Buy, dec!(29421.5), dec!(0.28639276));
-            book.truncate();
-            sink += u64::from(book.checksum());
-            sink += u64::from(book.top().bid_depth.scale());
-        }
-    }
-    let book_ns = start.elapsed().as_nanos() as f64 / msgs;
-    #[allow(clippy::disallowed_methods)]
-    let start = std::time::Instant::now();
-    for _ in 0..rounds {
-        for f in &frames {
-            sink += Scan::new(f).skip().map(str::len).unwrap_or(0) as u64;
-        }
-    }
-    let scan_ns = start.elapsed().as_nanos() as f64 / msgs;
-    eprintln!(
-        "  of which L2Book apply+checksum+top {book_ns:.0} ns; one bare scan of the frame {scan_ns:.0} ns ({sink})"
-    );
 }
 
 #[test]
