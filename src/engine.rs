@@ -228,7 +228,7 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     };
 
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<FeedEnded>();
-    let pipeline = Pipeline {
+    let stages = crate::pipeline::Stages {
         position_book: pb.clone().recipient(),
         position_book_barrier: pb.clone().recipient(),
         risk: risk.clone().recipient(),
@@ -238,12 +238,9 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
         next_decision: agg.clone().recipient(),
         journal_flush: journal.clone().recipient(),
         journal: sink.clone(),
-        flushed_at: Default::default(),
-        always_flush: live,
-        // Frame by frame until RiskManager's first answer.
-        watch: Default::default(),
-        pending_flush: Default::default(),
     };
+    // Frame by frame until RiskManager's first answer.
+    let pipeline = Pipeline::new(stages, live);
     let mut settings = feed_settings(&config, url);
     settings.replay = replay;
     settings.instruments = instruments;

@@ -16,6 +16,7 @@ pub mod core;
 pub mod engine;
 pub mod http;
 pub mod messages;
+pub mod pipeline;
 pub mod report;
 pub mod run_dir;
 pub mod sources;

@@ -28,6 +28,7 @@ use actix::prelude::*;
 
 use crate::core::decisions::{Signal, TradeIntent};
 use crate::core::execution::ClosedTrade;
+use crate::core::journal::Entry;
 use crate::core::market::{MarketBatch, MarketEvent};
 use crate::core::orders::OrderRequest;
 use crate::core::portfolio::PortfolioView;
@@ -183,6 +184,29 @@ pub struct Barrier;
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "Option<u64>")]
 pub struct NextDecision;
+
+/// Appends records (every actor → Journal; sequence numbers are given by the journal).
+/// Senders hold a [`crate::pipeline::JournalSink`], which counts them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Append(pub Vec<Entry>);
+
+/// Writes buffered records and syncs them to disk per the durability policy (MarketFeed →
+/// Journal, after each pass that appended something: the durability barrier).
+#[derive(Message)]
+#[rtype(result = "Result<JournalPosition, String>")]
+pub struct Flush;
+
+/// Where the journal stands (the answer to [`Flush`] and to the journal's `Close`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalPosition {
+    /// Last sequence number written (0 if none).
+    pub last_seq: u64,
+    /// Event time of the last record.
+    pub last_event_time: EventTime,
+    /// Records written by this process.
+    pub written: u64,
+}
 
 /// End of the run (engine → PositionBook, RiskManager, SignalAggregator, MarketFeed): write the
 /// final records. Answered when they are appended.

@@ -15,7 +15,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, Rotation};
 
+mod progress;
 mod rotating;
+pub use progress::Progress;
 pub use rotating::RotatingFile;
 
 /// Names of the structured supervision events (the `event` field).

@@ -14,51 +14,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
 
 use crate::config::Durability;
 use crate::core::journal::{self, Entry};
-use crate::core::time::EventTime;
 
-/// Appends records (sequence numbers are given by the journal).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Append(pub Vec<Entry>);
-
-/// What the other actors hold to append records: the journal's address plus a count of the
-/// appends sent, so the pipeline can skip its end-of-batch [`Flush`] (a cross-thread round
-/// trip) when a batch appended nothing.
-#[derive(Clone)]
-pub struct JournalSink {
-    addr: Recipient<Append>,
-    sent: Arc<AtomicU64>,
-}
-
-impl JournalSink {
-    /// A sink sending to `addr`.
-    pub fn new(addr: Recipient<Append>) -> JournalSink {
-        JournalSink { addr, sent: Arc::new(AtomicU64::new(0)) }
-    }
-
-    /// Appends records (never blocks; the journal orders them as they arrive).
-    pub fn do_send(&self, msg: Append) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        self.addr.do_send(msg);
-    }
-
-    /// Appends sent so far through this sink and its clones.
-    pub fn appends_sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-}
-
-/// Writes buffered records and syncs them to disk per the durability policy.
-#[derive(Message)]
-#[rtype(result = "Result<JournalPosition, String>")]
-pub struct Flush;
+pub use crate::messages::{Append, Flush, JournalPosition};
+pub use crate::pipeline::JournalSink;
 
 /// Final flush and sync; later appends are refused.
 #[derive(Message)]
@@ -77,17 +40,9 @@ pub struct IsVerifying;
 /// re-executes it to regenerate the journal.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct RecordFrames(pub Vec<u8>);
-
-/// Where the journal stands.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JournalPosition {
-    /// Last sequence number written (0 if none).
-    pub last_seq: u64,
-    /// Event time of the last record.
-    pub last_event_time: EventTime,
-    /// Records written by this process.
-    pub written: u64,
+pub struct RecordFrames {
+    /// Encoded `record` lines, newline-terminated.
+    pub lines: Vec<u8>,
 }
 
 /// The Journal actor.
@@ -371,7 +326,7 @@ impl Handler<RecordFrames> for Journal {
 
     fn handle(&mut self, msg: RecordFrames, _ctx: &mut Self::Context) {
         let Some(rec) = self.recording.as_mut() else { return };
-        rec.buf.extend_from_slice(&msg.0);
+        rec.buf.extend_from_slice(&msg.lines);
         rec.dirty = true;
         if rec.buf.len() > 1 << 20
             && let Err(e) = rec.write_out(false)

@@ -19,12 +19,16 @@ use rust_decimal::Decimal;
 use serde_json::json;
 
 use crate::actors::journal::{Append, JournalSink};
+pub use crate::core::equity::CURVE_POINTS;
+use crate::core::equity::EquityTracker;
 use crate::core::execution::{ExecEvent, ExecStats, PaperExchange};
 use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
+use crate::core::resume::{GapVerdict, GapWatch};
 use crate::core::risk::RiskWatch;
 use crate::core::symbol_map::SymbolMap;
 use crate::core::time::{EventTime, Span};
+
 use crate::messages::{
     AmendOrder, Barrier, BookPass, EmergencyStop, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
 };
@@ -49,34 +53,6 @@ pub struct GapReview {
     pub pairs_unfetched: Vec<String>,
 }
 
-/// The account and counters at one moment.
-#[derive(Clone, Debug)]
-pub struct PortfolioSnapshot {
-    /// The portfolio.
-    pub view: PortfolioView,
-    /// Execution counters.
-    pub stats: ExecStats,
-    /// Open positions.
-    pub open_positions: usize,
-    /// Equity curve (event time, equity), thinned to at most `CURVE_POINTS` points.
-    pub equity_curve: Vec<(EventTime, Decimal)>,
-    /// The most recent closed trades (newest last).
-    pub recent_trades: Vec<crate::core::execution::ClosedTrade>,
-    /// Closed trades so far.
-    pub trades_closed: u64,
-    /// Closed trades with positive P&L.
-    pub trades_won: u64,
-    /// Starting equity.
-    pub starting_equity: Decimal,
-    /// Highest equity seen.
-    pub peak_equity: Decimal,
-}
-
-/// Points kept of the equity curve for the dashboard (older points are thinned 2:1).
-pub const CURVE_POINTS: usize = 2000;
-/// Closed trades kept for the dashboard.
-pub const RECENT_TRADES: usize = 200;
-
 /// Where PositionBook sends what it produces.
 pub struct PositionBookOutputs {
     /// The journal.
@@ -91,17 +67,14 @@ pub struct PositionBookOutputs {
 pub struct PositionBook {
     exchange: PaperExchange,
     out: PositionBookOutputs,
-    equity_interval: Span,
-    next_equity_at: Option<EventTime>,
-    peak_equity: Decimal,
+    /// The equity snapshot grid, the peak and the curve.
+    equity: EquityTracker,
     last_time: EventTime,
     scratch: Vec<ExecEvent>,
     check_identity: bool,
-    curve: Vec<(EventTime, Decimal)>,
     recent: std::collections::VecDeque<crate::core::execution::ClosedTrade>,
     trades_closed: u64,
     trades_won: u64,
-    starting_equity: Decimal,
     stale_after: Span,
     last_book: SymbolMap<EventTime>,
     /// Triggered orders not yet filled (for [`GapReview`]), and the pairs of open orders.
@@ -114,217 +87,6 @@ pub struct PositionBook {
     watch: RiskWatch,
     /// Execution events published so far.
     exec_published: u64,
-}
-
-/// What [`GapReview`] needs to know about orders, kept from the published execution events.
-#[derive(Default)]
-struct GapWatch {
-    pairs: std::collections::BTreeMap<u64, crate::core::instrument::Symbol>,
-    triggered: std::collections::BTreeMap<u64, (EventTime, Decimal)>,
-}
-
-impl GapWatch {
-    fn see(&mut self, ev: &ExecEvent) {
-        match ev {
-            ExecEvent::OrderAccepted { order_id, spec, .. } => {
-                self.pairs.insert(order_id.0, spec.pair.clone());
-            }
-            ExecEvent::OrderTriggered { time, order_id, trigger_price } => {
-                self.triggered.insert(order_id.0, (*time, *trigger_price));
-            }
-            ExecEvent::OrderCanceled { order_id, .. } => {
-                self.pairs.remove(&order_id.0);
-                self.triggered.remove(&order_id.0);
-            }
-            ExecEvent::Fill(f) => {
-                self.triggered.remove(&f.order_id.0);
-                if !f.partial {
-                    self.pairs.remove(&f.order_id.0);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-impl PositionBook {
-    /// Books older than `stale_after` (event time) are reported untradable to RiskManager:
-    /// no new exposure on a stale book.
-    pub fn with_stale_book_limit(mut self, stale_after: Span) -> Self {
-        self.stale_after = stale_after;
-        self
-    }
-
-    /// RiskManager samples portfolio views on an event-time grid of `every`
-    /// (`risk.correlation_sample_interval`): when a pass covers several frames, a view is also
-    /// sent after the first frame at or past each grid point, so the samples are those a
-    /// frame-by-frame run takes.
-    pub fn with_view_grid(mut self, every: Span) -> Self {
-        self.view_grid_us = every.as_micros().max(0);
-        self
-    }
-
-    /// A PositionBook over `exchange`, writing equity snapshots every `equity_interval`.
-    pub fn new(
-        exchange: PaperExchange,
-        out: PositionBookOutputs,
-        equity_interval: Span,
-        check_identity: bool,
-    ) -> Self {
-        let peak_equity = exchange.equity();
-        PositionBook {
-            exchange,
-            out,
-            equity_interval,
-            next_equity_at: None,
-            peak_equity,
-            last_time: EventTime::ZERO,
-            scratch: Vec::new(),
-            check_identity,
-            curve: Vec::new(),
-            recent: Default::default(),
-            trades_closed: 0,
-            trades_won: 0,
-            starting_equity: peak_equity,
-            stale_after: Span(i64::MAX / 4),
-            last_book: Default::default(),
-            gap_watch: GapWatch::default(),
-            view_grid_us: 0,
-            next_view_at: None,
-            watch: RiskWatch::default(),
-            exec_published: 0,
-        }
-    }
-
-    /// Journals the collected execution events and tells the listeners about closed trades.
-    fn publish(&mut self) {
-        if self.scratch.is_empty() {
-            return;
-        }
-        self.exec_published += self.scratch.len() as u64;
-        let mut entries = Vec::with_capacity(self.scratch.len());
-        let mut closed = Vec::new();
-        let mut had_fill = false;
-        for ev in self.scratch.drain(..) {
-            self.gap_watch.see(&ev);
-            entries.push(Entry::new(ev.time(), ev.kind(), &ev));
-            match ev {
-                ExecEvent::TradeClosed(t) => {
-                    self.trades_closed += 1;
-                    if t.pnl > Decimal::ZERO {
-                        self.trades_won += 1;
-                    }
-                    self.recent.push_back(t.clone());
-                    if self.recent.len() > RECENT_TRADES {
-                        self.recent.pop_front();
-                    }
-                    closed.push(t)
-                }
-                ExecEvent::Fill(_) => had_fill = true,
-                _ => {}
-            }
-        }
-        if had_fill
-            && self.check_identity
-            && let Err(e) = self.exchange.verify_identity()
-        {
-            tracing::error!(actor = "position_book", error = %e, "accounting identity violated");
-            entries.push(Entry::new(self.last_time, "identity_violation", &json!({ "error": e })));
-        }
-        self.out.journal.do_send(Append(entries));
-        if !closed.is_empty() {
-            for r in &self.out.trades_closed {
-                r.do_send(TradesClosed { trades: closed.clone() });
-            }
-        }
-    }
-
-    /// The `equity` record.
-    fn equity_entry(&mut self, time: EventTime) -> Entry {
-        let view = self.exchange.portfolio();
-        let equity = view.equity;
-        if equity > self.peak_equity {
-            self.peak_equity = equity;
-        }
-        let drawdown = if self.peak_equity > Decimal::ZERO {
-            crate::core::money::to_f64((self.peak_equity - equity) / self.peak_equity)
-        } else {
-            0.0
-        };
-        self.curve.push((time, equity));
-        if self.curve.len() > CURVE_POINTS {
-            // Keep the shape: drop every second point of the older half.
-            let half = self.curve.len() / 2;
-            let mut i = 0;
-            self.curve.retain(|_| {
-                i += 1;
-                i > half || i % 2 == 0
-            });
-        }
-        let unrealized: Decimal = view.positions.iter().map(|p| p.unrealized).sum();
-        // Signed: a short's value is negative (cash then is the quote balance itself).
-        let exposure: Decimal =
-            view.positions.iter().map(|p| if p.qty < Decimal::ZERO { -p.notional } else { p.notional }).sum();
-        Entry::new(
-            time,
-            "equity",
-            &json!({
-                "equity": equity,
-                "cash": equity - exposure,
-                "unrealized": unrealized,
-                "open_positions": self.exchange.open_positions(),
-                "drawdown": drawdown,
-            }),
-        )
-    }
-
-    /// Whether a view at `t` falls on RiskManager's sampling grid: the rule of
-    /// `core::risk::stats::Sampler::observe`.
-    fn view_due_at(&self, t: EventTime) -> bool {
-        self.next_view_at.is_none_or(|next| t >= next)
-    }
-
-    /// Execution events produced so far (published or not).
-    fn exec_events(&self) -> u64 {
-        self.exec_published + self.scratch.len() as u64
-    }
-
-    /// The end of a pass: journal what happened, send the view.
-    fn end_pass(&mut self) {
-        self.publish();
-        self.send_view();
-    }
-
-    /// Sends RiskManager the view after the current frame, keeping the sampling grid and
-    /// the watch in step with what RiskManager will do with it.
-    fn send_view(&mut self) {
-        let t = self.exchange.now();
-        if self.view_due_at(t) {
-            let step = self.view_grid_us.max(1);
-            let grid = t.as_micros().div_euclid(step) * step;
-            self.next_view_at = Some(EventTime::from_micros(grid.saturating_add(step)));
-        }
-        let equity = self.send_portfolio();
-        self.watch.see(t, equity);
-    }
-
-    /// Sends RiskManager the portfolio view; returns its equity.
-    fn send_portfolio(&self) -> Decimal {
-        let mut view = self.exchange.portfolio();
-        let limit = self.stale_after.as_micros();
-        for q in &mut view.quotes {
-            let fresh = self
-                .last_book
-                .get(&q.instrument.symbol)
-                .is_some_and(|t| self.last_time.micros_since(*t) <= limit);
-            if !fresh {
-                q.tradable = false;
-            }
-        }
-        let equity = view.equity;
-        self.out.risk.do_send(PortfolioUpdate { view: Arc::new(view) });
-        equity
-    }
 }
 
 impl Actor for PositionBook {
@@ -367,23 +129,10 @@ impl Handler<BookPass> for PositionBook {
             }
             // Equity snapshots on a fixed event-time grid, taken before the event at or past
             // the grid point is applied, so they do not depend on how events are batched.
-            match self.next_equity_at {
-                // Events without exchange time (instrument, status) are no point of the grid:
-                // a snapshot at time zero would stretch the curve back to 1970.
-                _ if t == crate::core::time::EventTime::ZERO => {}
-                None => self.next_equity_at = Some(t),
-                Some(at) if t >= at => {
-                    self.publish();
-                    snapshots.push(self.equity_entry(at));
-                    let step = self.equity_interval.as_micros().max(1);
-                    let mut next = at.plus_micros(step);
-                    while next <= t {
-                        next = next.plus_micros(step);
-                    }
-                    self.next_equity_at = Some(next);
-                    self.out.journal.do_send(Append(std::mem::take(&mut snapshots)));
-                }
-                Some(_) => {}
+            if let Some(at) = self.equity.due(t) {
+                self.publish();
+                snapshots.push(self.equity_entry(at));
+                self.out.journal.do_send(Append(std::mem::take(&mut snapshots)));
             }
             self.exchange.on_event(seq, ev, &mut self.scratch);
             let index = range.start + i + 1;
@@ -498,43 +247,16 @@ impl Handler<GapReview> for PositionBook {
 
     fn handle(&mut self, msg: GapReview, _ctx: &mut Self::Context) {
         let mut entries = Vec::new();
-        for (id, (time, price)) in &self.gap_watch.triggered {
-            if *time < msg.since {
-                continue;
+        for verdict in self.gap_watch.review(msg.since, &msg.pairs_unfetched) {
+            match &verdict {
+                GapVerdict::Triggered { order_id, pair, time, .. } => {
+                    tracing::warn!(actor = "position_book", order_id = order_id, pair = pair.as_deref().unwrap_or("-"), trigger_time = %time.to_rfc3339(), "order triggered while the feed was down: its fill price cannot be known");
+                }
+                GapVerdict::Unfetched { pair, orders } => {
+                    tracing::warn!(actor = "position_book", pair = %pair, ?orders, "trades missed while down could not be fetched: the fate of this pair's open orders in the gap is unknown");
+                }
             }
-            let pair = self.gap_watch.pairs.get(id).map(|p| p.to_string());
-            tracing::warn!(actor = "position_book", order_id = id, pair = pair.as_deref().unwrap_or("-"), trigger_time = %time.to_rfc3339(), "order triggered while the feed was down: its fill price cannot be known");
-            entries.push(Entry::new(
-                *time,
-                "order_fate_unknown",
-                &json!({
-                    "order_id": id,
-                    "pair": pair,
-                    "trigger_price": price,
-                    "reason": "triggered by a trade fetched after a downtime; executes on the first book after reconnecting, not on the book of its trigger time (unknown)",
-                }),
-            ));
-        }
-        for pair in &msg.pairs_unfetched {
-            let orders: Vec<u64> = self
-                .gap_watch
-                .pairs
-                .iter()
-                .filter(|(_, p)| &***p == pair.as_str())
-                .map(|(id, _)| *id)
-                .collect();
-            tracing::warn!(actor = "position_book", pair = %pair, ?orders, "trades missed while down could not be fetched: the fate of this pair's open orders in the gap is unknown");
-            for id in orders {
-                entries.push(Entry::new(
-                    msg.until,
-                    "order_fate_unknown",
-                    &json!({
-                        "order_id": id,
-                        "pair": pair,
-                        "reason": "the trades missed while the feed was down could not be fetched",
-                    }),
-                ));
-            }
+            entries.extend(verdict.records(msg.until));
         }
         if !entries.is_empty() {
             self.out.journal.do_send(Append(entries));
@@ -550,12 +272,197 @@ impl Handler<GetPortfolio> for PositionBook {
             view: self.exchange.portfolio(),
             stats: self.exchange.stats().clone(),
             open_positions: self.exchange.open_positions(),
-            equity_curve: self.curve.clone(),
+            equity_curve: self.equity.curve().to_vec(),
             recent_trades: self.recent.iter().cloned().collect(),
             trades_closed: self.trades_closed,
             trades_won: self.trades_won,
-            starting_equity: self.starting_equity,
-            peak_equity: self.peak_equity,
+            starting_equity: self.equity.starting(),
+            peak_equity: self.equity.peak(),
         })
+    }
+}
+
+/// The account and counters at one moment.
+#[derive(Clone, Debug)]
+pub struct PortfolioSnapshot {
+    /// The portfolio.
+    pub view: PortfolioView,
+    /// Execution counters.
+    pub stats: ExecStats,
+    /// Open positions.
+    pub open_positions: usize,
+    /// Equity curve (event time, equity), thinned to at most `CURVE_POINTS` points.
+    pub equity_curve: Vec<(EventTime, Decimal)>,
+    /// The most recent closed trades (newest last).
+    pub recent_trades: Vec<crate::core::execution::ClosedTrade>,
+    /// Closed trades so far.
+    pub trades_closed: u64,
+    /// Closed trades with positive P&L.
+    pub trades_won: u64,
+    /// Starting equity.
+    pub starting_equity: Decimal,
+    /// Highest equity seen.
+    pub peak_equity: Decimal,
+}
+
+/// Closed trades kept for the dashboard.
+pub const RECENT_TRADES: usize = 200;
+
+impl PositionBook {
+    /// Books older than `stale_after` (event time) are reported untradable to RiskManager:
+    /// no new exposure on a stale book.
+    pub fn with_stale_book_limit(mut self, stale_after: Span) -> Self {
+        self.stale_after = stale_after;
+        self
+    }
+
+    /// RiskManager samples portfolio views on an event-time grid of `every`
+    /// (`risk.correlation_sample_interval`): when a pass covers several frames, a view is also
+    /// sent after the first frame at or past each grid point, so the samples are those a
+    /// frame-by-frame run takes.
+    pub fn with_view_grid(mut self, every: Span) -> Self {
+        self.view_grid_us = every.as_micros().max(0);
+        self
+    }
+
+    /// A PositionBook over `exchange`, writing equity snapshots every `equity_interval`.
+    pub fn new(
+        exchange: PaperExchange,
+        out: PositionBookOutputs,
+        equity_interval: Span,
+        check_identity: bool,
+    ) -> Self {
+        let equity = EquityTracker::new(exchange.equity(), equity_interval);
+        PositionBook {
+            exchange,
+            out,
+            equity,
+            last_time: EventTime::ZERO,
+            scratch: Vec::new(),
+            check_identity,
+            recent: Default::default(),
+            trades_closed: 0,
+            trades_won: 0,
+            stale_after: Span(i64::MAX / 4),
+            last_book: Default::default(),
+            gap_watch: GapWatch::default(),
+            view_grid_us: 0,
+            next_view_at: None,
+            watch: RiskWatch::default(),
+            exec_published: 0,
+        }
+    }
+
+    /// Journals the collected execution events and tells the listeners about closed trades.
+    fn publish(&mut self) {
+        if self.scratch.is_empty() {
+            return;
+        }
+        self.exec_published += self.scratch.len() as u64;
+        let mut entries = Vec::with_capacity(self.scratch.len());
+        let mut closed = Vec::new();
+        let mut had_fill = false;
+        for ev in self.scratch.drain(..) {
+            self.gap_watch.see(&ev);
+            entries.push(Entry::new(ev.time(), ev.kind(), &ev));
+            match ev {
+                ExecEvent::TradeClosed(t) => {
+                    self.trades_closed += 1;
+                    if t.pnl > Decimal::ZERO {
+                        self.trades_won += 1;
+                    }
+                    self.recent.push_back(t.clone());
+                    if self.recent.len() > RECENT_TRADES {
+                        self.recent.pop_front();
+                    }
+                    closed.push(t)
+                }
+                ExecEvent::Fill(_) => had_fill = true,
+                _ => {}
+            }
+        }
+        if had_fill
+            && self.check_identity
+            && let Err(e) = self.exchange.verify_identity()
+        {
+            tracing::error!(actor = "position_book", error = %e, "accounting identity violated");
+            entries.push(Entry::new(self.last_time, "identity_violation", &json!({ "error": e })));
+        }
+        self.out.journal.do_send(Append(entries));
+        if !closed.is_empty() {
+            for r in &self.out.trades_closed {
+                r.do_send(TradesClosed { trades: closed.clone() });
+            }
+        }
+    }
+
+    /// The `equity` record.
+    fn equity_entry(&mut self, time: EventTime) -> Entry {
+        let view = self.exchange.portfolio();
+        let equity = view.equity;
+        let drawdown = self.equity.snapshot(time, equity);
+        let unrealized: Decimal = view.positions.iter().map(|p| p.unrealized).sum();
+        // Signed: a short's value is negative (cash then is the quote balance itself).
+        let exposure: Decimal =
+            view.positions.iter().map(|p| if p.qty < Decimal::ZERO { -p.notional } else { p.notional }).sum();
+        Entry::new(
+            time,
+            "equity",
+            &json!({
+                "equity": equity,
+                "cash": equity - exposure,
+                "unrealized": unrealized,
+                "open_positions": self.exchange.open_positions(),
+                "drawdown": drawdown,
+            }),
+        )
+    }
+
+    /// Whether a view at `t` falls on RiskManager's sampling grid: the rule of
+    /// `core::risk::stats::Sampler::observe`.
+    fn view_due_at(&self, t: EventTime) -> bool {
+        self.next_view_at.is_none_or(|next| t >= next)
+    }
+
+    /// Execution events produced so far (published or not).
+    fn exec_events(&self) -> u64 {
+        self.exec_published + self.scratch.len() as u64
+    }
+
+    /// The end of a pass: journal what happened, send the view.
+    fn end_pass(&mut self) {
+        self.publish();
+        self.send_view();
+    }
+
+    /// Sends RiskManager the view after the current frame, keeping the sampling grid and
+    /// the watch in step with what RiskManager will do with it.
+    fn send_view(&mut self) {
+        let t = self.exchange.now();
+        if self.view_due_at(t) {
+            let step = self.view_grid_us.max(1);
+            let grid = t.as_micros().div_euclid(step) * step;
+            self.next_view_at = Some(EventTime::from_micros(grid.saturating_add(step)));
+        }
+        let equity = self.send_portfolio();
+        self.watch.see(t, equity);
+    }
+
+    /// Sends RiskManager the portfolio view; returns its equity.
+    fn send_portfolio(&self) -> Decimal {
+        let mut view = self.exchange.portfolio();
+        let limit = self.stale_after.as_micros();
+        for q in &mut view.quotes {
+            let fresh = self
+                .last_book
+                .get(&q.instrument.symbol)
+                .is_some_and(|t| self.last_time.micros_since(*t) <= limit);
+            if !fresh {
+                q.tradable = false;
+            }
+        }
+        let equity = view.equity;
+        self.out.risk.do_send(PortfolioUpdate { view: Arc::new(view) });
+        equity
     }
 }

@@ -7,7 +7,9 @@
 pub mod aggregator;
 pub mod book;
 pub mod decisions;
+pub mod equity;
 pub mod execution;
+pub mod feed;
 pub mod instrument;
 pub mod journal;
 pub mod kraken;

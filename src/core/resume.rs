@@ -9,8 +9,21 @@
 //! again at the same frame — after the same number of decoded frames, `feed_stats.frames`
 //! — so it is checked like any other record, the state it left (a flattening on exit
 //! included) is the state the continued run starts from, and `seq` runs on past it.
+//!
+//! A live run resumed after a downtime also reviews the gap ([`GapWatch`]): orders triggered
+//! by the trades fetched for it, and the open orders of pairs whose trades could not be
+//! fetched, have a fate that cannot be known ([`GapVerdict`], journaled as
+//! `order_fate_unknown`).
 
-use super::journal::StoredRecord;
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use super::execution::ExecEvent;
+use super::instrument::Symbol;
+use super::journal::{Entry, StoredRecord};
+use super::time::EventTime;
 
 /// Where the run's market data came from (`run_started.source`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,12 +110,122 @@ pub fn plan(records: &[StoredRecord]) -> Result<ResumePlan, ResumeRefusal> {
     Ok(ResumePlan { source, last_seq: last.seq, signal_stops })
 }
 
+/// What the gap review needs to know about orders, kept from the published execution events.
+#[derive(Default)]
+pub struct GapWatch {
+    /// Pair of each open order.
+    pairs: BTreeMap<u64, Symbol>,
+    /// Triggered orders not yet filled: trigger time and price.
+    triggered: BTreeMap<u64, (EventTime, Decimal)>,
+}
+
+impl GapWatch {
+    /// Takes note of a published execution event.
+    #[inline]
+    pub fn see(&mut self, ev: &ExecEvent) {
+        match ev {
+            ExecEvent::OrderAccepted { order_id, spec, .. } => {
+                self.pairs.insert(order_id.0, spec.pair.clone());
+            }
+            ExecEvent::OrderTriggered { time, order_id, trigger_price } => {
+                self.triggered.insert(order_id.0, (*time, *trigger_price));
+            }
+            ExecEvent::OrderCanceled { order_id, .. } => {
+                self.pairs.remove(&order_id.0);
+                self.triggered.remove(&order_id.0);
+            }
+            ExecEvent::Fill(f) => {
+                self.triggered.remove(&f.order_id.0);
+                if !f.partial {
+                    self.pairs.remove(&f.order_id.0);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The verdicts on a gap from `since` on, whose trades could not be fetched for
+    /// `pairs_unfetched`: first the orders triggered in it (by order id), then each unfetched
+    /// pair with its open orders.
+    pub fn review(&self, since: EventTime, pairs_unfetched: &[String]) -> Vec<GapVerdict> {
+        let mut out = Vec::new();
+        for (id, (time, price)) in &self.triggered {
+            if *time < since {
+                continue;
+            }
+            let pair = self.pairs.get(id).map(|p| p.to_string());
+            out.push(GapVerdict::Triggered { order_id: *id, pair, time: *time, trigger_price: *price });
+        }
+        for pair in pairs_unfetched {
+            let orders: Vec<u64> =
+                self.pairs.iter().filter(|(_, p)| &***p == pair.as_str()).map(|(id, _)| *id).collect();
+            out.push(GapVerdict::Unfetched { pair: pair.clone(), orders });
+        }
+        out
+    }
+}
+
+/// One finding of the gap review.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GapVerdict {
+    /// An order triggered while the feed was down: it executes on the first book after
+    /// reconnecting, but the book of its trigger time is unknown.
+    Triggered {
+        /// The order.
+        order_id: u64,
+        /// Its pair, if known.
+        pair: Option<String>,
+        /// When it triggered.
+        time: EventTime,
+        /// At which price.
+        trigger_price: Decimal,
+    },
+    /// A pair whose missed trades could not be fetched, and its open orders.
+    Unfetched {
+        /// The pair.
+        pair: String,
+        /// Its open orders (by id).
+        orders: Vec<u64>,
+    },
+}
+
+impl GapVerdict {
+    /// The verdict's `order_fate_unknown` records (`until`: the gap's end).
+    pub fn records(&self, until: EventTime) -> Vec<Entry> {
+        match self {
+            GapVerdict::Triggered { order_id, pair, time, trigger_price } => vec![Entry::new(
+                *time,
+                "order_fate_unknown",
+                &json!({
+                    "order_id": order_id,
+                    "pair": pair,
+                    "trigger_price": trigger_price,
+                    "reason": "triggered by a trade fetched after a downtime; executes on the first book after reconnecting, not on the book of its trigger time (unknown)",
+                }),
+            )],
+            GapVerdict::Unfetched { pair, orders } => orders
+                .iter()
+                .map(|id| {
+                    Entry::new(
+                        until,
+                        "order_fate_unknown",
+                        &json!({
+                            "order_id": id,
+                            "pair": pair,
+                            "reason": "the trades missed while the feed was down could not be fetched",
+                        }),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Map, Value, json};
 
     use super::*;
-    use crate::core::time::EventTime;
 
     fn rec(seq: u64, kind: &str, body: Value) -> StoredRecord {
         let body: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
@@ -163,5 +286,32 @@ mod tests {
             Err(ResumeRefusal::UnknownSource("carrier-pigeon".into()))
         );
         assert_eq!(plan(&[]), Err(ResumeRefusal::Empty));
+    }
+
+    #[test]
+    fn gap_review_reports_orders_triggered_in_the_gap_then_unfetched_pairs() {
+        let t = |s: i64| EventTime::ZERO.plus_micros(s * 1_000_000);
+        let mut w = GapWatch::default();
+        w.pairs.insert(7, Symbol::from("BTC/USD"));
+        w.pairs.insert(9, Symbol::from("ETH/USD"));
+        w.triggered.insert(7, (t(50), Decimal::from(100)));
+        w.triggered.insert(8, (t(5), Decimal::from(1))); // before the gap
+        let v = w.review(t(10), &["ETH/USD".to_string(), "SOL/USD".to_string()]);
+        assert_eq!(
+            v,
+            [
+                GapVerdict::Triggered {
+                    order_id: 7,
+                    pair: Some("BTC/USD".into()),
+                    time: t(50),
+                    trigger_price: Decimal::from(100)
+                },
+                GapVerdict::Unfetched { pair: "ETH/USD".into(), orders: vec![9] },
+                GapVerdict::Unfetched { pair: "SOL/USD".into(), orders: vec![] },
+            ]
+        );
+        let records: Vec<_> = v.iter().flat_map(|v| v.records(t(60))).collect();
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|r| r.kind == "order_fate_unknown"));
     }
 }
