@@ -8,6 +8,7 @@ pub mod aggregator;
 pub mod book;
 pub mod decisions;
 pub mod execution;
+pub mod fees;
 pub mod instrument;
 pub mod journal;
 pub mod kraken;

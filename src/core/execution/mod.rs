@@ -26,13 +26,8 @@
 //! allowances, margin level) and `open_orders` (the orders, with a change counter so that
 //! most events need not scan their timers).
 
-#[path = "fees.rs"]
-mod fees;
-#[path = "fill_model.rs"]
 mod fill_model;
-#[path = "margin.rs"]
 mod margin;
-#[path = "open_orders.rs"]
 mod open_orders;
 
 use std::cell::Cell;
@@ -43,8 +38,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-pub use fees::{PairFees, Tier};
-use fees::{RateCounter, VolumeTracker};
+pub use crate::core::fees::{PairFees, Tier};
+use crate::core::fees::{self, RateCounter, VolumeTracker};
 use fill_model::PairBook;
 pub use margin::MarginConfig;
 use margin::MarginPosition;
