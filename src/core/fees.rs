@@ -1,8 +1,10 @@
 //! Kraken's spot fee schedule, the rolling 30-day volume that picks the tier, and the
 //! per-pair matching-engine trading rate counter (shared/kraken/limits-and-fees.md §2, §4).
 //!
-//! Part of the paper execution core (`core::execution`); kept apart because these are
-//! plain tables and counters with their own tests.
+//! Used by the paper execution core (`core::execution`) and carried by market events (a
+//! pair's REST schedule, [`PairFees`]); plain tables and counters with their own tests. It
+//! imports nothing from the other core modules but `time`, so `market` and `orders` can
+//! name its types without an import cycle.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +12,17 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde::{Deserialize, Serialize};
 
-use crate::core::orders::Liquidity;
 use crate::core::time::EventTime;
+
+/// Maker or taker, decided by how the order filled.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liquidity {
+    /// The order rested on the book and was hit.
+    Maker,
+    /// The order crossed on arrival.
+    Taker,
+}
 
 /// Kraken account verification tier (`execution.tier`): sets the trading rate counter's
 /// threshold and decay and the open-order limit per pair.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::fees::PairFees;
 use super::instrument::{Instrument, Symbol};
 use super::money::{Price, Qty};
 use super::time::EventTime;
@@ -221,7 +222,7 @@ pub enum MarketEvent {
         /// Last event time seen.
         time: EventTime,
         /// The schedule (checked).
-        fees: Arc<crate::core::execution::PairFees>,
+        fees: Arc<PairFees>,
     },
     /// Closed candles of a pair from before the run, from REST OHLC (live runs; an `ohlc`
     /// line of `feed.jsonl`): what signal models warm up on. Trading state ignores it.

@@ -10,6 +10,7 @@ pub mod decisions;
 pub mod equity;
 pub mod execution;
 pub mod feed;
+pub mod fees;
 pub mod instrument;
 pub mod journal;
 pub mod kraken;

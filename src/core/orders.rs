@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::decisions::Contribution;
+pub use super::fees::Liquidity;
 use super::instrument::Symbol;
 use super::market::Side;
 use super::money::{Cash, Price, Qty};
@@ -290,16 +291,6 @@ pub struct AmendRequest {
     pub post_only: bool,
     /// Event time of the decision (the amend reaches the book after the modelled latency).
     pub decided_at: EventTime,
-}
-
-/// Maker or taker, decided by how the order filled.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Liquidity {
-    /// The order rested on the book and was hit.
-    Maker,
-    /// The order crossed on arrival.
-    Taker,
 }
 
 /// What market data produced a fill, so every fill can be explained from the journal.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// Kraken verification tier: one setting (`execution.tier`) for the REST counter here and
 /// the matching engine's trading counter in the fill model.
-pub use super::execution::Tier;
+pub use super::fees::Tier;
 
 impl Tier {
     /// (maximum counter, decay per second).

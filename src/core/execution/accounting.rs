@@ -1,0 +1,582 @@
+//! Accounting of the paper exchange: fills applied to balances and positions, round trips
+//! and their excursions, protective children placed for entry fills, the portfolio view,
+//! equity (remembered between changes) and the identity check that proves all records agree.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use super::events::{ClosedTrade, ExecEvent};
+use super::{OpenTrade, Order, PairState, PaperExchange, Position, Stage, mark_of};
+use crate::core::fees;
+use crate::core::instrument::{Instrument, PairStatus, Symbol};
+use crate::core::market::{Side, SystemStatus};
+use crate::core::money::{Cash, Price, Qty};
+use crate::core::orders::{Fill, FillCause, Liquidity, OrderId, OrderOrigin, OrderSpec, OrderType};
+use crate::core::portfolio::{MarginView, PortfolioView, PositionView, Quote};
+use crate::core::time::EventTime;
+
+/// Tolerance of the equity identity: conversions through an inverted mid are inexact in
+/// the 28th digit; everything else is exact decimal arithmetic.
+const IDENTITY_TOLERANCE: Decimal = rust_decimal_macros::dec!(0.00000001);
+
+impl PaperExchange {
+    /// The account for RiskManager and the dashboard.
+    pub fn portfolio(&self) -> PortfolioView {
+        let mut positions = Vec::new();
+        for (pair, p) in &self.positions {
+            if p.qty.is_zero() {
+                continue;
+            }
+            let Some(st) = self.pairs.get(pair) else { continue };
+            let Some(inst) = &st.inst else { continue };
+            let mark = self.pair_mark(pair, p.qty > Decimal::ZERO).unwrap_or_else(|| p.avg_price());
+            let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ZERO);
+            positions.push(PositionView {
+                pair: pair.clone(),
+                qty: p.qty,
+                avg_price: p.avg_price().round_dp(inst.price_precision + 4),
+                mark,
+                notional: p.qty.abs() * mark * q2a,
+                unrealized: (p.qty * mark - p.basis) * q2a,
+            });
+        }
+        let mut counts: BTreeMap<Symbol, usize> = BTreeMap::new();
+        for o in self.orders.values() {
+            *counts.entry(o.spec.pair.clone()).or_default() += 1;
+        }
+        let mut quotes = Vec::new();
+        for (pair, st) in &self.pairs {
+            let Some(inst) = &st.inst else { continue };
+            quotes.push(Quote {
+                instrument: inst.clone(),
+                bid: st.book.bid().unwrap_or_default(),
+                ask: st.book.ask().unwrap_or_default(),
+                quote_to_account: self.quote_to_account(&inst.quote).unwrap_or(Decimal::ZERO),
+                tradable: self.tradable(pair),
+            });
+        }
+        let cash = self.balance(&self.currency);
+        let held = self.held(&self.currency, None, false) + self.locked(&self.currency, None);
+        let margin = self.cfg.margin.enabled.then(|| {
+            let a = self.margin_account(None);
+            MarginView {
+                leverage: self.cfg.margin.leverage,
+                used_margin: a.used,
+                free_margin: a.equity - a.used - a.reserved,
+                margin_level: a.level.map(|l| l.round_dp(2)),
+                positions: self.margin.len(),
+            }
+        });
+        PortfolioView {
+            time: self.now,
+            currency: self.currency.clone(),
+            equity: self.equity(),
+            available_cash: cash - held,
+            positions,
+            open_orders: counts.into_iter().collect(),
+            quotes,
+            margin,
+        }
+    }
+
+    /// Equity in the account currency = cash + Σ qty × mark.
+    ///
+    /// Computed as Σ over asset balances × the asset's value in the account currency (the
+    /// mark of its pair against the account currency, or through another pair's mid), which
+    /// is cash + Σ qty × mark when positions are the only non-cash holdings.
+    pub fn equity(&self) -> Cash {
+        if let Some(e) = self.memo.equity.get() {
+            return e;
+        }
+        let e = self.equity_from_balances();
+        self.memo.equity.set(Some(e));
+        e
+    }
+
+    /// Equity computed afresh (what `equity_memo` holds while it is set): Σ balance × value.
+    pub(super) fn equity_from_balances(&self) -> Cash {
+        // Which pairs it reads (marks and mids set `valued` again) decides which pairs' moves
+        // make the result stale.
+        for st in self.pairs.values() {
+            st.memo.valued.set(false);
+        }
+        self.balances.iter().fold(Decimal::ZERO, |sum, (a, b)| {
+            add_holding(sum, *b, || self.asset_value(a, *b >= Decimal::ZERO).unwrap_or_default())
+        })
+    }
+
+    /// Checks equity = cash (fees deducted) + Σ qty × mark, recomputed from scratch.
+    ///
+    /// Three independent records must agree: the asset balances, the per-pair flows and
+    /// positions (qty, basis, realized P&L, fees), and equity. Exact except for the
+    /// inverted-mid conversions (tolerance 1e-8 in the account currency).
+    pub fn verify_identity(&self) -> Result<(), String> {
+        // 1. Balances = initial + Σ fills' flows, per asset.
+        let mut expect = self.initial.clone();
+        for (pair, p) in &self.positions {
+            let inst = self.pairs.get(pair).and_then(|s| s.inst.clone());
+            let Some(inst) = inst else {
+                return Err(format!("position on {pair} without instrument"));
+            };
+            *expect.entry(inst.base.to_string()).or_default() += p.base_flow;
+            *expect.entry(inst.quote.to_string()).or_default() += p.quote_flow;
+            // 2. The position's own records agree with its flows; what is borrowed on the
+            //    pair is never more than its short.
+            if let Some(m) = self.margin.get(pair)
+                && (m.qty <= Decimal::ZERO || m.qty > (-p.qty).max(Decimal::ZERO))
+            {
+                return Err(format!("{pair}: margin position {} but position qty {}", m.qty, p.qty));
+            }
+            if p.qty != p.base_flow {
+                return Err(format!("{pair}: position qty {} != Σ fill qty {}", p.qty, p.base_flow));
+            }
+            if p.realized - p.fees - p.basis != p.quote_flow {
+                return Err(format!(
+                    "{pair}: realized {} − fees {} − basis {} != quote flow {}",
+                    p.realized, p.fees, p.basis, p.quote_flow
+                ));
+            }
+        }
+        for (asset, want) in &expect {
+            let have = self.balance(asset);
+            if have != *want {
+                return Err(format!("balance {asset} {have} != initial + fills {want}"));
+            }
+            let initial = self.initial.get(asset).copied().unwrap_or_default();
+            // A negative balance is base borrowed for short margin positions, or margin fees
+            // the balance could not pay; never more.
+            let borrowed: Decimal = self
+                .margin
+                .iter()
+                .filter(|(p, _)| self.inst(p).is_some_and(|i| &*i.base == asset))
+                .map(|(_, m)| m.qty)
+                .sum::<Decimal>()
+                + self.margin_fees_owed.get(asset).copied().unwrap_or_default();
+            if have < Decimal::ZERO && initial >= Decimal::ZERO && -have > borrowed {
+                return Err(if self.cfg.margin.enabled {
+                    format!(
+                        "balance {asset} is {have}, beyond the {borrowed} borrowed for short margin positions"
+                    )
+                } else {
+                    format!("balance {asset} is negative ({have}) but shorts are not supported")
+                });
+            }
+        }
+        // 3. Equity from balances = initial holdings + Σ (realized − fees + unrealized).
+        let value = |a: &str, long: bool| self.asset_value(a, long).unwrap_or_default();
+        let mut eq2: Decimal =
+            self.initial.iter().map(|(a, b)| *b * value(a, self.balance(a) >= Decimal::ZERO)).sum();
+        for (pair, p) in &self.positions {
+            if let Some(inst) = self.pairs.get(pair).and_then(|s| s.inst.clone()) {
+                let vb = value(&inst.base, self.balance(&inst.base) >= Decimal::ZERO);
+                let vq = value(&inst.quote, self.balance(&inst.quote) >= Decimal::ZERO);
+                eq2 += vb * p.qty + vq * (p.realized - p.fees - p.basis);
+            }
+        }
+        let eq = self.equity();
+        if (eq - eq2).abs() > IDENTITY_TOLERANCE {
+            return Err(format!("equity {eq} != initial holdings + realized − fees + unrealized {eq2}"));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub(super) fn balance(&self, asset: &str) -> Decimal {
+        self.balances.get(asset).copied().unwrap_or_default()
+    }
+
+    #[inline]
+    pub(super) fn position_qty(&self, pair: &str) -> Qty {
+        self.positions.get(pair).map(|p| p.qty).unwrap_or_default()
+    }
+
+    /// Books one fill: balances, fees, position, trade, stats, protective children.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn apply_fill(
+        &mut self,
+        id: OrderId,
+        price: Price,
+        qty: Qty,
+        liquidity: Liquidity,
+        cause: FillCause,
+        time: EventTime,
+        out: &mut Vec<ExecEvent>,
+    ) {
+        let Some(o) = self.orders.get(&id).cloned() else { return };
+        let Some(inst) = self.inst(&o.spec.pair) else { return };
+        let pair = o.spec.pair.clone();
+        let side = o.spec.side;
+        let sign = Decimal::from(side.sign());
+        let notional = price * qty;
+        let fee = inst.round_cost(notional * self.fee_rate(&inst, liquidity));
+        let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
+
+        // Cash moves by exactly price × qty ± fee; base by exactly qty.
+        *self.balances.entry(inst.quote.to_string()).or_default() += -sign * notional - fee;
+        *self.balances.entry(inst.base.to_string()).or_default() += sign * qty;
+        self.memo.equity.set(None);
+
+        let filled = o.filled + qty;
+        let partial = filled < o.spec.qty;
+        let slippage = o.ref_mid.map(|m| inst.round_cost((price - m) * qty * sign)).unwrap_or_default();
+        self.stats.fills += 1;
+        if partial {
+            self.stats.partial_fills += 1;
+        }
+        match liquidity {
+            Liquidity::Maker => self.stats.maker_fills += 1,
+            Liquidity::Taker => self.stats.taker_fills += 1,
+        }
+        self.stats.fees_paid += fee * q2a;
+        self.stats.slippage_paid += slippage * q2a;
+        if !fees::is_stable_or_fiat(&inst.base) {
+            self.volume.add(time, notional * q2a);
+        }
+        let fill_id = self.next_fill;
+        self.next_fill += 1;
+        out.push(ExecEvent::Fill(Fill {
+            fill_id,
+            order_id: id,
+            pair: pair.clone(),
+            side,
+            price,
+            qty,
+            fee,
+            fee_currency: inst.quote.clone(),
+            liquidity,
+            time,
+            cause,
+            slippage,
+            partial,
+        }));
+        if partial {
+            if let Some(m) = self.orders.get_mut(&id) {
+                m.filled = filled;
+            }
+        } else {
+            self.orders.remove(&id);
+        }
+
+        let pos_before = self.position_qty(&pair);
+        let closed = self.book_position(&o, &inst, price, qty, fee, time);
+        self.margin_after_fill(&o, &inst, price, qty, pos_before, time, out);
+        let p = self.positions.get(&pair).cloned().unwrap_or_default();
+        out.push(ExecEvent::Position {
+            time,
+            pair: pair.clone(),
+            qty: p.qty,
+            avg_price: p.avg_price().round_dp(inst.price_precision + 4),
+            realized_pnl: p.realized - p.fees,
+        });
+        if let Some(ct) = closed {
+            out.push(ExecEvent::TradeClosed(ct));
+        }
+
+        // Protective children follow the entry's filled size.
+        if !o.is_child
+            && !o.spec.reduce_only
+            && let Some(g) = o.group
+        {
+            self.protect(g, side, qty, &inst, time, out);
+        }
+        // A flat position leaves nothing for reduce-only orders to do.
+        if p.qty.is_zero() {
+            let ids: Vec<OrderId> = self
+                .orders
+                .values()
+                .filter(|x| x.spec.pair == pair && x.spec.reduce_only)
+                .map(|x| x.id)
+                .collect();
+            for x in ids {
+                self.drop_order(x, time, "position_closed", out);
+            }
+        }
+    }
+
+    /// Updates the pair's position and open trade; returns the trade if it closed.
+    pub(super) fn book_position(
+        &mut self,
+        o: &Order,
+        inst: &Instrument,
+        price: Price,
+        qty: Qty,
+        fee: Cash,
+        time: EventTime,
+    ) -> Option<ClosedTrade> {
+        let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
+        let mark = self.pairs.get(&inst.symbol).and_then(|s| s.book.mid()).unwrap_or(price);
+        self.memo.positions_changed += 1;
+        let p = self.positions.get_or_insert_with(&inst.symbol, Position::default);
+        let sign = Decimal::from(o.spec.side.sign());
+        p.base_flow += sign * qty;
+        p.quote_flow += -sign * price * qty - fee;
+        p.fees += fee;
+        let mut closed = None;
+        let mut open_qty = qty;
+        let mut open_fee = fee;
+        let reducing = (p.qty > Decimal::ZERO && sign < Decimal::ZERO)
+            || (p.qty < Decimal::ZERO && sign > Decimal::ZERO);
+        if reducing {
+            let held = p.qty.abs();
+            let close = qty.min(held);
+            // The pro-rata basis is rounded to a fixed scale so that every later sum stays
+            // within Decimal's 28 digits: the bookkeeping identity then holds exactly.
+            let dp = (inst.cost_precision + 6).min(18);
+            let released = if close == held { p.basis } else { (p.basis * close / held).round_dp(dp) };
+            let realized = -sign * close * price - released;
+            let close_fee = if close == qty { fee } else { (fee * close / qty).round_dp(dp) };
+            p.basis -= released;
+            p.qty += sign * close;
+            p.realized += realized;
+            open_qty = qty - close;
+            open_fee = fee - close_fee;
+            if let Some(t) = p.trade.as_mut() {
+                t.exit_qty += close;
+                t.exit_value += close * price;
+                t.exit_time = time;
+                t.exit_reason = o.exit_reason();
+                t.fees += close_fee;
+                t.realized += realized;
+                let running = t.realized - t.fees + p.qty * mark - p.basis;
+                t.max_pnl = t.max_pnl.max(running);
+                t.min_pnl = t.min_pnl.min(running);
+            }
+            if p.qty.is_zero()
+                && let Some(t) = p.trade.take()
+            {
+                let pnl = t.realized - t.fees;
+                let dp = inst.price_precision + 4;
+                closed = Some(ClosedTrade {
+                    trade_id: self.next_trade,
+                    pair: inst.symbol.clone(),
+                    side: t.side,
+                    qty: t.entry_qty,
+                    entry_time: t.entry_time,
+                    exit_time: t.exit_time,
+                    entry_price: (t.entry_cost / t.entry_qty).round_dp(dp),
+                    exit_price: if t.exit_qty.is_zero() {
+                        Decimal::ZERO
+                    } else {
+                        (t.exit_value / t.exit_qty).round_dp(dp)
+                    },
+                    fees: t.fees * q2a,
+                    pnl: pnl * q2a,
+                    max_pnl: t.max_pnl.max(pnl).max(Decimal::ZERO) * q2a,
+                    max_drawdown: t.min_pnl.min(pnl).min(Decimal::ZERO) * q2a,
+                    contributions: t.contributions,
+                    tags: t.tags,
+                    exit_reason: t.exit_reason.to_string(),
+                });
+                self.next_trade += 1;
+            }
+        }
+        if open_qty > Decimal::ZERO {
+            p.basis += sign * open_qty * price;
+            p.qty += sign * open_qty;
+            let t = p.trade.get_or_insert_with(|| OpenTrade {
+                side: o.spec.side,
+                entry_time: time,
+                entry_qty: Decimal::ZERO,
+                entry_cost: Decimal::ZERO,
+                exit_qty: Decimal::ZERO,
+                exit_value: Decimal::ZERO,
+                exit_time: time,
+                exit_reason: "",
+                fees: Decimal::ZERO,
+                realized: Decimal::ZERO,
+                max_pnl: Decimal::ZERO,
+                min_pnl: Decimal::ZERO,
+                contributions: o.contributions.clone(),
+                tags: o.tags.clone(),
+            });
+            t.entry_qty += open_qty;
+            t.entry_cost += open_qty * price;
+            t.fees += open_fee;
+            let running = t.realized - t.fees + p.qty * mark - p.basis;
+            t.max_pnl = t.max_pnl.max(running);
+            t.min_pnl = t.min_pnl.min(running);
+        }
+        closed
+    }
+
+    /// Tracks the open trade's best and worst running P&L at the current mark.
+    #[inline]
+    pub(super) fn update_excursion(&mut self, pair: &Symbol) {
+        if let Some(st) = self.pairs.get_mut(pair) {
+            st.memo.excursion_at = Some(self.memo.positions_changed);
+        }
+        let Some(p) = self.positions.get_mut_adopting(pair) else { return };
+        if p.qty.is_zero() || p.trade.is_none() {
+            return;
+        }
+        let long = p.qty > Decimal::ZERO;
+        let Some(mark) = self.pairs.get(pair).and_then(|st| mark_of(st, self.cfg.mark, long)) else { return };
+        let unrealized = p.qty * mark - p.basis;
+        if let Some(t) = p.trade.as_mut() {
+            let running = t.realized - t.fees + unrealized;
+            t.max_pnl = t.max_pnl.max(running);
+            t.min_pnl = t.min_pnl.min(running);
+        }
+    }
+
+    /// Places or resizes the group's reduce-only OCO children for the entry's filled size.
+    pub(super) fn protect(
+        &mut self,
+        g: u64,
+        entry_side: Side,
+        qty: Qty,
+        inst: &Instrument,
+        time: EventTime,
+        out: &mut Vec<ExecEvent>,
+    ) {
+        let Some(group) = self.groups.get_mut(&g) else { return };
+        group.filled += qty;
+        if group.triggered {
+            return;
+        }
+        let group = group.clone();
+        let size = inst.round_qty_down(group.filled);
+        let tier = self.cfg.tier;
+        let arrive = time.plus_micros(self.cfg.latency.as_micros());
+        let prot = group.protection.clone();
+        let kinds = [
+            (OrderType::StopLoss, prot.stop_loss, None, group.stop),
+            (OrderType::TakeProfit, prot.take_profit, None, group.take),
+            (OrderType::TrailingStop, None, prot.trailing, group.trail),
+        ];
+        for (ty, price, trailing, existing) in kinds {
+            if price.is_none() && trailing.is_none() {
+                continue;
+            }
+            if let Some(cid) = existing.filter(|c| self.orders.contains_key(c)) {
+                // Resize (Kraken's amend) unless it already triggered.
+                let Some(c) = self.orders.get_mut(&cid) else { continue };
+                if matches!(c.stage, Stage::Pending | Stage::Waiting) && c.spec.qty != size {
+                    c.spec.qty = size;
+                    let (placed, at_ex) = (c.placed_at, c.at_exchange());
+                    if at_ex {
+                        let pen = fees::amend_penalty(time.micros_since(placed));
+                        self.pair_mut(&inst.symbol).rate.force_add(time, tier, pen);
+                    }
+                }
+                continue;
+            }
+            // Kraken refuses children below the minimums: wait until the entry is big enough.
+            let ref_price =
+                price.or(self.pairs.get(&inst.symbol).and_then(|s| s.book.mid())).unwrap_or_default();
+            if size < inst.qty_min || size * ref_price < inst.cost_min {
+                continue;
+            }
+            let spec = OrderSpec {
+                order_type: ty,
+                price,
+                trailing,
+                reduce_only: true,
+                ..OrderSpec::market(inst.symbol.clone(), entry_side.opposite(), size)
+            };
+            let origin = OrderOrigin::Protective { parent: group.entry };
+            let cid = self.new_order(spec, origin, time, arrive, Some(g), Vec::new(), Vec::new(), out);
+            if let Some(gm) = self.groups.get_mut(&g) {
+                match ty {
+                    OrderType::StopLoss => gm.stop = Some(cid),
+                    OrderType::TakeProfit => gm.take = Some(cid),
+                    _ => gm.trail = Some(cid),
+                }
+            }
+        }
+    }
+
+    pub(super) fn tradable(&self, pair: &str) -> bool {
+        let Some(st) = self.pairs.get(pair) else { return false };
+        let Some(inst) = &st.inst else { return false };
+        let mode_ok =
+            matches!(inst.status, PairStatus::Online | PairStatus::LimitOnly | PairStatus::PostOnly)
+                && matches!(self.system, SystemStatus::Online | SystemStatus::PostOnly);
+        st.book.valid && st.book.bid().is_some() && st.book.ask().is_some() && mode_ok
+    }
+
+    /// The pair's mark per the configured convention (`long`: the side of the holding).
+    #[inline]
+    pub(super) fn pair_mark(&self, pair: &str, long: bool) -> Option<Price> {
+        mark_of(self.pairs.get(pair)?, self.cfg.mark, long)
+    }
+
+    #[inline]
+    pub(super) fn mid_of(&self, pair: &str) -> Option<Price> {
+        let st = self.pairs.get(pair)?;
+        st.book.mid().or(st.last_trade)
+    }
+
+    /// Value of one unit of a currency in the account currency, through mids (1 for the
+    /// account currency; via `X/ACC`, or the inverse of `ACC/X`).
+    pub(super) fn quote_to_account(&self, asset: &str) -> Option<Decimal> {
+        if asset == &*self.currency {
+            return Some(Decimal::ONE);
+        }
+        for st in self.pairs.values() {
+            let Some(inst) = &st.inst else { continue };
+            if &*inst.base == asset
+                && inst.quote == self.currency
+                && let Some(m) = valued_mid(st)
+            {
+                return Some(m);
+            }
+        }
+        for st in self.pairs.values() {
+            let Some(inst) = &st.inst else { continue };
+            if inst.base == self.currency
+                && &*inst.quote == asset
+                && let Some(m) = valued_mid(st).filter(|m| !m.is_zero())
+            {
+                return Some(Decimal::ONE / m);
+            }
+        }
+        None
+    }
+
+    /// Value of one unit of `asset` held (`long`) in the account currency: the mark of its
+    /// pair against the account currency, else its mark against another currency times that
+    /// currency's value through mids (ETH in a USD account via ETH/BTC × BTC/USD).
+    pub(super) fn asset_value(&self, asset: &str, long: bool) -> Option<Decimal> {
+        if asset == &*self.currency {
+            return Some(Decimal::ONE);
+        }
+        let mut via = None;
+        for st in self.pairs.values() {
+            let Some(inst) = &st.inst else { continue };
+            if &*inst.base != asset {
+                continue;
+            }
+            st.memo.valued.set(true);
+            let Some(m) = mark_of(st, self.cfg.mark, long) else { continue };
+            if inst.quote == self.currency {
+                return Some(m);
+            }
+            if via.is_none() {
+                via = self.quote_to_account(&inst.quote).map(|q| m * q);
+            }
+        }
+        via.or_else(|| self.quote_to_account(asset))
+    }
+}
+
+/// A pair's mid, else its last trade, as equity reads it (the pair counts as `valued`).
+#[inline]
+fn valued_mid(st: &PairState) -> Option<Price> {
+    st.memo.valued.set(true);
+    st.book.mid().or(st.last_trade)
+}
+
+/// `sum + balance × value()`, to the digit, without valuing a zero balance: rust_decimal
+/// makes `0 × v` a plain zero, and adding a plain zero leaves a nonzero sum as it is and
+/// turns a zero sum (`0.00`, `−0`) into a plain zero.
+pub(super) fn add_holding(sum: Decimal, balance: Decimal, value: impl FnOnce() -> Decimal) -> Decimal {
+    if !balance.is_zero() {
+        sum + balance * value()
+    } else if sum.is_zero() {
+        Decimal::ZERO
+    } else {
+        sum
+    }
+}
