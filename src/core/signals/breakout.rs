@@ -8,17 +8,11 @@
 //! back inside the band (|z| ≤ k); a break straight through to the other side also signals.
 //! Windows whose `s` is below `min_rel_vol` (a frozen price) are ignored.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use super::super::decisions::Signal;
-use super::super::instrument::Symbol;
-use super::super::market::{MarketEvent, PriceHistory};
 use super::super::time::Span;
 use super::super::validate::Issues;
-use super::SignalModel;
-use super::common::{Call, SampledPairs, Window, count_in, float_in, positive_span};
+use super::common::{Call, PairModel, Sampled, Window, count_in, float_in, positive_span};
 
 /// `signals.breakout.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,20 +53,33 @@ impl BreakoutConfig {
     }
 }
 
+/// The state of one pair: the band window and the side of the current excursion.
 #[derive(Clone, Debug)]
-struct PairState {
+pub struct PairState {
     window: Window,
     side: i8,
 }
 
-impl PairState {
-    fn new(cfg: &BreakoutConfig) -> Self {
-        PairState { window: Window::new(cfg.lookback as usize), side: 0 }
+/// Warm-up: the closes fill the band window (and set the side) without emitting.
+impl PairModel for BreakoutConfig {
+    type State = PairState;
+    const NAME: &'static str = "breakout";
+
+    fn sample_interval(&self) -> Span {
+        self.sample_interval
+    }
+
+    fn horizon(&self) -> Span {
+        self.horizon
+    }
+
+    fn init(&self) -> PairState {
+        PairState { window: Window::new(self.lookback as usize), side: 0 }
     }
 
     /// One grid sample: judges it against the band, then adds it; the call a live sample makes.
-    fn step(&mut self, cfg: &BreakoutConfig, mid: f64) -> Option<Call> {
-        let st = self;
+    fn step(&self, st: &mut PairState, mid: f64) -> Option<Call> {
+        let cfg = self;
         let x = mid.ln();
         // The band comes from the samples before this one, so the current price is judged
         // against a band it did not help build.
@@ -108,60 +115,20 @@ impl PairState {
 }
 
 /// The volatility-breakout model (state per pair).
-pub struct Breakout {
-    name: Arc<str>,
-    cfg: BreakoutConfig,
-    pairs: SampledPairs<PairState>,
-}
+pub type Breakout = Sampled<BreakoutConfig>;
 
 impl Breakout {
     /// A model with the given parameters.
     pub fn new(cfg: &BreakoutConfig) -> Self {
-        Breakout {
-            name: Arc::from("breakout"),
-            cfg: cfg.clone(),
-            pairs: SampledPairs::new(cfg.sample_interval),
-        }
-    }
-}
-
-impl SignalModel for Breakout {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
-        let cfg = &self.cfg;
-        self.pairs.signal(
-            &self.name,
-            cfg.horizon,
-            seq,
-            ev,
-            || PairState::new(cfg),
-            |st, mid| st.step(cfg, mid),
-        )
-    }
-
-    fn warm_up_interval(&self) -> Option<Span> {
-        Some(self.cfg.sample_interval)
-    }
-
-    /// The closes fill the band window (and set the side) without emitting.
-    fn warm_up(&mut self, symbol: &Symbol, history: &PriceHistory) {
-        let cfg = &self.cfg;
-        self.pairs.warm_up(
-            symbol,
-            history,
-            || PairState::new(cfg),
-            |st, _, mid| {
-                let _ = st.step(cfg, mid);
-            },
-        );
+        Sampled::from_model(cfg.clone())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::super::SignalModel;
     use super::super::testdata::{self, Phase};
     use super::*;
 

@@ -14,6 +14,7 @@ use super::super::money::to_f64;
 use super::super::symbol_map::SymbolMap;
 use super::super::time::{EventTime, Span};
 use super::super::validate::Issues;
+use super::SignalModel;
 
 /// Mid price carried by a book or ticker event, as a float (statistics only).
 pub fn mid_of(ev: &MarketEvent) -> Option<(&Symbol, EventTime, f64)> {
@@ -200,6 +201,70 @@ impl<S> SampledPairs<S> {
             }
         }
         used
+    }
+}
+
+/// A model that works on grid samples of each pair's mid: its parameters, its per-pair state
+/// and one step per sample. [`Sampled`] makes it a [`SignalModel`], so a sampled model is
+/// written as its arithmetic only (`ema_cross`, `rsi`, `breakout`).
+pub trait PairModel: Send {
+    /// The model's state for one pair.
+    type State: Send;
+    /// Source name, used in the journal and for weights (e.g. `rsi`).
+    const NAME: &'static str;
+    /// Event-time grid the mid is sampled on (also the interval asked for warm-up history).
+    fn sample_interval(&self) -> Span;
+    /// How long a signal stays valid.
+    fn horizon(&self) -> Span;
+    /// The state of a pair seen for the first time.
+    fn init(&self) -> Self::State;
+    /// One grid sample of a pair: updates its state; the call a live sample makes. Warm-up
+    /// runs the same step on the history's closes and throws the call away.
+    fn step(&self, state: &mut Self::State, mid: f64) -> Option<Call>;
+}
+
+/// The [`SignalModel`] of a [`PairModel`]: the model's steps on the grid samples of every
+/// pair ([`SampledPairs`]), warmed up on closes at its sampling interval.
+pub struct Sampled<M: PairModel> {
+    name: Arc<str>,
+    model: M,
+    pairs: SampledPairs<M::State>,
+}
+
+impl<M: PairModel> Sampled<M> {
+    /// Runs `model` on grid samples of every pair it sees.
+    pub fn from_model(model: M) -> Self {
+        Sampled { name: Arc::from(M::NAME), pairs: SampledPairs::new(model.sample_interval()), model }
+    }
+}
+
+impl<M: PairModel> SignalModel for Sampled<M> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
+        let m = &self.model;
+        self.pairs.signal(&self.name, m.horizon(), seq, ev, || m.init(), |st, mid| m.step(st, mid))
+    }
+
+    fn warm_up_interval(&self) -> Option<Span> {
+        Some(self.model.sample_interval())
+    }
+
+    /// The closes go through the same step as live samples, without emitting: whatever the
+    /// step keeps (averages, bands, zones, regimes) continues from the history, and a call
+    /// made in the history is not signalled again live.
+    fn warm_up(&mut self, symbol: &Symbol, history: &PriceHistory) {
+        let m = &self.model;
+        self.pairs.warm_up(
+            symbol,
+            history,
+            || m.init(),
+            |st, _, mid| {
+                let _ = m.step(st, mid);
+            },
+        );
     }
 }
 

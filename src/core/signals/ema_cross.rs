@@ -16,17 +16,11 @@
 //! each regime change (and, with `repeat_every` > 0, every that many samples while the regime
 //! holds with |z| > band): score = ±1, confidence = min(1, |z| / `full_confidence_z`).
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use super::super::decisions::Signal;
-use super::super::instrument::Symbol;
-use super::super::market::{MarketEvent, PriceHistory};
 use super::super::time::Span;
 use super::super::validate::Issues;
-use super::SignalModel;
-use super::common::{Call, Ema, SampledPairs, alpha_for, count_in, float_in, positive_span};
+use super::common::{Call, Ema, PairModel, Sampled, alpha_for, count_in, float_in, positive_span};
 
 /// `signals.ema_cross.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,8 +76,9 @@ impl EmaCrossConfig {
     }
 }
 
+/// The state of one pair: both averages, σ_r, the regime and the samples since the last signal.
 #[derive(Clone, Debug)]
-struct PairState {
+pub struct PairState {
     fast: Ema,
     slow: Ema,
     var: Ema,
@@ -93,8 +88,29 @@ struct PairState {
     since_emit: u32,
 }
 
-impl PairState {
-    fn new(cfg: &EmaCrossConfig) -> Self {
+/// The EMA-cross parameters with the gap scale they imply (computed once).
+#[derive(Clone, Debug)]
+pub struct EmaCrossParams {
+    cfg: EmaCrossConfig,
+    gap_scale: f64,
+}
+
+/// Warm-up: the closes go through the same sample step (averages, σ_r, regime) without
+/// emitting: a cross that happened in the history is not signalled again live.
+impl PairModel for EmaCrossParams {
+    type State = PairState;
+    const NAME: &'static str = "ema_cross";
+
+    fn sample_interval(&self) -> Span {
+        self.cfg.sample_interval
+    }
+
+    fn horizon(&self) -> Span {
+        self.cfg.horizon
+    }
+
+    fn init(&self) -> PairState {
+        let cfg = &self.cfg;
         PairState {
             fast: Ema::new(cfg.fast),
             slow: Ema::new(cfg.slow),
@@ -107,8 +123,8 @@ impl PairState {
     }
 
     /// One grid sample: updates the averages and the regime; the call a live sample makes.
-    fn step(&mut self, cfg: &EmaCrossConfig, gap_scale: f64, mid: f64) -> Option<Call> {
-        let st = self;
+    fn step(&self, st: &mut PairState, mid: f64) -> Option<Call> {
+        let (cfg, gap_scale) = (&self.cfg, self.gap_scale);
         if let Some(prev) = st.last_mid {
             let r = (mid / prev).ln();
             st.var.update(r * r);
@@ -155,12 +171,7 @@ impl PairState {
 }
 
 /// The EMA-cross model (state per pair).
-pub struct EmaCross {
-    name: Arc<str>,
-    cfg: EmaCrossConfig,
-    gap_scale: f64,
-    pairs: SampledPairs<PairState>,
-}
+pub type EmaCross = Sampled<EmaCrossParams>;
 
 /// Standard deviation of the relative gap EMA_fast − EMA_slow per unit of per-sample return
 /// volatility, for a driftless random walk (see the module doc).
@@ -174,48 +185,7 @@ pub fn gap_scale(fast: u32, slow: u32) -> f64 {
 impl EmaCross {
     /// A model with the given parameters.
     pub fn new(cfg: &EmaCrossConfig) -> Self {
-        EmaCross {
-            name: Arc::from("ema_cross"),
-            gap_scale: gap_scale(cfg.fast, cfg.slow),
-            cfg: cfg.clone(),
-            pairs: SampledPairs::new(cfg.sample_interval),
-        }
-    }
-}
-
-impl SignalModel for EmaCross {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
-        let (cfg, g) = (&self.cfg, self.gap_scale);
-        self.pairs.signal(
-            &self.name,
-            cfg.horizon,
-            seq,
-            ev,
-            || PairState::new(cfg),
-            |st, mid| st.step(cfg, g, mid),
-        )
-    }
-
-    fn warm_up_interval(&self) -> Option<Span> {
-        Some(self.cfg.sample_interval)
-    }
-
-    /// The closes go through the same sample step (averages, σ_r, regime) without emitting:
-    /// a cross that happened in the history is not signalled again live.
-    fn warm_up(&mut self, symbol: &Symbol, history: &PriceHistory) {
-        let (cfg, g) = (&self.cfg, self.gap_scale);
-        self.pairs.warm_up(
-            symbol,
-            history,
-            || PairState::new(cfg),
-            |st, _, mid| {
-                let _ = st.step(cfg, g, mid);
-            },
-        );
+        Sampled::from_model(EmaCrossParams { gap_scale: gap_scale(cfg.fast, cfg.slow), cfg: cfg.clone() })
     }
 }
 

@@ -1,4 +1,4 @@
-//! Signal models (pure) and the plug-in trait. OWNER: signals helper.
+//! Signal models (pure) and the plug-in trait.
 //!
 //! Interface contract (used by the SignalHost actor, the engine and examples/custom_signal.rs).
 //! A model sees every market event in exchange order and sometimes returns a [`Signal`]; it
@@ -14,7 +14,9 @@
 //! | `online_ml` | [`online_ml`] | walk-forward online logistic regression |
 //! | `onnx` | [`onnx`] | a model trained elsewhere, exported to ONNX (`--features onnx`) |
 //!
-//! [`features`] computes the feature vector `online_ml` and `onnx` share.
+//! [`features`] computes the feature vector `online_ml` and `onnx` share. The three sampled
+//! models (`ema_cross`, `rsi`, `breakout`) are written as a [`common::PairModel`] (parameters,
+//! per-pair state, one step per grid sample) and run through one adapter, [`common::Sampled`].
 
 use serde::{Deserialize, Serialize};
 

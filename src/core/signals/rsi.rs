@@ -10,17 +10,11 @@
 //! `0.5 + 0.5·(RSI − overbought)/(100 − overbought)`. One signal per visit to a zone (and,
 //! with `repeat_every` > 0, every that many samples while it stays there).
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use super::super::decisions::Signal;
-use super::super::instrument::Symbol;
-use super::super::market::{MarketEvent, PriceHistory};
 use super::super::time::Span;
 use super::super::validate::Issues;
-use super::SignalModel;
-use super::common::{Call, SampledPairs, count_in, float_in, positive_span};
+use super::common::{Call, PairModel, Sampled, count_in, float_in, positive_span};
 
 /// `signals.rsi.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,21 +103,34 @@ impl WilderRsi {
     }
 }
 
+/// The state of one pair: its RSI, the zone it is in and the samples since the last signal.
 #[derive(Clone, Debug)]
-struct PairState {
+pub struct PairState {
     rsi: WilderRsi,
     zone: i8,
     since_emit: u32,
 }
 
-impl PairState {
-    fn new(cfg: &RsiConfig) -> Self {
-        PairState { rsi: WilderRsi::new(cfg.period), zone: 0, since_emit: 0 }
+/// Warm-up: the closes seed Wilder's averages and the zone without emitting.
+impl PairModel for RsiConfig {
+    type State = PairState;
+    const NAME: &'static str = "rsi";
+
+    fn sample_interval(&self) -> Span {
+        self.sample_interval
+    }
+
+    fn horizon(&self) -> Span {
+        self.horizon
+    }
+
+    fn init(&self) -> PairState {
+        PairState { rsi: WilderRsi::new(self.period), zone: 0, since_emit: 0 }
     }
 
     /// One grid sample: updates the RSI and the zone; the call a live sample makes.
-    fn step(&mut self, cfg: &RsiConfig, mid: f64) -> Option<Call> {
-        let st = self;
+    fn step(&self, st: &mut PairState, mid: f64) -> Option<Call> {
+        let cfg = self;
         let rsi = st.rsi.update(mid)?;
         st.since_emit = st.since_emit.saturating_add(1);
         let zone: i8 = if rsi < cfg.oversold {
@@ -155,56 +162,20 @@ impl PairState {
 }
 
 /// The RSI mean-reversion model (state per pair).
-pub struct Rsi {
-    name: Arc<str>,
-    cfg: RsiConfig,
-    pairs: SampledPairs<PairState>,
-}
+pub type Rsi = Sampled<RsiConfig>;
 
 impl Rsi {
     /// A model with the given parameters.
     pub fn new(cfg: &RsiConfig) -> Self {
-        Rsi { name: Arc::from("rsi"), cfg: cfg.clone(), pairs: SampledPairs::new(cfg.sample_interval) }
-    }
-}
-
-impl SignalModel for Rsi {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn on_event(&mut self, seq: u64, ev: &MarketEvent) -> Option<Signal> {
-        let cfg = &self.cfg;
-        self.pairs.signal(
-            &self.name,
-            cfg.horizon,
-            seq,
-            ev,
-            || PairState::new(cfg),
-            |st, mid| st.step(cfg, mid),
-        )
-    }
-
-    fn warm_up_interval(&self) -> Option<Span> {
-        Some(self.cfg.sample_interval)
-    }
-
-    /// The closes seed Wilder's averages and the zone without emitting.
-    fn warm_up(&mut self, symbol: &Symbol, history: &PriceHistory) {
-        let cfg = &self.cfg;
-        self.pairs.warm_up(
-            symbol,
-            history,
-            || PairState::new(cfg),
-            |st, _, mid| {
-                let _ = st.step(cfg, mid);
-            },
-        );
+        Sampled::from_model(cfg.clone())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::super::SignalModel;
     use super::super::testdata::{self, Phase};
     use super::*;
 
