@@ -7,8 +7,11 @@ use rust_decimal_macros::dec;
 
 use super::*;
 use crate::core::instrument::{Instrument, PairStatus};
+use crate::core::money::from_f64;
 use crate::core::orders::{OrderType, TrailingOffset};
 use crate::core::portfolio::PositionView;
+use crate::core::time::Span;
+use crate::core::validate::Issues;
 
 const T0: i64 = 1_704_067_200_000_000; // 2024-01-01T00:00:00Z
 const MIN: i64 = 60_000_000;
