@@ -8,10 +8,9 @@ use clap::Parser;
 
 use kraken_paper::cli::{Cli, Command, EngineOpts, RecordArgs, RecordSource, RunArgs};
 use kraken_paper::config::{self, Config, ConfigSource, FeedSource, Speed};
-use kraken_paper::core::resume::RunSource;
 use kraken_paper::core::time::Span;
 use kraken_paper::engine::{self, EngineSetup};
-use kraken_paper::run_dir::{RunDir, files};
+use kraken_paper::run_dir::{ReplaySource, RunDir, files, plan_resume};
 use kraken_paper::telemetry;
 
 fn main() -> ExitCode {
@@ -162,79 +161,19 @@ fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
     let run_dir = new_run_dir(args.engine.run_dir.as_deref())?;
     let _guard = init_logging(&cfg, &run_dir)?;
     // What `run --resume` needs to play the same recording the same way.
-    let source = ReplaySource { file, batch_events: args.batch_events.max(1), instruments: instruments_text };
+    let source = ReplaySource::new(file, args.batch_events.max(1), instruments_text);
     source.save(&run_dir).map_err(|e| anyhow!("{e}"))?;
     let mut setup = EngineSetup::new(cfg.clone(), run_dir);
     setup.command_line = std::env::args().collect();
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
-    setup.instruments = source.instruments()?;
+    setup.instruments = source.instruments().map_err(|e| anyhow!("{e}"))?;
     setup.replay = Some(source.replay_input());
     let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
     print_summary(&outcome.report, &outcome.run_dir, &outcome.reason);
     Ok(())
 }
 
-/// A replay run's input, kept in its run folder (`replay.json`, and `instruments.json` when
-/// `--instruments` was given) so that `run --resume` plays the same file the same way.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplaySource {
-    /// The recording (absolute path).
-    file: std::path::PathBuf,
-    /// `--batch-events`.
-    batch_events: usize,
-    /// The text of the `--instruments` file (stored as `instruments.json`, not in replay.json).
-    #[serde(skip)]
-    instruments: Option<String>,
-}
-
-impl ReplaySource {
-    fn save(&self, run_dir: &RunDir) -> Result<(), String> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        run_dir.write_atomic(files::REPLAY, json.as_bytes()).map_err(|e| e.to_string())?;
-        if let Some(text) = &self.instruments {
-            run_dir.write_atomic(files::INSTRUMENTS, text.as_bytes()).map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-
-    fn load(run_dir: &RunDir) -> Result<ReplaySource, String> {
-        let path = run_dir.file(files::REPLAY);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("a replay run folder must hold {}: {e}", path.display()))?;
-        let mut s: ReplaySource =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let inst = run_dir.file(files::INSTRUMENTS);
-        if inst.exists() {
-            s.instruments =
-                Some(std::fs::read_to_string(&inst).map_err(|e| format!("{}: {e}", inst.display()))?);
-        }
-        if !s.file.exists() {
-            return Err(format!(
-                "the recording this replay run played, {}, is gone (replay.json `file`)",
-                s.file.display()
-            ));
-        }
-        Ok(s)
-    }
-
-    fn instruments(&self) -> Result<Vec<kraken_paper::core::instrument::Instrument>> {
-        match &self.instruments {
-            Some(text) => kraken_paper::core::kraken::decode::load_instruments(text)
-                .map_err(|e| anyhow!("instruments of the replay: {e}")),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    fn replay_input(&self) -> kraken_paper::actors::market_feed::ReplayInput {
-        kraken_paper::actors::market_feed::ReplayInput {
-            path: self.file.clone(),
-            batch_lines: self.batch_events.max(1),
-        }
-    }
-}
-
-/// `run --resume RUN_DIR`: continue a run from its journal (see `engine::Resume`).
+/// `run --resume RUN_DIR`: continue a run from its journal (see `run_dir::Resume`).
 fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
     let run_dir = RunDir::open(dir).map_err(|e| anyhow!("{e}"))?;
     let source = ConfigSource::File(run_dir.file(files::CONFIG));
@@ -250,79 +189,22 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
         cfg.http.enabled = false;
     }
     let _guard = init_logging(&cfg, &run_dir)?;
-    let path = run_dir.journal();
-    let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-    let scan = kraken_paper::core::journal::scan(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    if let Some(torn) = &scan.torn {
-        tracing::warn!(
-            actor = "engine",
-            offset = torn.offset,
-            bytes = torn.bytes,
-            reason = %torn.reason,
-            "journal ends in a torn record (interrupted write); cutting it off"
-        );
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
-        f.set_len(scan.valid_len).with_context(|| format!("truncate {}", path.display()))?;
-        f.sync_all().ok();
-    }
     // Resume re-executes the run: from the same seed, the same recording, or the run's own
-    // recording of its live feed (core::resume).
-    let plan = kraken_paper::core::resume::plan(&scan.records)
-        .map_err(|e| anyhow!("run folder {} cannot be resumed: {e}", dir.display()))?;
-    let last_seq = plan.last_seq;
+    // recording of its live feed (`run_dir::plan_resume`).
+    let start = plan_resume(&run_dir, args.lift_halt).map_err(|e| anyhow!("{e}"))?;
+    let last_seq = start.resume.last_seq;
     install_tls_provider();
-    let mut setup = EngineSetup::new(cfg.clone(), run_dir.clone());
+    let mut setup = EngineSetup::new(cfg.clone(), run_dir);
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
-    match plan.source {
-        RunSource::Sim => {}
-        RunSource::Replay => {
-            let input = ReplaySource::load(&run_dir).map_err(|e| anyhow!("{e}"))?;
-            setup.instruments = input.instruments()?;
-            setup.replay = Some(input.replay_input());
-        }
-        RunSource::Live => cut_torn_recording(&run_dir)?,
-    }
-    if !plan.signal_stops.is_empty() {
-        tracing::info!(
-            actor = "engine",
-            sessions = plan.signal_stops.len(),
-            "resume: the run was stopped by a signal before; continuing past each stop"
-        );
-    }
-    setup.resume =
-        Some(engine::Resume { last_seq, lift_halt: args.lift_halt, signal_stops: plan.signal_stops });
+    setup.instruments = start.instruments;
+    setup.replay = start.replay;
+    setup.resume = Some(start.resume);
     let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
     print_summary(
         &outcome.report,
         &outcome.run_dir,
         &format!("resumed after seq {last_seq}; {}", outcome.reason),
     );
-    Ok(())
-}
-
-/// A live run's `feed.jsonl` written up to a torn last line (killed mid-write): that frame
-/// was never handed to the pipeline (it is recorded first), so it is cut off.
-fn cut_torn_recording(run_dir: &RunDir) -> Result<()> {
-    let path = run_dir.file(files::FEED_RECORDING);
-    let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
-    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if keep < bytes.len() {
-        tracing::warn!(
-            actor = "engine",
-            offset = keep,
-            bytes = bytes.len() - keep,
-            "feed recording ends in a torn line (interrupted write); cutting it off"
-        );
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
-        f.set_len(keep as u64).with_context(|| format!("truncate {}", path.display()))?;
-        f.sync_all().ok();
-    }
     Ok(())
 }
 

@@ -47,7 +47,7 @@ use crate::messages::{EmergencyStop, Shutdown};
 use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
 use crate::sources::rest_startup::RestStartup;
 
-pub use crate::pipeline::Pipeline;
+use crate::pipeline::Pipeline;
 pub use settings::{FeedSettings, LiveResume, ReplayInput};
 
 use drive::{

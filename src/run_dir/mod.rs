@@ -1,7 +1,20 @@
 //! The run folder: where a session keeps its journal, effective config, command line, report
 //! and logs. A folder that already holds a journal is refused unless the run resumes it.
+//!
+//! Everything a session reads from or writes to its folder outside the journal actor lives
+//! here: the files written at start ([`write_start_files`]), a replay's input
+//! ([`ReplaySource`]) and the planning of `run --resume` ([`plan_resume`]), so that library
+//! tests can reach them.
 
 use std::path::{Path, PathBuf};
+
+mod replay_source;
+mod resume;
+mod start;
+
+pub use replay_source::{ReplaySource, ReplaySourceError};
+pub use resume::{Resume, ResumeError, ResumeStart, cut_torn_journal, cut_torn_recording, plan_resume};
+pub use start::write_start_files;
 
 /// File names inside a run folder.
 pub mod files {

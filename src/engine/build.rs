@@ -1,0 +1,369 @@
+//! Building a session: every actor created and connected, in the order of the diagram in
+//! `engine/mod.rs`. Collaborators are handed over as `Recipient<M>` named for their role;
+//! nothing here is awaited (the actors start when the engine first yields).
+
+use std::collections::BTreeSet;
+
+use actix::prelude::*;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use super::finish::{StopBlock, spawn_replayed_stops};
+use super::market::{self, MarketSource};
+use super::{Engine, EngineSetup, Resume, SignalActorFactory};
+use crate::actors::aggregator::{AggregatorOutputs, SignalAggregator};
+use crate::actors::external_signals::{self, ExternalOutputs, ExternalSignals, ServerHandle};
+use crate::actors::journal::{Append, Journal, JournalPosition, JournalSink};
+use crate::actors::market_feed::{FeedEnded, MarketFeed, ReplayedStop};
+use crate::pipeline::{Pipeline, Stages};
+use crate::actors::position_book::{PositionBook, PositionBookOutputs};
+use crate::actors::rate_limiter::RateLimiter;
+use crate::actors::risk_manager::{RiskManager, RiskOutputs};
+use crate::actors::signal_host::SignalHost;
+use crate::config::Config;
+use crate::core::aggregator::Aggregator;
+use crate::core::execution::PaperExchange;
+use crate::core::journal::{Entry, JOURNAL_VERSION};
+use crate::core::rate_limit::RateLimitModel;
+use crate::core::risk::RiskCore;
+use crate::core::signals::SignalModel;
+use crate::core::time::EventTime;
+use crate::messages::{EmergencyStop, MarketData, PlaceOrders};
+use crate::run_dir::{RunDir, files};
+
+impl Engine {
+    /// Wires a session: journal, market, signal actors, feed, PositionBook, RiskManager,
+    /// SignalAggregator, HTTP (the diagram in `engine/mod.rs`, top to bottom).
+    pub(super) fn build(setup: EngineSetup) -> Result<Engine, String> {
+        let EngineSetup {
+            config,
+            run_dir,
+            http: http_addr,
+            extra_models,
+            extra_actors,
+            resume,
+            replay,
+            instruments,
+            ..
+        } = setup;
+        // Bound first, so a taken port fails the run before anything is journaled.
+        let external_listener = match config.external_signals.enabled {
+            true => Some(external_signals::bind(config.external_signals.bind)?),
+            false => None,
+        };
+        let market = MarketSource::select(&config, replay)?;
+        let (journal, journal_arbiter, caught_up) =
+            open_journal(&config, &run_dir, &market, resume.as_ref())?;
+        let sink = JournalSink::new(journal.clone().recipient());
+        sink.do_send(Append(vec![run_started(&config, &market)]));
+
+        // Actors that refer to each other get their addresses before they start.
+        let pb_ctx = Context::<PositionBook>::new();
+        let risk_ctx = Context::<RiskManager>::new();
+        let agg_ctx = Context::<SignalAggregator>::new();
+        let (pb, risk, agg) = (pb_ctx.address(), risk_ctx.address(), agg_ctx.address());
+        // Order entry: the one recipient every order reaches PositionBook by (today the
+        // orders RiskManager approved).
+        let order_entry: Recipient<PlaceOrders> = pb.clone().recipient();
+        let mut stop_receivers: Vec<Recipient<EmergencyStop>> =
+            vec![pb.clone().recipient(), agg.clone().recipient()];
+        let mut signals = start_signals(&config, extra_models, extra_actors, &agg, &sink, external_listener)?;
+        stop_receivers.append(&mut signals.hosts);
+        let external_server = signals.external_server.take();
+        let rate_limiter = start_rate_limiter(&config);
+        let graph = Graph {
+            pb: &pb,
+            risk: &risk,
+            agg: &agg,
+            journal: &journal,
+            sink: &sink,
+            rate_limiter: &rate_limiter,
+        };
+        let feed = start_feed(&config, &run_dir, &market, instruments, resume.as_ref(), graph, signals);
+        stop_receivers.push(feed.addr.clone().recipient());
+        let stop_block = StopBlock {
+            position_book: pb.clone(),
+            risk: risk.clone(),
+            feed: feed.addr.clone(),
+            journal: journal.clone(),
+            flatten: config.run.flatten_on_exit,
+        };
+        spawn_replayed_stops(feed.replayed_stops, stop_block.clone());
+
+        pb_ctx.run(position_book(
+            &config,
+            PositionBookOutputs {
+                journal: sink.clone(),
+                risk: risk.clone().recipient(),
+                trades_closed: vec![agg.clone().recipient(), risk.clone().recipient()],
+            },
+        ));
+        risk_ctx.run(risk_manager(
+            &config,
+            RiskOutputs {
+                position_book: order_entry,
+                journal: sink.clone(),
+                emergency_stop: stop_receivers,
+                halt_lifted: vec![agg.clone().recipient()],
+            },
+        ));
+        agg_ctx.run(SignalAggregator::new(
+            Aggregator::new(&config.aggregator),
+            AggregatorOutputs { risk: risk.clone().recipient(), journal: sink },
+        ));
+        let http = http_addr.and_then(|addr| start_http(addr, &config, &pb, &risk, &feed.addr));
+
+        Ok(Engine {
+            run_dir,
+            resume,
+            _market: market,
+            journal,
+            journal_arbiter,
+            caught_up: Some(caught_up),
+            risk,
+            feed: feed.addr,
+            ended: feed.ended,
+            feed_started: feed.started,
+            stop_block,
+            external_server,
+            http,
+        })
+    }
+}
+
+/// The addresses the feed's pipeline and its REST clients are wired to.
+#[derive(Clone, Copy)]
+struct Graph<'a> {
+    pb: &'a Addr<PositionBook>,
+    risk: &'a Addr<RiskManager>,
+    agg: &'a Addr<SignalAggregator>,
+    journal: &'a Addr<Journal>,
+    sink: &'a JournalSink,
+    rate_limiter: &'a Addr<RateLimiter>,
+}
+
+/// The signal side, started: the signal actors and the external-signals server.
+struct Signals {
+    /// Every signal actor's market-data input (the pipeline's `signals` hop).
+    inputs: Vec<Recipient<MarketData>>,
+    /// The built-in and plug-in model hosts, stopped by an emergency stop.
+    hosts: Vec<Recipient<EmergencyStop>>,
+    /// The Kraken OHLC intervals the models want history at (live warm-up).
+    warmup_intervals: BTreeSet<u32>,
+    /// The external-signals WebSocket server, when enabled.
+    external_server: Option<ServerHandle>,
+}
+
+/// The feed, started.
+struct Feed {
+    addr: Addr<MarketFeed>,
+    /// How it ended.
+    ended: mpsc::UnboundedReceiver<FeedEnded>,
+    /// Resume: the earlier sessions' stops it reached.
+    replayed_stops: mpsc::UnboundedReceiver<ReplayedStop>,
+    /// Wall time of the feed, for run.json's throughput only (never journaled).
+    started: tokio::time::Instant,
+}
+
+/// Journal on its own thread: an fsync never stalls the market data path. A live run records
+/// its feed beside the journal (feed.jsonl): what `run --resume` re-executes. The journal
+/// actor writes both, the recording first. A resume checks the records it regenerates against
+/// the file until it has caught up (the receiver is told the seq then).
+fn open_journal(
+    config: &Config,
+    run_dir: &RunDir,
+    market: &MarketSource,
+    resume: Option<&Resume>,
+) -> Result<(Addr<Journal>, Arbiter, oneshot::Receiver<u64>), String> {
+    let journal = Journal::open(
+        &run_dir.journal(),
+        config.journal.durability,
+        config.journal.interval_ms,
+        JournalPosition::default(),
+    )?;
+    let journal = match market.is_live() {
+        true => journal.with_recording(&run_dir.file(files::FEED_RECORDING))?,
+        false => journal,
+    };
+    let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<u64>();
+    let journal = match resume {
+        Some(r) => journal.verify_prefix(r.last_seq, caught_up_tx)?,
+        None => journal,
+    };
+    let journal_arbiter = Arbiter::new();
+    let journal = Journal::start_in_arbiter(&journal_arbiter.handle(), move |_| journal);
+    Ok((journal, journal_arbiter, caught_up_rx))
+}
+
+/// The journal's first record.
+fn run_started(config: &Config, market: &MarketSource) -> Entry {
+    Entry::new(
+        EventTime::ZERO,
+        "run_started",
+        &json!({
+            "journal_version": JOURNAL_VERSION,
+            "config_fingerprint": config.fingerprint(),
+            "seed": config.sim.seed,
+            "source": market.name(),
+            "pairs": config.feed.pairs,
+            "currency": config.account.currency,
+            "starting_balances": config.account.balances,
+        }),
+    )
+}
+
+/// Starts a supervised host per signal model (configured built-ins, then plug-ins), the
+/// plug-in signal actors, and the external-signals actor and server, all sending to the
+/// aggregator.
+fn start_signals(
+    config: &Config,
+    extra_models: Vec<Box<dyn SignalModel>>,
+    extra_actors: Vec<SignalActorFactory>,
+    agg: &Addr<SignalAggregator>,
+    sink: &JournalSink,
+    external_listener: Option<std::net::TcpListener>,
+) -> Result<Signals, String> {
+    let mut models = config.signals.build()?;
+    models.extend(extra_models);
+    let warmup_intervals: BTreeSet<u32> = models
+        .iter()
+        .filter_map(|m| m.warm_up_interval())
+        .map(crate::core::signals::common::ohlc_interval_for)
+        .collect();
+    let mut signal_inputs: Vec<Recipient<MarketData>> = Vec::new();
+    let mut hosts: Vec<Recipient<EmergencyStop>> = Vec::new();
+    for model in models {
+        let aggregator = agg.clone().recipient();
+        let host = Supervisor::start(move |_| SignalHost::new(model, aggregator));
+        signal_inputs.push(host.clone().recipient());
+        hosts.push(host.recipient());
+    }
+    for factory in extra_actors {
+        signal_inputs.push(factory(agg.clone().recipient()));
+    }
+    let external_server = match external_listener {
+        Some(listener) => {
+            let actor = ExternalSignals::new(
+                config.feed.pairs.clone(),
+                ExternalOutputs { aggregator: agg.clone().recipient(), journal: sink.clone() },
+            )
+            .start();
+            signal_inputs.push(actor.clone().recipient());
+            let token = std::env::var(&config.external_signals.token_env).ok().filter(|t| !t.is_empty());
+            Some(external_signals::serve(listener, token, actor)?)
+        }
+        None => None,
+    };
+    Ok(Signals { inputs: signal_inputs, hosts, warmup_intervals, external_server })
+}
+
+/// Starts the supervised MarketFeed on `market`, its frames passed through the pipeline:
+/// PositionBook, RiskManager, the signal actors, the aggregator, the journal.
+fn start_feed(
+    config: &Config,
+    run_dir: &RunDir,
+    market: &MarketSource,
+    instruments: Vec<crate::core::instrument::Instrument>,
+    resume: Option<&Resume>,
+    graph: Graph<'_>,
+    signals: Signals,
+) -> Feed {
+    let Graph { pb, risk, agg, journal, sink, rate_limiter } = graph;
+    let Signals { inputs: signal_inputs, warmup_intervals, .. } = signals;
+    let live = market.is_live();
+    let (ended_tx, ended_rx) = mpsc::unbounded_channel::<FeedEnded>();
+    let stages = Stages {
+        position_book: pb.clone().recipient(),
+        position_book_barrier: pb.clone().recipient(),
+        risk: risk.clone().recipient(),
+        risk_watch: risk.clone().recipient(),
+        signals: signal_inputs,
+        aggregator: agg.clone().recipient(),
+        next_decision: agg.clone().recipient(),
+        journal_flush: journal.clone().recipient(),
+        journal: sink.clone(),
+    };
+    // Frame by frame until RiskManager's first answer.
+    let pipeline = Pipeline::new(stages, live);
+    let settings = market.feed_settings(config, instruments);
+    // Resume: the re-executed feed asks for the end-of-run block of each earlier session that
+    // a signal stopped, at the frame it stopped at.
+    let (stops_tx, stops_rx) = mpsc::unbounded_channel::<ReplayedStop>();
+    let signal_stops = resume.map(|r| r.signal_stops.clone()).unwrap_or_default();
+    // Wall time of the feed, for run.json's throughput only (never journaled).
+    let feed_started = tokio::time::Instant::now();
+    let recorder = live.then(|| journal.clone().recipient());
+    let live_resume = (live && resume.is_some()).then(|| {
+        market::live_resume(config, run_dir, rate_limiter.clone().recipient(), pb.clone().recipient())
+    });
+    // Live runs: fee schedules and (fresh runs) warm-up history from REST, fed to the pipeline
+    // by the feed as recorded lines.
+    let rest_startup = match live {
+        true => {
+            let warm = match (resume.is_none(), config.feed.warmup.enabled) {
+                (true, true) => warmup_intervals,
+                _ => Default::default(),
+            };
+            market::spawn_rest_startup(config, rate_limiter.clone().recipient(), warm)
+        }
+        false => None,
+    };
+    let feed = Supervisor::start(move |_| {
+        let mut feed = MarketFeed::new(settings, pipeline, ended_tx);
+        if let Some(s) = rest_startup {
+            feed = feed.with_rest_startup(s);
+        }
+        if !signal_stops.is_empty() {
+            feed = feed.with_replayed_stops(signal_stops, stops_tx);
+        }
+        if let Some(r) = recorder {
+            feed = feed.with_recording(r);
+        }
+        if let Some(r) = live_resume {
+            feed = feed.with_live_resume(r);
+        }
+        feed
+    });
+    Feed { addr: feed, ended: ended_rx, replayed_stops: stops_rx, started: feed_started }
+}
+
+/// The RateLimiter every REST call goes through.
+fn start_rate_limiter(config: &Config) -> Addr<RateLimiter> {
+    // One verification tier for both of Kraken's limiters (`execution.tier`).
+    let model = RateLimitModel::new(1.0, config.execution.tier);
+    Supervisor::start(move |_| RateLimiter::new(model))
+}
+
+/// PositionBook on the paper exchange of `execution` and `account`.
+fn position_book(config: &Config, outputs: PositionBookOutputs) -> PositionBook {
+    let exchange = PaperExchange::new(&config.execution, &config.account.currency, &config.account.balances);
+    PositionBook::new(exchange, outputs, config.run.equity_interval, true)
+        .with_stale_book_limit(config.feed.stale_book)
+        .with_view_grid(config.risk.correlation_sample_interval)
+}
+
+/// RiskManager with the limits of `risk` and the entry style of `execution`.
+fn risk_manager(config: &Config, outputs: RiskOutputs) -> RiskManager {
+    RiskManager::new(RiskCore::new(&config.risk, config.execution.entry), outputs)
+}
+
+/// The dashboard and JSON API (`http.enabled`).
+fn start_http(
+    addr: std::net::SocketAddr,
+    config: &Config,
+    pb: &Addr<PositionBook>,
+    risk: &Addr<RiskManager>,
+    feed: &Addr<MarketFeed>,
+) -> Option<crate::http::HttpHandle> {
+    crate::http::start(
+        addr,
+        crate::http::ApiState {
+            position_book: pb.clone(),
+            risk: risk.clone(),
+            feed: feed.clone(),
+            token: std::env::var(&config.http.token_env).ok(),
+            pairs: config.feed.pairs.clone(),
+            currency: config.account.currency.clone(),
+        },
+    )
+}
