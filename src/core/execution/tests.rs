@@ -7,7 +7,6 @@ use crate::core::orders::{RiskApproval, Sealed};
 use rust_decimal_macros::dec;
 
 use super::accounting::add_holding;
-use crate::core::fees;
 use crate::core::instrument::{MarginTerms, PairStatus};
 use crate::core::market::{BookEvent, TradeEvent};
 use crate::core::orders::{Fill, FillCause, TimeInForce, TrailingOffset};
@@ -194,6 +193,33 @@ fn standard_book(r: &mut Rig) {
         &[(dec!(99.5), dec!(1))],
         &[(dec!(100.0), dec!(0.5)), (dec!(100.5), dec!(0.3)), (dec!(101.0), dec!(1.0))],
     );
+}
+
+/// Long 1 BTC bought at 100.0 (fee 0.4) on a 99.0 / 100.0 book.
+fn long_one() -> Rig {
+    let mut r = Rig::new(ExecutionConfig::default(), dec!(10000));
+    r.book(100, true, &[(dec!(99.0), dec!(5))], &[(dec!(100.0), dec!(5))]);
+    r.open(buy(dec!(1)), Protection::default(), 1000);
+    let out = r.tick(1100);
+    assert_eq!(fills(&out)[0].price, dec!(100.0));
+    r
+}
+
+/// BTC/USD as AssetPairs would describe it for margin (5× max, 80 / 40, 250 BTC short).
+fn margin_inst() -> Instrument {
+    let mut i = instrument(P, "BTC", "USD");
+    i.marginable = true;
+    i.margin = Some(MarginTerms {
+        max_leverage_sell: 5,
+        margin_call: 80,
+        margin_stop: 40,
+        short_position_limit: Some(dec!(250)),
+    });
+    i
+}
+
+fn short_sell(qty: Decimal, leverage: u32) -> OrderSpec {
+    OrderSpec { leverage: Some(leverage), ..OrderSpec::market(P.into(), Side::Sell, qty) }
 }
 
 mod amend_tests;

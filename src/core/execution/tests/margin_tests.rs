@@ -3,19 +3,6 @@
 
 use super::*;
 
-/// BTC/USD as AssetPairs would describe it for margin (5× max, 80 / 40, 250 BTC short).
-fn margin_inst() -> Instrument {
-    let mut i = instrument(P, "BTC", "USD");
-    i.marginable = true;
-    i.margin = Some(MarginTerms {
-        max_leverage_sell: 5,
-        margin_call: 80,
-        margin_stop: 40,
-        short_position_limit: Some(dec!(250)),
-    });
-    i
-}
-
 fn margin_cfg(leverage: u32) -> ExecutionConfig {
     ExecutionConfig {
         margin: MarginConfig { enabled: true, leverage, ..Default::default() },
@@ -29,10 +16,6 @@ fn margin_rig(usd: Decimal) -> Rig {
     // Mid 50,000.
     r.book(100, true, &[(dec!(49999.9), dec!(1))], &[(dec!(50000.1), dec!(1))]);
     r
-}
-
-fn short_sell(qty: Decimal, leverage: u32) -> OrderSpec {
-    OrderSpec { leverage: Some(leverage), ..OrderSpec::market(P.into(), Side::Sell, qty) }
 }
 
 fn margin_fees(evs: &[ExecEvent]) -> Vec<(&str, Decimal, Decimal, EventTime)> {

@@ -190,16 +190,6 @@ fn resting_order_crossed_by_the_book_fills_as_maker_at_our_price() {
     assert_eq!((f[0].price, f[0].qty, f[0].liquidity), (dec!(99.5), dec!(0.7), Liquidity::Maker));
 }
 
-/// Long 1 BTC bought at 100.0 (fee 0.4) on a 99.0 / 100.0 book.
-fn long_one() -> Rig {
-    let mut r = Rig::new(ExecutionConfig::default(), dec!(10000));
-    r.book(100, true, &[(dec!(99.0), dec!(5))], &[(dec!(100.0), dec!(5))]);
-    r.open(buy(dec!(1)), Protection::default(), 1000);
-    let out = r.tick(1100);
-    assert_eq!(fills(&out)[0].price, dec!(100.0));
-    r
-}
-
 #[test]
 fn stop_loss_triggers_on_last_trade_and_fills_at_next_book() {
     let mut r = long_one();
