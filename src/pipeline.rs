@@ -31,6 +31,19 @@ pub enum PipelineError {
     Journal(String),
 }
 
+impl crate::core::error::Classified for PipelineError {
+    /// A pass that cannot complete ends the run: both are [`Disposition::Halt`].
+    ///
+    /// [`Disposition::Halt`]: crate::core::error::Disposition::Halt
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            PipelineError::StageStopped(_) | PipelineError::Journal(_) => {
+                crate::core::error::Disposition::Halt
+            }
+        }
+    }
+}
+
 /// What the other actors hold to append records: the journal's address plus a count of the
 /// appends sent, so the pipeline can skip its end-of-batch [`Flush`] (a cross-thread round
 /// trip) when a batch appended nothing.

@@ -8,6 +8,7 @@ pub mod aggregator;
 pub mod book;
 pub mod decisions;
 pub mod equity;
+pub mod error;
 pub mod execution;
 pub mod feed;
 pub mod fees;

@@ -15,7 +15,6 @@ use crate::actors::aggregator::{AggregatorOutputs, SignalAggregator};
 use crate::actors::external_signals::{self, ExternalOutputs, ExternalSignals, ServerHandle};
 use crate::actors::journal::{Append, Journal, JournalPosition, JournalSink};
 use crate::actors::market_feed::{FeedEnded, MarketFeed, ReplayedStop};
-use crate::pipeline::{Pipeline, Stages};
 use crate::actors::position_book::{PositionBook, PositionBookOutputs};
 use crate::actors::rate_limiter::RateLimiter;
 use crate::actors::risk_manager::{RiskManager, RiskOutputs};
@@ -29,6 +28,7 @@ use crate::core::risk::RiskCore;
 use crate::core::signals::SignalModel;
 use crate::core::time::EventTime;
 use crate::messages::{EmergencyStop, MarketData, PlaceOrders};
+use crate::pipeline::{Pipeline, Stages};
 use crate::run_dir::{RunDir, files};
 
 impl Engine {

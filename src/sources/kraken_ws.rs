@@ -52,6 +52,21 @@ pub enum ConnectionError {
     Consumer(String),
 }
 
+impl crate::core::error::Classified for ConnectionError {
+    /// A lost, refused or silent connection restarts the feed (with backoff); a stopped
+    /// consumer means the engine is shutting down, so nothing restarts.
+    fn disposition(&self) -> crate::core::error::Disposition {
+        use crate::core::error::Disposition;
+        match self {
+            ConnectionError::Connect { .. }
+            | ConnectionError::Closed(_)
+            | ConnectionError::Silent(_)
+            | ConnectionError::Transport(_) => Disposition::Restart,
+            ConnectionError::Consumer(_) => Disposition::Halt,
+        }
+    }
+}
+
 /// Settings of one connection.
 #[derive(Clone, Debug)]
 pub struct ConnectionSettings {
