@@ -186,7 +186,7 @@ pub struct Barrier;
 pub struct NextDecision;
 
 /// Appends records (every actor → Journal; sequence numbers are given by the journal).
-/// Senders hold a [`crate::pipeline::JournalSink`], which counts them.
+/// Senders hold a `JournalSink` (`crate::pipeline`), which counts them.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Append(pub Vec<Entry>);

@@ -60,6 +60,126 @@ pub struct Journal {
     recording: Option<FeedRecording>,
 }
 
+impl Actor for Journal {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_started", actor = "journal", path = %self.path.display(), "journal open");
+        // Batches that append nothing send no Flush, so "at most every N ms" needs its own
+        // timer to sync what the last flushed batch left unsynced.
+        if self.durability == Durability::Interval {
+            let every = std::time::Duration::from_millis(self.interval_ms.max(1));
+            ctx.run_interval(every, |act, _| {
+                if act.dirty && act.sync_due() {
+                    let _ = act.write_out(true);
+                }
+            });
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        let _ = self.write_out(true);
+        tracing::info!(
+            event = "actor_stopped",
+            actor = "journal",
+            last_seq = self.pos.last_seq,
+            "journal closed"
+        );
+    }
+}
+
+impl Handler<Append> for Journal {
+    type Result = ();
+
+    fn handle(&mut self, msg: Append, _ctx: &mut Self::Context) {
+        if self.file.is_none() {
+            tracing::error!(actor = "journal", dropped = msg.0.len(), "append after close refused");
+            return;
+        }
+        let written_before = self.pos.written;
+        for entry in &msg.0 {
+            if self.error.is_some() {
+                return;
+            }
+            self.pos.last_seq += 1;
+            self.pos.last_event_time = entry.event_time;
+            if let Some(until) = self.verify.as_ref().map(|v| v.until_seq)
+                && self.pos.last_seq <= until
+            {
+                if self.check_prefix(self.pos.last_seq, entry)
+                    && self.pos.last_seq == until
+                    && let Some(tx) = self.verify.take().and_then(|mut v| v.caught_up.take())
+                {
+                    tracing::info!(
+                        actor = "journal",
+                        seq = until,
+                        "resume caught up with the journal; continuing"
+                    );
+                    let _ = tx.send(until);
+                }
+                continue;
+            }
+            self.pos.written += 1;
+            journal::encode(self.pos.last_seq, entry, &mut self.buf);
+        }
+        // Records only re-checked during a resume's catch-up are not new: nothing to sync.
+        let wrote = self.pos.written > written_before;
+        if wrote {
+            self.dirty = true;
+        }
+        if self.durability == Durability::EveryRecord && wrote {
+            let _ = self.write_out(true);
+        } else if self.buf.len() > 1 << 20 {
+            let _ = self.write_out(false);
+        }
+    }
+}
+
+impl Handler<RecordFrames> for Journal {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordFrames, _ctx: &mut Self::Context) {
+        let Some(rec) = self.recording.as_mut() else { return };
+        rec.buf.extend_from_slice(&msg.lines);
+        rec.dirty = true;
+        if rec.buf.len() > 1 << 20
+            && let Err(e) = rec.write_out(false)
+        {
+            tracing::error!(actor = "journal", error = %e, "feed recording write failed");
+            self.error = Some(e);
+        }
+    }
+}
+
+impl Handler<Flush> for Journal {
+    type Result = Result<JournalPosition, String>;
+
+    fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
+        let sync = self.dirty && self.sync_due();
+        self.write_out(sync)
+    }
+}
+
+impl Handler<IsVerifying> for Journal {
+    type Result = bool;
+
+    fn handle(&mut self, _msg: IsVerifying, _ctx: &mut Self::Context) -> bool {
+        self.verify.is_some()
+    }
+}
+
+impl Handler<Close> for Journal {
+    type Result = Result<JournalPosition, String>;
+
+    fn handle(&mut self, _msg: Close, ctx: &mut Self::Context) -> Self::Result {
+        self.dirty = true;
+        let r = self.write_out(true);
+        self.file = None;
+        ctx.stop();
+        r
+    }
+}
+
 /// The feed recording a live run keeps beside its journal ([`RecordFrames`]).
 struct FeedRecording {
     path: PathBuf,
@@ -243,125 +363,5 @@ impl Journal {
                 due
             }
         }
-    }
-}
-
-impl Actor for Journal {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        tracing::info!(event = "actor_started", actor = "journal", path = %self.path.display(), "journal open");
-        // Batches that append nothing send no Flush, so "at most every N ms" needs its own
-        // timer to sync what the last flushed batch left unsynced.
-        if self.durability == Durability::Interval {
-            let every = std::time::Duration::from_millis(self.interval_ms.max(1));
-            ctx.run_interval(every, |act, _| {
-                if act.dirty && act.sync_due() {
-                    let _ = act.write_out(true);
-                }
-            });
-        }
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        let _ = self.write_out(true);
-        tracing::info!(
-            event = "actor_stopped",
-            actor = "journal",
-            last_seq = self.pos.last_seq,
-            "journal closed"
-        );
-    }
-}
-
-impl Handler<Append> for Journal {
-    type Result = ();
-
-    fn handle(&mut self, msg: Append, _ctx: &mut Self::Context) {
-        if self.file.is_none() {
-            tracing::error!(actor = "journal", dropped = msg.0.len(), "append after close refused");
-            return;
-        }
-        let written_before = self.pos.written;
-        for entry in &msg.0 {
-            if self.error.is_some() {
-                return;
-            }
-            self.pos.last_seq += 1;
-            self.pos.last_event_time = entry.event_time;
-            if let Some(until) = self.verify.as_ref().map(|v| v.until_seq)
-                && self.pos.last_seq <= until
-            {
-                if self.check_prefix(self.pos.last_seq, entry)
-                    && self.pos.last_seq == until
-                    && let Some(tx) = self.verify.take().and_then(|mut v| v.caught_up.take())
-                {
-                    tracing::info!(
-                        actor = "journal",
-                        seq = until,
-                        "resume caught up with the journal; continuing"
-                    );
-                    let _ = tx.send(until);
-                }
-                continue;
-            }
-            self.pos.written += 1;
-            journal::encode(self.pos.last_seq, entry, &mut self.buf);
-        }
-        // Records only re-checked during a resume's catch-up are not new: nothing to sync.
-        let wrote = self.pos.written > written_before;
-        if wrote {
-            self.dirty = true;
-        }
-        if self.durability == Durability::EveryRecord && wrote {
-            let _ = self.write_out(true);
-        } else if self.buf.len() > 1 << 20 {
-            let _ = self.write_out(false);
-        }
-    }
-}
-
-impl Handler<RecordFrames> for Journal {
-    type Result = ();
-
-    fn handle(&mut self, msg: RecordFrames, _ctx: &mut Self::Context) {
-        let Some(rec) = self.recording.as_mut() else { return };
-        rec.buf.extend_from_slice(&msg.lines);
-        rec.dirty = true;
-        if rec.buf.len() > 1 << 20
-            && let Err(e) = rec.write_out(false)
-        {
-            tracing::error!(actor = "journal", error = %e, "feed recording write failed");
-            self.error = Some(e);
-        }
-    }
-}
-
-impl Handler<Flush> for Journal {
-    type Result = Result<JournalPosition, String>;
-
-    fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
-        let sync = self.dirty && self.sync_due();
-        self.write_out(sync)
-    }
-}
-
-impl Handler<IsVerifying> for Journal {
-    type Result = bool;
-
-    fn handle(&mut self, _msg: IsVerifying, _ctx: &mut Self::Context) -> bool {
-        self.verify.is_some()
-    }
-}
-
-impl Handler<Close> for Journal {
-    type Result = Result<JournalPosition, String>;
-
-    fn handle(&mut self, _msg: Close, ctx: &mut Self::Context) -> Self::Result {
-        self.dirty = true;
-        let r = self.write_out(true);
-        self.file = None;
-        ctx.stop();
-        r
     }
 }
