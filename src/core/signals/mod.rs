@@ -14,6 +14,7 @@
 //! | `online_ml` | [`online_ml`] | walk-forward online logistic regression |
 //! | `onnx` | [`onnx`] | a model trained elsewhere, exported to ONNX (`--features onnx`) |
 //!
+//! [`external`] checks signals pushed by outside processes (the external-signal endpoint).
 //! [`features`] computes the feature vector `online_ml` and `onnx` share. The three sampled
 //! models (`ema_cross`, `rsi`, `breakout`) are written as a [`common::PairModel`] (parameters,
 //! per-pair state, one step per grid sample) and run through one adapter, [`common::Sampled`].
@@ -29,6 +30,7 @@ use super::validate::Issues;
 pub mod breakout;
 pub mod common;
 pub mod ema_cross;
+pub mod external;
 pub mod features;
 pub mod imbalance;
 pub mod online_ml;
