@@ -187,7 +187,9 @@ pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
     let agg_ctx = Context::<SignalAggregator>::new();
     let (pb, risk, agg) = (pb_ctx.address(), risk_ctx.address(), agg_ctx.address());
 
-    let mut models = config.signals.build()?;
+    let model_files =
+        crate::core::signals::ModelFiles { onnx: config.signals.onnx_model_path().map(std::fs::read) };
+    let mut models = config.signals.build(&model_files)?;
     models.extend(extra_models);
     // The Kraken OHLC intervals the models want history at (live warm-up).
     let warmup_intervals: std::collections::BTreeSet<u32> = models
