@@ -512,7 +512,10 @@ impl Config {
         self.sim.validate(&mut is);
         self.execution.validate(&mut is);
         self.risk.validate(&mut is);
-        self.signals.validate(&mut is);
+        // Core reads no files: the model files the signals load are read here.
+        let model_files =
+            crate::core::signals::ModelFiles { onnx: self.signals.onnx_model_path().map(std::fs::read) };
+        self.signals.validate(&mut is, &model_files);
         self.aggregator.validate(&mut is);
         is
     }

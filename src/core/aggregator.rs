@@ -803,7 +803,7 @@ mod tests {
         use super::super::signals::SignalsConfig;
         use super::super::signals::testdata::random_walk;
         let events = random_walk(&["BTC/USD", "ETH/USD", "SOL/USD"], 6 * 3600, 5);
-        let mut models = SignalsConfig::default().build().unwrap();
+        let mut models = SignalsConfig::default().build(&Default::default()).unwrap();
         let mut a = Aggregator::new(&AggregatorConfig::default());
         let mut out = vec![];
         let mut signals = 0;

@@ -223,7 +223,9 @@ fn start_signals(
     sink: &JournalSink,
     external_listener: Option<std::net::TcpListener>,
 ) -> Result<Signals, String> {
-    let mut models = config.signals.build()?;
+    let model_files =
+        crate::core::signals::ModelFiles { onnx: config.signals.onnx_model_path().map(std::fs::read) };
+    let mut models = config.signals.build(&model_files)?;
     models.extend(extra_models);
     let warmup_intervals: BTreeSet<u32> = models
         .iter()

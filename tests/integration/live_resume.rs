@@ -4,7 +4,6 @@
 //! trades that happened while it was down over REST `Trades` `since`, fills the resting
 //! order they crossed, reports the stop they triggered, and reconnects.
 
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -215,70 +214,37 @@ fn start_ws(market: Arc<Mutex<Market>>, pace: Duration) -> (String, std::thread:
 
 /// The REST half (HTTP/1.1, one request per connection): AssetPairs and Trades `since`.
 fn start_rest(market: Arc<Mutex<Market>>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 8192];
-            let mut req = Vec::new();
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
+    mock_rest(move |req| match req.path {
+        "/0/public/AssetPairs" => (200, ASSET_PAIRS.to_string()),
+        "/0/public/Trades" => {
+            let mut m = market.lock().unwrap();
+            let since = req.param("since").unwrap_or_default();
+            m.trades_since.push(since.clone());
+            let since_ns: i128 = since.parse().unwrap_or(0);
+            let base = m.time_us();
+            let gap = m.gap.clone();
+            let mut rows = Vec::new();
+            let mut last = since.clone();
+            for (ms, price, qty) in gap {
+                let us = base + ms * 1000;
+                if i128::from(us) * 1000 <= since_ns {
+                    continue;
                 }
+                m.next_trade_id += 1;
+                rows.push(format!(
+                    r#"["{price}","{qty}",{}.{:06},"s","m","",{}]"#,
+                    us / 1_000_000,
+                    us % 1_000_000,
+                    m.next_trade_id
+                ));
+                last = (i128::from(us) * 1000).to_string();
             }
-            let req = String::from_utf8_lossy(&req).to_string();
-            let target = req.split_whitespace().nth(1).unwrap_or("").to_string();
-            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-            let param = |k: &str| {
-                query.split('&').find_map(|kv| kv.strip_prefix(&format!("{k}="))).map(str::to_string)
-            };
-            let (code, body) = match path {
-                "/0/public/AssetPairs" => (200, ASSET_PAIRS.to_string()),
-                "/0/public/Trades" => {
-                    let mut m = market.lock().unwrap();
-                    let since = param("since").unwrap_or_default();
-                    m.trades_since.push(since.clone());
-                    let since_ns: i128 = since.parse().unwrap_or(0);
-                    let base = m.time_us();
-                    let gap = m.gap.clone();
-                    let mut rows = Vec::new();
-                    let mut last = since.clone();
-                    for (ms, price, qty) in gap {
-                        let us = base + ms * 1000;
-                        if i128::from(us) * 1000 <= since_ns {
-                            continue;
-                        }
-                        m.next_trade_id += 1;
-                        rows.push(format!(
-                            r#"["{price}","{qty}",{}.{:06},"s","m","",{}]"#,
-                            us / 1_000_000,
-                            us % 1_000_000,
-                            m.next_trade_id
-                        ));
-                        last = (i128::from(us) * 1000).to_string();
-                    }
-                    // The market moved on while the trades printed.
-                    m.step += 2;
-                    (
-                        200,
-                        format!(
-                            r#"{{"error":[],"result":{{"XXBTZUSD":[{}],"last":"{last}"}}}}"#,
-                            rows.join(",")
-                        ),
-                    )
-                }
-                _ => (404, r#"{"error":["EGeneral:Unknown method"]}"#.to_string()),
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            // The market moved on while the trades printed.
+            m.step += 2;
+            (200, format!(r#"{{"error":[],"result":{{"XXBTZUSD":[{}],"last":"{last}"}}}}"#, rows.join(",")))
         }
-    });
-    url
+        _ => (404, REST_UNKNOWN_METHOD.to_string()),
+    })
 }
 
 const ASSET_PAIRS: &str = r#"{"error":[],"result":{"XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","base":"XXBT","quote":"ZUSD","cost_decimals":5,"pair_decimals":1,"lot_decimals":8,"fees":[[0,0.4]],"fees_maker":[[0,0.25]],"fee_volume_currency":"ZUSD","ordermin":"0.00005","costmin":"0.5","tick_size":"0.1","status":"online"}}}"#;

@@ -1,11 +1,10 @@
 //! Live start-up over REST against mocks on 127.0.0.1 (support::MockKraken for WS v2, a small
-//! HTTP/1.1 server here for REST): the pair's AssetPairs fee schedule replaces the built-in
+//! support::mock_rest for REST): the pair's AssetPairs fee schedule replaces the built-in
 //! one (`fee_schedule`), OHLC history warms the signal models up so that they call a move
 //! the cold model cannot yet see, both are recorded in `feed.jsonl` before the first frame
 //! and re-executed byte for byte by `run --resume`; an unreachable REST API leaves the run
 //! trading cold on the WS feed.
 
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,41 +32,19 @@ fn ohlc_body() -> String {
 /// The REST mock: answers SystemStatus, AssetPairs, OHLC and (for a resume's catch-up) an
 /// empty Trades page; keeps every request target.
 fn start_rest(requests: Arc<Mutex<Vec<String>>>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 8192];
-            let mut req = Vec::new();
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let req = String::from_utf8_lossy(&req).to_string();
-            let target = req.split_whitespace().nth(1).unwrap_or("").to_string();
-            requests.lock().unwrap().push(target.clone());
-            let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
-            let (code, body) = match path {
-                "/0/public/SystemStatus" => (
-                    200,
-                    r#"{"error":[],"result":{"status":"online","timestamp":"2025-01-01T00:00:00Z"}}"#.into(),
-                ),
-                "/0/public/AssetPairs" => (200, ASSET_PAIRS.to_string()),
-                "/0/public/OHLC" => (200, ohlc_body()),
-                "/0/public/Trades" => (200, r#"{"error":[],"result":{"XXBTZUSD":[],"last":"0"}}"#.into()),
-                _ => (404, r#"{"error":["EGeneral:Unknown method"]}"#.to_string()),
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+    mock_rest(move |req| {
+        requests.lock().unwrap().push(req.target.to_string());
+        match req.path {
+            "/0/public/SystemStatus" => (
+                200,
+                r#"{"error":[],"result":{"status":"online","timestamp":"2025-01-01T00:00:00Z"}}"#.into(),
+            ),
+            "/0/public/AssetPairs" => (200, ASSET_PAIRS.to_string()),
+            "/0/public/OHLC" => (200, ohlc_body()),
+            "/0/public/Trades" => (200, r#"{"error":[],"result":{"XXBTZUSD":[],"last":"0"}}"#.into()),
+            _ => (404, REST_UNKNOWN_METHOD.to_string()),
         }
-    });
-    url
+    })
 }
 
 /// RSI on the default 10 s grid: the mock's book barely moves, so a cold RSI (14 changes

@@ -141,26 +141,11 @@ fn drawdown_breach_halts_cancels_and_flattens_in_the_same_event() {
 #[test]
 fn halt_lifts_after_the_cooldown_of_event_time() {
     let dir = TempDir::new("risk-cooldown");
-    let cfg = write_config(
-        dir.path(),
+    let (run, _) = run_with(
+        &dir,
         "risk:\n  max_drawdown: 0.001\n  halt_cooldown: 20m\nhttp:\n  enabled: false\n",
+        &["--duration", "2h", "--seed", "3"],
     );
-    let run = dir.join("run");
-    let out = run_cli(
-        &[
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--duration",
-            "2h",
-            "--seed",
-            "3",
-            "--run-dir",
-            run.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "run failed:\n{}", text(&out));
     let journal = valid_journal(&run);
     let at = journal.iter().position(|r| r["type"] == "emergency_stop").expect("an emergency_stop record");
     let lift = at + journal[at..].iter().position(|r| r["type"] == "halt_lifted").expect("halt_lifted");

@@ -6,26 +6,11 @@ use crate::support::*;
 #[test]
 fn dropped_connection_restarts_the_feed_and_trading_resumes() {
     let dir = TempDir::new("supervision");
-    let cfg = write_config(
-        dir.path(),
+    let (run, out) = run_with(
+        &dir,
         "sim:\n  drop_connection_after_frames: 20000\nfeed:\n  reconnect:\n    initial_backoff_ms: 100\nhttp:\n  enabled: false\n",
+        &["--duration", "6h", "--log-format", "json"],
     );
-    let run = dir.join("run");
-    let out = run_cli(
-        &[
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--duration",
-            "6h",
-            "--log-format",
-            "json",
-            "--run-dir",
-            run.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "run failed:\n{}", text(&out));
     let logs = json_logs(&out);
     let restarted: Vec<_> =
         logs.iter().filter(|l| l["event"] == "actor_restarted" && l["actor"] == "market_feed").collect();

@@ -14,9 +14,12 @@
 //! | `online_ml` | [`online_ml`] | walk-forward online logistic regression |
 //! | `onnx` | [`onnx`] | a model trained elsewhere, exported to ONNX (`--features onnx`) |
 //!
+//! [`external`] checks signals pushed by outside processes (the external-signal endpoint).
 //! [`features`] computes the feature vector `online_ml` and `onnx` share. The three sampled
 //! models (`ema_cross`, `rsi`, `breakout`) are written as a [`common::PairModel`] (parameters,
 //! per-pair state, one step per grid sample) and run through one adapter, [`common::Sampled`].
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +32,7 @@ use super::validate::Issues;
 pub mod breakout;
 pub mod common;
 pub mod ema_cross;
+pub mod external;
 pub mod features;
 pub mod imbalance;
 pub mod online_ml;
@@ -73,6 +77,14 @@ pub trait SignalModel: Send {
     fn warm_up(&mut self, _symbol: &Symbol, _history: &PriceHistory) {}
 }
 
+/// The model files the enabled built-in models load, as the caller read them: core reads no
+/// files. Today only `onnx` has one: read [`SignalsConfig::onnx_model_path`] if it is `Some`.
+#[derive(Debug, Default)]
+pub struct ModelFiles {
+    /// What reading `signals.onnx.model` gave (its bytes or the read error); `None`: not read.
+    pub onnx: Option<std::io::Result<Vec<u8>>>,
+}
+
 /// `signals.*`: which built-in models run and their parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -113,19 +125,29 @@ impl SignalsConfig {
     ///
     /// Every model's section is checked, enabled or not, so that a typo in a section that is
     /// switched on later does not wait until then to be found. With `onnx` enabled, its model
-    /// file is loaded and checked too (`signals.onnx.model`).
-    pub fn validate(&self, is: &mut Issues) {
+    /// file (read by the caller into `files`) is prepared and checked too (`signals.onnx.model`).
+    pub fn validate(&self, is: &mut Issues, files: &ModelFiles) {
         let before = is.list.len();
         self.validate_keys(is);
         if is.list.len() == before && self.enabled.iter().any(|n| n == onnx::NAME) {
-            self.check_onnx_model(is);
+            self.check_onnx_model(is, files);
         }
     }
 
-    /// Loads the `onnx` model once to check the file and its shapes.
+    /// The model file a caller must read into [`ModelFiles::onnx`] before [`validate`] and
+    /// [`build`]: `signals.onnx.model` when `onnx` is enabled in a build with the onnx feature.
+    ///
+    /// [`validate`]: SignalsConfig::validate
+    /// [`build`]: SignalsConfig::build
+    pub fn onnx_model_path(&self) -> Option<&Path> {
+        let wanted = cfg!(feature = "onnx") && self.enabled.iter().any(|n| n == onnx::NAME);
+        self.onnx.model.as_deref().filter(|_| wanted)
+    }
+
+    /// Prepares the `onnx` model once to check the file and its shapes.
     #[cfg(feature = "onnx")]
-    fn check_onnx_model(&self, is: &mut Issues) {
-        if let Err(e) = onnx::OnnxSignal::new(&self.onnx) {
+    fn check_onnx_model(&self, is: &mut Issues, files: &ModelFiles) {
+        if let Err(e) = onnx::OnnxSignal::new(&self.onnx, files.onnx.as_ref()) {
             let message = e.strip_prefix("signals.onnx.model: ").unwrap_or(&e).to_string();
             is.push("signals.onnx.model", message);
         }
@@ -133,7 +155,7 @@ impl SignalsConfig {
 
     /// Without the feature, `validate_keys` has already refused `onnx` in `enabled`.
     #[cfg(not(feature = "onnx"))]
-    fn check_onnx_model(&self, _is: &mut Issues) {}
+    fn check_onnx_model(&self, _is: &mut Issues, _files: &ModelFiles) {}
 
     fn validate_keys(&self, is: &mut Issues) {
         for (i, name) in self.enabled.iter().enumerate() {
@@ -154,12 +176,14 @@ impl SignalsConfig {
         self.onnx.validate(is);
     }
 
-    /// The enabled built-in models, one instance per name.
+    /// The enabled built-in models, one instance per name; `files` holds the model files
+    /// the caller read ([`SignalsConfig::onnx_model_path`]).
     ///
     /// Fails with every config problem (one per line, each naming its key) when the config
     /// does not validate, e.g. `signals.enabled[1]: unknown signal model "macd" (…)`, or with
     /// the problem of the `onnx` model file (`signals.onnx.model: …`).
-    pub fn build(&self) -> Result<Vec<Box<dyn SignalModel>>, String> {
+    #[cfg_attr(not(feature = "onnx"), allow(unused_variables))]
+    pub fn build(&self, files: &ModelFiles) -> Result<Vec<Box<dyn SignalModel>>, String> {
         let mut is = Issues::default();
         self.validate_keys(&mut is);
         if !is.is_empty() {
@@ -174,7 +198,7 @@ impl SignalsConfig {
                 "imbalance" => Box::new(Imbalance::new(&self.imbalance)),
                 "online_ml" => Box::new(OnlineMl::new(&self.online_ml)),
                 #[cfg(feature = "onnx")]
-                "onnx" => Box::new(onnx::OnnxSignal::new(&self.onnx)?),
+                "onnx" => Box::new(onnx::OnnxSignal::new(&self.onnx, files.onnx.as_ref())?),
                 other => return Err(format!("signals.enabled[{i}]: unknown signal model {other:?}")),
             });
         }
@@ -188,7 +212,7 @@ mod tests {
 
     #[test]
     fn default_builds_ema_cross_only() {
-        let models = SignalsConfig::default().build().unwrap();
+        let models = SignalsConfig::default().build(&ModelFiles::default()).unwrap();
         let names: Vec<_> = models.iter().map(|m| m.name().to_string()).collect();
         assert_eq!(names, ["ema_cross"]);
     }
@@ -199,7 +223,8 @@ mod tests {
         let plain: Vec<&str> = BUILT_IN.iter().copied().filter(|n| *n != "onnx").collect();
         let cfg =
             SignalsConfig { enabled: plain.iter().map(|s| s.to_string()).collect(), ..Default::default() };
-        let names: Vec<_> = cfg.build().unwrap().iter().map(|m| m.name().to_string()).collect();
+        let names: Vec<_> =
+            cfg.build(&ModelFiles::default()).unwrap().iter().map(|m| m.name().to_string()).collect();
         assert_eq!(names, plain);
     }
 
@@ -208,21 +233,21 @@ mod tests {
     fn onnx_without_the_feature_names_the_key_and_the_flag() {
         let cfg = SignalsConfig { enabled: vec!["ema_cross".into(), "onnx".into()], ..Default::default() };
         let mut is = Issues::default();
-        cfg.validate(&mut is);
+        cfg.validate(&mut is, &ModelFiles::default());
         assert_eq!(is.list.len(), 1, "{is}");
         assert_eq!(is.list[0].key, "signals.enabled[1]");
         assert!(is.list[0].message.contains("--features onnx"), "{is}");
-        let err = cfg.build().err().unwrap();
+        let err = cfg.build(&ModelFiles::default()).err().unwrap();
         assert!(err.starts_with("signals.enabled[1]: ") && err.contains("--features onnx"), "{err}");
     }
 
     #[test]
     fn unknown_name_is_an_error_naming_its_index() {
         let cfg = SignalsConfig { enabled: vec!["ema_cross".into(), "macd".into()], ..Default::default() };
-        let err = cfg.build().err().unwrap();
+        let err = cfg.build(&ModelFiles::default()).err().unwrap();
         assert!(err.starts_with("signals.enabled[1]: unknown signal model \"macd\""), "{err}");
         let mut is = Issues::default();
-        cfg.validate(&mut is);
+        cfg.validate(&mut is, &ModelFiles::default());
         assert_eq!(is.list.len(), 1);
         assert_eq!(is.list[0].key, "signals.enabled[1]");
     }
@@ -231,7 +256,7 @@ mod tests {
     fn duplicate_names_are_refused() {
         let cfg = SignalsConfig { enabled: vec!["rsi".into(), "rsi".into()], ..Default::default() };
         let mut is = Issues::default();
-        cfg.validate(&mut is);
+        cfg.validate(&mut is, &ModelFiles::default());
         assert_eq!(is.list[0].key, "signals.enabled[1]");
     }
 
@@ -251,7 +276,7 @@ mod tests {
     #[test]
     fn defaults_validate() {
         let mut is = Issues::default();
-        SignalsConfig::default().validate(&mut is);
+        SignalsConfig::default().validate(&mut is, &ModelFiles::default());
         assert!(is.is_empty(), "{is}");
     }
 }

@@ -19,9 +19,10 @@
 //! label and nothing that could look ahead: the output at an event depends on the events up
 //! to it and the fixed model.
 //!
-//! The model file is read once, when the signal is built (at config validation and start-up);
-//! every problem with it — missing, not ONNX, unsupported operators, wrong input shape, an
-//! output that is not a probability — is an error naming the file and `signals.onnx.model`.
+//! The model file is read by the caller (core reads no files: [`super::ModelFiles`]) and
+//! prepared once, when the signal is built (at config validation and start-up); every
+//! problem with it — missing, not ONNX, unsupported operators, wrong input shape, an output
+//! that is not a probability — is an error naming the file and `signals.onnx.model`.
 
 use std::path::PathBuf;
 
@@ -132,15 +133,9 @@ mod runtime {
     }
 
     impl OnnxModel {
-        /// Reads `path` and prepares it for vectors of `n_features` features. Every error
-        /// names the file; shape errors give the model's and the features' shapes.
-        pub fn load(path: &Path, n_features: usize) -> Result<OnnxModel, String> {
-            let file = path.display().to_string();
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read ONNX model {file}: {e}"))?;
-            Self::from_bytes(&bytes, n_features, &file)
-        }
-
-        /// Prepares a model from the bytes of an `.onnx` file; `file` names it in errors.
+        /// Prepares a model from the bytes of an `.onnx` file for vectors of `n_features`
+        /// features; `file` names it in errors. Shape errors give the model's and the
+        /// features' shapes.
         pub fn from_bytes(bytes: &[u8], n_features: usize, file: &str) -> Result<OnnxModel, String> {
             // tract indexes into the graph while parsing; a malformed file must be an error
             // naming it, not a crash of the engine.
@@ -290,12 +285,21 @@ mod runtime {
     }
 
     impl OnnxSignal {
-        /// Loads `cfg.model` (errors name the key and the file).
-        pub fn new(cfg: &OnnxConfig) -> Result<OnnxSignal, String> {
+        /// Prepares `cfg.model` from `file`, what the caller's read of it gave (core reads
+        /// no files; `None`: not read). Errors name the key and the file.
+        pub fn new(cfg: &OnnxConfig, file: Option<&std::io::Result<Vec<u8>>>) -> Result<OnnxSignal, String> {
             let Some(path) = &cfg.model else {
                 return Err("signals.onnx.model: set it to the .onnx file of the model".to_string());
             };
-            let model = OnnxModel::load(path, cfg.features().n_features())
+            let name = path.display().to_string();
+            let bytes = match file {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(e)) => {
+                    return Err(format!("signals.onnx.model: cannot read ONNX model {name}: {e}"));
+                }
+                None => return Err(format!("signals.onnx.model: ONNX model {name} was not read")),
+            };
+            let model = OnnxModel::from_bytes(bytes, cfg.features().n_features(), &name)
                 .map_err(|e| format!("signals.onnx.model: {e}"))?;
             Ok(Self::with_model(cfg, model))
         }
@@ -367,8 +371,8 @@ mod runtime {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    use super::super::SignalsConfig;
     use super::super::testdata;
+    use super::super::{ModelFiles, SignalsConfig};
     use super::*;
     use crate::core::decisions::Signal;
     use crate::core::validate::Issues;
@@ -379,6 +383,27 @@ mod tests {
 
     fn cfg() -> OnnxConfig {
         OnnxConfig { model: Some(example("signal_model.onnx")), ..OnnxConfig::default() }
+    }
+
+    /// What the engine's read of `cfg.model` gives.
+    fn read(c: &OnnxConfig) -> std::io::Result<Vec<u8>> {
+        std::fs::read(c.model.as_deref().unwrap())
+    }
+
+    /// The signal as the engine builds it: the caller reads the file, core prepares it.
+    fn signal(c: &OnnxConfig) -> Result<OnnxSignal, String> {
+        OnnxSignal::new(c, Some(&read(c)))
+    }
+
+    /// The model files a run of `sc` reads.
+    fn files(sc: &SignalsConfig) -> ModelFiles {
+        ModelFiles { onnx: sc.onnx_model_path().map(std::fs::read) }
+    }
+
+    /// A model prepared from a file, as `OnnxSignal::new` does.
+    fn load(path: &Path, n_features: usize) -> Result<OnnxModel, String> {
+        let bytes = std::fs::read(path).unwrap();
+        OnnxModel::from_bytes(&bytes, n_features, &path.display().to_string())
     }
 
     #[test]
@@ -392,7 +417,7 @@ mod tests {
             cfg().features().names(),
             "the committed model was trained on the default features"
         );
-        let model = OnnxModel::load(&example("signal_model.onnx"), names.len()).unwrap();
+        let model = load(&example("signal_model.onnx"), names.len()).unwrap();
         let vectors = v["vectors"].as_array().unwrap();
         assert!(vectors.len() >= 5);
         let num = |x: &serde_json::Value| x.to_string().parse::<f64>().unwrap();
@@ -410,23 +435,23 @@ mod tests {
     fn a_model_for_another_feature_count_is_refused_with_both_shapes() {
         // lags [1, 2] → 6 features; the model takes 7.
         let c = OnnxConfig { lags: vec![1, 2], ..cfg() };
-        let err = OnnxSignal::new(&c).err().unwrap();
+        let err = signal(&c).err().unwrap();
         assert!(err.starts_with("signals.onnx.model: ONNX model "), "{err}");
         assert!(err.contains("signal_model.onnx"), "names the file: {err}");
         assert!(err.contains(", 7]") && err.contains("[1, 6]"), "gives both shapes: {err}");
         // The same through the config: one issue at the model key, none elsewhere.
         let sc = SignalsConfig { enabled: vec!["onnx".into()], onnx: c, ..SignalsConfig::default() };
         let mut is = Issues::default();
-        sc.validate(&mut is);
+        sc.validate(&mut is, &files(&sc));
         assert_eq!(is.list.len(), 1, "{is}");
         assert_eq!(is.list[0].key, "signals.onnx.model");
-        assert!(sc.build().is_err());
+        assert!(sc.build(&files(&sc)).is_err());
     }
 
     #[test]
     fn missing_unreadable_or_unset_models_are_errors_naming_the_key_and_file() {
         let missing = OnnxConfig { model: Some(PathBuf::from("/nonexistent/m.onnx")), ..cfg() };
-        let err = OnnxSignal::new(&missing).err().unwrap();
+        let err = OnnxSignal::new(&missing, Some(&std::fs::read("/nonexistent/m.onnx"))).err().unwrap();
         assert!(err.starts_with("signals.onnx.model: cannot read ONNX model /nonexistent/m.onnx"), "{err}");
 
         let dir = std::env::temp_dir().join(format!("kp-onnx-{}", std::process::id()));
@@ -437,14 +462,15 @@ mod tests {
         {
             let path = dir.join(name);
             std::fs::write(&path, bytes).unwrap();
-            let err = OnnxModel::load(&path, 7).err().unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let err = OnnxModel::from_bytes(&bytes, 7, &path.display().to_string()).err().unwrap();
             assert!(err.starts_with(&format!("ONNX model {}", path.display())), "{err}");
         }
         let _ = std::fs::remove_dir_all(&dir);
 
         let unset = SignalsConfig { enabled: vec!["onnx".into()], ..SignalsConfig::default() };
         let mut is = Issues::default();
-        unset.validate(&mut is);
+        unset.validate(&mut is, &files(&unset));
         assert_eq!(is.list.len(), 1, "{is}");
         assert_eq!(is.list[0].key, "signals.onnx.model");
     }
@@ -457,9 +483,9 @@ mod tests {
             ..Default::default()
         };
         let mut is = Issues::default();
-        sc.validate(&mut is);
+        sc.validate(&mut is, &files(&sc));
         assert!(is.is_empty(), "{is}");
-        let names: Vec<_> = sc.build().unwrap().iter().map(|m| m.name().to_string()).collect();
+        let names: Vec<_> = sc.build(&files(&sc)).unwrap().iter().map(|m| m.name().to_string()).collect();
         assert_eq!(names, ["ema_cross", "onnx"]);
     }
 
@@ -477,8 +503,8 @@ mod tests {
         let mut b: Vec<_> = a.iter().filter(|e| e.time() < cut).cloned().collect();
         b.extend(b_tail.into_iter().filter(|e| e.time() >= cut));
         assert_ne!(a, b);
-        let sa = testdata::run(&mut OnnxSignal::new(&eager()).unwrap(), &a);
-        let sb = testdata::run(&mut OnnxSignal::new(&eager()).unwrap(), &b);
+        let sa = testdata::run(&mut signal(&eager()).unwrap(), &a);
+        let sb = testdata::run(&mut signal(&eager()).unwrap(), &b);
         let before = |s: &Vec<Signal>| s.iter().filter(|x| x.event_time < cut).cloned().collect::<Vec<_>>();
         assert!(before(&sa).len() >= 5, "the test needs signals before the cut: {}", before(&sa).len());
         assert_eq!(before(&sa), before(&sb));
@@ -489,7 +515,7 @@ mod tests {
     fn signals_carry_the_models_probability_and_wait_for_the_warmup() {
         let stream = testdata::random_walk(&["BTC/USD", "ETH/USD"], 4 * 3600, 5);
         let c = eager();
-        let mut m = OnnxSignal::new(&c).unwrap();
+        let mut m = signal(&c).unwrap();
         let sigs = testdata::run(&mut m, &stream);
         assert_eq!(m.failures(), 0);
         assert!(sigs.iter().any(|s| &*s.pair == "BTC/USD") && sigs.iter().any(|s| &*s.pair == "ETH/USD"));
@@ -498,7 +524,7 @@ mod tests {
         // The features of the same stream, run through the model directly: each signal's score
         // is 2p − 1 of the vector of its grid sample.
         let mut f = super::super::features::Features::new(c.features());
-        let model = OnnxModel::load(c.model.as_deref().unwrap(), 7).unwrap();
+        let model = load(c.model.as_deref().unwrap(), 7).unwrap();
         let mut p_at = std::collections::BTreeMap::new();
         for e in &stream {
             if let Some(s) = f.on_event(e)
