@@ -159,8 +159,8 @@ pub struct EmergencyStop {
     pub drawdown: f64,
     /// Configured limit (fraction).
     pub limit: f64,
-    /// Why (`max_drawdown`, `operator`).
-    pub reason: String,
+    /// Why (shown as `max_drawdown`, `operator`).
+    pub reason: crate::core::risk::EmergencyReason,
 }
 
 /// The halt was lifted (RiskManager → every actor).
@@ -169,8 +169,8 @@ pub struct EmergencyStop {
 pub struct HaltLifted {
     /// Event time.
     pub time: EventTime,
-    /// Who lifted it (`cooldown`, `operator`).
-    pub by: String,
+    /// Who lifted it (shown as `cooldown`, `operator`).
+    pub by: crate::core::risk::HaltLiftedBy,
 }
 
 /// "Handle everything sent to you before this" (MarketFeed → PositionBook).

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use crate::actors::journal::{Append, JournalSink};
 use crate::core::journal::Entry;
 use crate::core::portfolio::PortfolioView;
-use crate::core::risk::{RiskCore, Verdict};
+use crate::core::risk::{EmergencyReason, HaltLiftedBy, RiskCore, Verdict};
 use crate::core::time::EventTime;
 use crate::messages::{
     EmergencyStop, HaltLifted, MarketData, OperatorCommand, PlaceOrders, PortfolioUpdate, Shutdown,
@@ -82,15 +82,15 @@ impl RiskManager {
         }
     }
 
-    fn lifted(&mut self, time: EventTime, by: &str) {
-        tracing::warn!(event = "halt_lifted", actor = "risk_manager", by, event_time = %time, "trading halt lifted");
+    fn lifted(&mut self, time: EventTime, by: HaltLiftedBy) {
+        tracing::warn!(event = "halt_lifted", actor = "risk_manager", by = by.as_str(), event_time = %time, "trading halt lifted");
         self.out.journal.do_send(Append(vec![Entry::new(
             time,
             "halt_lifted",
             &serde_json::json!({ "by": by }),
         )]));
         for r in &self.out.halt_lifted {
-            r.do_send(HaltLifted { time, by: by.to_string() });
+            r.do_send(HaltLifted { time, by });
         }
     }
 }
@@ -116,7 +116,7 @@ impl Handler<PortfolioUpdate> for RiskManager {
         let breach = self.core.on_portfolio(&msg.view);
         self.last_view = Some(msg.view);
         if was_halted && !self.core.halted() {
-            self.lifted(self.last_time, "cooldown");
+            self.lifted(self.last_time, HaltLiftedBy::Cooldown);
         }
         let Some(b) = breach else {
             return AtomicResponse::new(Box::pin(fut::ready(())));
@@ -126,7 +126,7 @@ impl Handler<PortfolioUpdate> for RiskManager {
             time: b.time,
             drawdown: b.drawdown,
             limit: b.limit,
-            reason: "max_drawdown".into(),
+            reason: EmergencyReason::MaxDrawdown,
         };
         let f = self.broadcast_stop(stop, b.equity.to_string(), b.peak.to_string());
         AtomicResponse::new(Box::pin(f.into_actor(self)))
@@ -144,7 +144,7 @@ impl Handler<TradeIntents> for RiskManager {
             let was_halted = self.core.halted();
             let verdict = self.core.evaluate(intent);
             if was_halted && !self.core.halted() {
-                self.lifted(intent.time, "cooldown");
+                self.lifted(intent.time, HaltLiftedBy::Cooldown);
             }
             match verdict {
                 Verdict::Approved(req) | Verdict::Exit(req) => orders.push(*req),
@@ -203,7 +203,7 @@ impl Handler<OperatorCommand> for RiskManager {
                     return AtomicResponse::new(Box::pin(fut::ready(Ok("not halted".to_string()))));
                 }
                 self.core.lift_halt(self.last_time);
-                self.lifted(self.last_time, "operator");
+                self.lifted(self.last_time, HaltLiftedBy::Operator);
                 AtomicResponse::new(Box::pin(fut::ready(Ok("halt lifted".to_string()))))
             }
             OperatorCommand::EmergencyStop => {
@@ -215,7 +215,7 @@ impl Handler<OperatorCommand> for RiskManager {
                     time: b.time,
                     drawdown: b.drawdown,
                     limit: b.limit,
-                    reason: "operator".into(),
+                    reason: EmergencyReason::Operator,
                 };
                 let f = self.broadcast_stop(stop, b.equity.to_string(), b.peak.to_string());
                 AtomicResponse::new(Box::pin(f.into_actor(self).map(|_, _, _| Ok("halted".to_string()))))

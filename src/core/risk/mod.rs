@@ -12,7 +12,7 @@
 //! the steps live beside it: `limits` (gates and exposure rooms), `sizing` (stop distance,
 //! fixed-fractional size, Kelly and the caps), `correlation` (shrink, exposures), `pricing`
 //! (touch prices, quantity, protective prices), `watch` (the drawdown formula and
-//! [`RiskWatch`]), `stats` (correlation and VaR samples) and `config` ([`RiskConfig`]).
+//! [`RiskWatch`]), `state` ([`TradingState`], [`EmergencyReason`]), `stats` (correlation and VaR samples) and `config` ([`RiskConfig`]).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -33,6 +33,7 @@ mod correlation;
 mod limits;
 mod pricing;
 mod sizing;
+mod state;
 mod stats;
 mod watch;
 
@@ -40,6 +41,7 @@ mod watch;
 mod tests;
 
 pub use config::{RiskConfig, StopMode};
+pub use state::{EmergencyReason, HaltLiftedBy, TradingState};
 pub use watch::{RiskWatch, drawdown, next_peak};
 
 /// Refusal reason codes (the `reason` of a [`Refusal`], keys of `refused_by_reason`).
@@ -218,7 +220,7 @@ pub struct RiskCore {
     peak: Cash,
     current_drawdown: f64,
     max_drawdown_seen: f64,
-    halted_since: Option<EventTime>,
+    trading: TradingState,
     day: Option<EventTime>,
     day_start_equity: Cash,
     last_trade: BTreeMap<Symbol, EventTime>,
@@ -248,7 +250,7 @@ impl RiskCore {
             peak: Decimal::ZERO,
             current_drawdown: 0.0,
             max_drawdown_seen: 0.0,
-            halted_since: None,
+            trading: TradingState::Active,
             day: None,
             day_start_equity: Decimal::ZERO,
             last_trade: BTreeMap::new(),
@@ -297,8 +299,8 @@ impl RiskCore {
         let dd = drawdown(self.peak, equity);
         self.current_drawdown = to_f64(dd);
         self.max_drawdown_seen = self.max_drawdown_seen.max(self.current_drawdown);
-        if self.halted_since.is_none() && dd > self.cfg.max_drawdown {
-            self.halted_since = Some(now);
+        if !self.trading.is_halted() && dd > self.cfg.max_drawdown {
+            self.trading = TradingState::Halted { since: now, reason: Some(EmergencyReason::MaxDrawdown) };
             self.emergency_stops += 1;
             return Some(Breach {
                 time: now,
@@ -354,10 +356,10 @@ impl RiskCore {
     /// Operator halt (`POST /api/emergency-stop`): a breach at `now` with the current
     /// figures; None when already halted.
     pub fn halt_now(&mut self, now: EventTime) -> Option<Breach> {
-        if self.halted_since.is_some() {
+        if self.trading.is_halted() {
             return None;
         }
-        self.halted_since = Some(now);
+        self.trading = TradingState::Halted { since: now, reason: Some(EmergencyReason::Operator) };
         self.emergency_stops += 1;
         let equity = self.view.as_ref().map(|v| v.equity).unwrap_or(Decimal::ZERO);
         Some(Breach {
@@ -371,12 +373,17 @@ impl RiskCore {
 
     /// True while halted.
     pub fn halted(&self) -> bool {
-        self.halted_since.is_some()
+        self.trading.is_halted()
+    }
+
+    /// The trading state (active, or halted since when and why).
+    pub fn trading_state(&self) -> TradingState {
+        self.trading
     }
 
     /// Lifts a halt (operator); the drawdown peak resets to the current equity.
     pub fn lift_halt(&mut self, _now: EventTime) {
-        self.halted_since = None;
+        self.trading = TradingState::Active;
         self.peak = self.view.as_ref().map(|v| v.equity).unwrap_or(Decimal::ZERO);
         self.current_drawdown = 0.0;
     }
@@ -390,7 +397,7 @@ impl RiskCore {
     pub fn state(&self) -> RiskState {
         RiskState {
             peak: self.peak,
-            halted_since: self.halted_since,
+            halted_since: self.trading.halted_since(),
             day: self.day,
             day_start_equity: self.day_start_equity,
             last_trade: self.last_trade.clone(),
@@ -406,7 +413,7 @@ impl RiskCore {
     /// Restores a saved state (before the first `on_portfolio` after a restart).
     pub fn restore(&mut self, s: RiskState) {
         self.peak = s.peak;
-        self.halted_since = s.halted_since;
+        self.trading = TradingState::from_halted_since(s.halted_since);
         self.day = s.day;
         self.day_start_equity = s.day_start_equity;
         self.last_trade = s.last_trade;
@@ -456,7 +463,7 @@ impl RiskCore {
             "max_drawdown_pct": self.max_drawdown_seen * 100.0,
             "max_drawdown_limit": to_f64(self.cfg.max_drawdown),
             "halted": self.halted(),
-            "halted_since": self.halted_since.map(|t| t.to_rfc3339()),
+            "halted_since": self.trading.halted_since().map(|t| t.to_rfc3339()),
             "exposure_by_asset": by_asset,
             "exposure_by_asset_cash": by_asset_cash,
             "total_exposure": frac(exp.total),
@@ -485,7 +492,7 @@ impl RiskCore {
     // ---- internals -------------------------------------------------------------------
 
     fn maybe_lift(&mut self, now: EventTime) {
-        if let (Some(since), Some(cd)) = (self.halted_since, self.cfg.halt_cooldown)
+        if let (Some(since), Some(cd)) = (self.trading.halted_since(), self.cfg.halt_cooldown)
             && now.micros_since(since) >= cd.as_micros()
         {
             self.lift_halt(now);
@@ -493,7 +500,7 @@ impl RiskCore {
     }
 
     fn decide(&self, intent: &TradeIntent) -> Result<Decision, Refuse> {
-        if let Some(since) = self.halted_since {
+        if let Some(since) = self.trading.halted_since() {
             return Err((
                 reason::HALTED,
                 format!(

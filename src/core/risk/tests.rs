@@ -805,3 +805,33 @@ fn risk_watch_announces_every_view_that_changes_the_core() {
     }
     assert!(skipped > 1000 && sent > 10, "skipped {skipped}, sent {sent}");
 }
+
+#[test]
+fn trading_state_records_why_and_keeps_the_text_forms() {
+    let mut rc = core(RiskConfig { halt_cooldown: None, ..loose() });
+    assert_eq!(rc.trading_state(), TradingState::Active);
+    rc.on_portfolio(&view(t(0), dec!(10000), vec![], vec![btc()]));
+    rc.on_portfolio(&view(t(1), dec!(8000), vec![], vec![btc()])).unwrap();
+    assert_eq!(
+        rc.trading_state(),
+        TradingState::Halted { since: t(1), reason: Some(EmergencyReason::MaxDrawdown) }
+    );
+    assert!(rc.halt_now(t(2)).is_none(), "already halted");
+    rc.lift_halt(t(2));
+    assert_eq!(rc.trading_state(), TradingState::Active);
+    rc.halt_now(t(3)).unwrap();
+    assert_eq!(
+        rc.trading_state(),
+        TradingState::Halted { since: t(3), reason: Some(EmergencyReason::Operator) }
+    );
+    assert_eq!(rc.state().halted_since, Some(t(3)));
+    // A restored halt keeps its time; the journaled state never held the reason.
+    let mut back = core(RiskConfig { halt_cooldown: None, ..loose() });
+    back.restore(rc.state());
+    assert_eq!(back.trading_state(), TradingState::Halted { since: t(3), reason: None });
+    // The strings journal records, logs, report.json and the HTTP API have always shown.
+    assert_eq!(EmergencyReason::MaxDrawdown.to_string(), "max_drawdown");
+    assert_eq!(serde_json::to_value(EmergencyReason::Operator).unwrap(), "operator");
+    assert_eq!(HaltLiftedBy::Cooldown.to_string(), "cooldown");
+    assert_eq!(serde_json::json!({ "by": HaltLiftedBy::Operator }).to_string(), r#"{"by":"operator"}"#);
+}
