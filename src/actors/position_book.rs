@@ -386,7 +386,11 @@ impl PositionBook {
             && let Err(e) = self.exchange.verify_identity()
         {
             tracing::error!(actor = "position_book", error = %e, "accounting identity violated");
-            entries.push(Entry::new(self.last_time, "identity_violation", &json!({ "error": e })));
+            entries.push(Entry::new(
+                self.last_time,
+                "identity_violation",
+                &json!({ "error": e.to_string() }),
+            ));
         }
         self.out.journal.do_send(Append(entries));
         if !closed.is_empty() {

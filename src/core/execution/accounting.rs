@@ -20,6 +20,106 @@ use crate::core::time::EventTime;
 /// the 28th digit; everything else is exact decimal arithmetic.
 const IDENTITY_TOLERANCE: Decimal = rust_decimal_macros::dec!(0.00000001);
 
+/// A broken accounting identity: which records disagree, and by what.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IdentityError {
+    /// A position on a pair whose instrument never arrived.
+    #[error("position on {pair} without instrument")]
+    NoInstrument {
+        /// The pair.
+        pair: Symbol,
+    },
+    /// A margin position that is not covered by the pair's short.
+    #[error("{pair}: margin position {margin} but position qty {qty}")]
+    MarginBeyondShort {
+        /// The pair.
+        pair: Symbol,
+        /// Borrowed base of the margin position.
+        margin: Qty,
+        /// The pair's position quantity.
+        qty: Qty,
+    },
+    /// The position quantity differs from the sum of its fills.
+    #[error("{pair}: position qty {qty} != Σ fill qty {flow}")]
+    QtyFlow {
+        /// The pair.
+        pair: Symbol,
+        /// The position quantity.
+        qty: Qty,
+        /// Σ signed base of the fills.
+        flow: Qty,
+    },
+    /// Realized P&L, fees and basis do not add up to the quote moved by the fills.
+    #[error("{pair}: realized {realized} − fees {fees} − basis {basis} != quote flow {flow}")]
+    QuoteFlow {
+        /// The pair.
+        pair: Symbol,
+        /// Realized P&L gross of fees.
+        realized: Cash,
+        /// Fees paid.
+        fees: Cash,
+        /// Cost of the open quantity.
+        basis: Cash,
+        /// Σ quote moved by the fills.
+        flow: Cash,
+    },
+    /// A balance differs from the initial balance plus the fills' flows.
+    #[error("balance {asset} {have} != initial + fills {want}")]
+    Balance {
+        /// The asset.
+        asset: String,
+        /// The balance held.
+        have: Decimal,
+        /// Initial balance + Σ flows.
+        want: Decimal,
+    },
+    /// A negative balance beyond what short margin positions borrowed.
+    #[error("balance {asset} is {have}, beyond the {borrowed} borrowed for short margin positions")]
+    BeyondBorrowed {
+        /// The asset.
+        asset: String,
+        /// The balance held.
+        have: Decimal,
+        /// What margin positions (and unpaid margin fees) account for.
+        borrowed: Decimal,
+    },
+    /// A negative balance while shorts are disabled.
+    #[error("balance {asset} is negative ({have}) but shorts are not supported")]
+    NegativeBalance {
+        /// The asset.
+        asset: String,
+        /// The balance held.
+        have: Decimal,
+    },
+    /// Equity from balances differs from initial holdings plus P&L.
+    #[error("equity {equity} != initial holdings + realized − fees + unrealized {expected}")]
+    Equity {
+        /// Equity from balances.
+        equity: Cash,
+        /// Initial holdings + realized − fees + unrealized.
+        expected: Cash,
+    },
+}
+
+impl crate::core::error::Classified for IdentityError {
+    /// A broken identity is reported (logged and journaled) and the run goes on:
+    /// [`Disposition::Recoverable`].
+    ///
+    /// [`Disposition::Recoverable`]: crate::core::error::Disposition::Recoverable
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            IdentityError::NoInstrument { .. }
+            | IdentityError::MarginBeyondShort { .. }
+            | IdentityError::QtyFlow { .. }
+            | IdentityError::QuoteFlow { .. }
+            | IdentityError::Balance { .. }
+            | IdentityError::BeyondBorrowed { .. }
+            | IdentityError::NegativeBalance { .. }
+            | IdentityError::Equity { .. } => crate::core::error::Disposition::Recoverable,
+        }
+    }
+}
+
 impl PaperExchange {
     /// The account for RiskManager and the dashboard.
     pub fn portfolio(&self) -> PortfolioView {
@@ -111,13 +211,13 @@ impl PaperExchange {
     /// Three independent records must agree: the asset balances, the per-pair flows and
     /// positions (qty, basis, realized P&L, fees), and equity. Exact except for the
     /// inverted-mid conversions (tolerance 1e-8 in the account currency).
-    pub fn verify_identity(&self) -> Result<(), String> {
+    pub fn verify_identity(&self) -> Result<(), IdentityError> {
         // 1. Balances = initial + Σ fills' flows, per asset.
         let mut expect = self.initial.clone();
         for (pair, p) in &self.positions {
             let inst = self.pairs.get(pair).and_then(|s| s.inst.clone());
             let Some(inst) = inst else {
-                return Err(format!("position on {pair} without instrument"));
+                return Err(IdentityError::NoInstrument { pair: pair.clone() });
             };
             *expect.entry(inst.base.to_string()).or_default() += p.base_flow;
             *expect.entry(inst.quote.to_string()).or_default() += p.quote_flow;
@@ -126,22 +226,29 @@ impl PaperExchange {
             if let Some(m) = self.margin.get(pair)
                 && (m.qty <= Decimal::ZERO || m.qty > (-p.qty).max(Decimal::ZERO))
             {
-                return Err(format!("{pair}: margin position {} but position qty {}", m.qty, p.qty));
+                return Err(IdentityError::MarginBeyondShort {
+                    pair: pair.clone(),
+                    margin: m.qty,
+                    qty: p.qty,
+                });
             }
             if p.qty != p.base_flow {
-                return Err(format!("{pair}: position qty {} != Σ fill qty {}", p.qty, p.base_flow));
+                return Err(IdentityError::QtyFlow { pair: pair.clone(), qty: p.qty, flow: p.base_flow });
             }
             if p.realized - p.fees - p.basis != p.quote_flow {
-                return Err(format!(
-                    "{pair}: realized {} − fees {} − basis {} != quote flow {}",
-                    p.realized, p.fees, p.basis, p.quote_flow
-                ));
+                return Err(IdentityError::QuoteFlow {
+                    pair: pair.clone(),
+                    realized: p.realized,
+                    fees: p.fees,
+                    basis: p.basis,
+                    flow: p.quote_flow,
+                });
             }
         }
         for (asset, want) in &expect {
             let have = self.balance(asset);
             if have != *want {
-                return Err(format!("balance {asset} {have} != initial + fills {want}"));
+                return Err(IdentityError::Balance { asset: asset.clone(), have, want: *want });
             }
             let initial = self.initial.get(asset).copied().unwrap_or_default();
             // A negative balance is base borrowed for short margin positions, or margin fees
@@ -155,11 +262,9 @@ impl PaperExchange {
                 + self.margin_fees_owed.get(asset).copied().unwrap_or_default();
             if have < Decimal::ZERO && initial >= Decimal::ZERO && -have > borrowed {
                 return Err(if self.cfg.margin.enabled {
-                    format!(
-                        "balance {asset} is {have}, beyond the {borrowed} borrowed for short margin positions"
-                    )
+                    IdentityError::BeyondBorrowed { asset: asset.clone(), have, borrowed }
                 } else {
-                    format!("balance {asset} is negative ({have}) but shorts are not supported")
+                    IdentityError::NegativeBalance { asset: asset.clone(), have }
                 });
             }
         }
@@ -176,7 +281,7 @@ impl PaperExchange {
         }
         let eq = self.equity();
         if (eq - eq2).abs() > IDENTITY_TOLERANCE {
-            return Err(format!("equity {eq} != initial holdings + realized − fees + unrealized {eq2}"));
+            return Err(IdentityError::Equity { equity: eq, expected: eq2 });
         }
         Ok(())
     }

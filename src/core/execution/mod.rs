@@ -54,6 +54,7 @@ use rust_decimal::Decimal;
 
 use crate::core::fees::{self, RateCounter, VolumeTracker};
 pub use crate::core::fees::{PairFees, Tier};
+pub use accounting::IdentityError;
 pub use config::{ExecutionConfig, MarkConvention};
 pub use events::{ClosedTrade, ExecEvent, ExecStats};
 use fill_model::PairBook;

@@ -224,7 +224,7 @@ proptest! {
                     out.extend(r.tick(ms + 1));
                 }
             }
-            r.ex.verify_identity().map_err(TestCaseError::fail)?;
+            r.ex.verify_identity().map_err(|e| TestCaseError::fail(e.to_string()))?;
             // Every fill moves exactly price × qty and the fee, every margin fee its fee;
             // nothing else moves.
             let after = r.ex.balances();
