@@ -57,7 +57,7 @@ fn through_actor(bencher: divan::Bencher, durability: Durability, label: &str) {
         |batches| {
             sys.block_on(async {
                 for b in batches {
-                    journal.send(Append(b)).await.expect("append");
+                    journal.send(Append { entries: b }).await.expect("append");
                     journal.send(Flush).await.expect("flush").expect("journal write");
                 }
             })

@@ -67,7 +67,7 @@ impl Handler<Append> for Stub {
 }
 
 impl Handler<Flush> for Stub {
-    type Result = Result<JournalPosition, String>;
+    type Result = Result<JournalPosition, kraken_paper::core::journal::JournalError>;
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
         Ok(JournalPosition::default())
     }

@@ -133,7 +133,7 @@ fn main() -> Result<(), String> {
         TradeFlowActor { aggregator, flow: BTreeMap::new() }.start().recipient()
     }));
 
-    let outcome = actix::System::new().block_on(engine::run(setup))?;
+    let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| e.to_string())?;
     println!("run folder: {}", outcome.run_dir.display());
     println!("final_equity={}", outcome.report["final_equity"]);
     println!("trades={}", outcome.report["trades"]);

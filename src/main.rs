@@ -87,7 +87,7 @@ fn init_logging(cfg: &Config, run_dir: &RunDir) -> Result<telemetry::TelemetryGu
         max_files: cfg.logging.file.max_files,
         max_bytes: cfg.logging.file.max_size_mb.saturating_mul(1024 * 1024),
     });
-    telemetry::init(cfg.logging.format, &cfg.logging.level, files).map_err(|e| anyhow!(e))
+    Ok(telemetry::init(cfg.logging.format, &cfg.logging.level, files)?)
 }
 
 fn install_tls_provider() {
@@ -122,7 +122,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let mut setup = EngineSetup::new(cfg.clone(), run_dir);
     setup.command_line = std::env::args().collect();
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
-    let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
+    let outcome = actix::System::new().block_on(engine::run(setup))?;
     print_summary(&outcome.report, &outcome.run_dir, &outcome.reason);
     Ok(())
 }
@@ -168,7 +168,7 @@ fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
     setup.instruments = source.instruments().map_err(|e| anyhow!("{e}"))?;
     setup.replay = Some(source.replay_input());
-    let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
+    let outcome = actix::System::new().block_on(engine::run(setup))?;
     print_summary(&outcome.report, &outcome.run_dir, &outcome.reason);
     Ok(())
 }
@@ -199,7 +199,7 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
     setup.instruments = start.instruments;
     setup.replay = start.replay;
     setup.resume = Some(start.resume);
-    let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| anyhow!(e))?;
+    let outcome = actix::System::new().block_on(engine::run(setup))?;
     print_summary(
         &outcome.report,
         &outcome.run_dir,
@@ -281,8 +281,7 @@ fn cmd_record(args: RecordArgs) -> Result<()> {
                 liveness_timeout: std::time::Duration::from_millis(f.liveness_timeout_ms),
                 backoff_ms: (f.reconnect.initial_backoff_ms, f.reconnect.max_backoff_ms),
             };
-            let _guard =
-                telemetry::init(cfg.logging.format, &cfg.logging.level, None).map_err(|e| anyhow!(e))?;
+            let _guard = telemetry::init(cfg.logging.format, &cfg.logging.level, None)?;
             install_tls_provider();
             let out = args.out.clone();
             let summary = actix::System::new()
@@ -315,13 +314,13 @@ fn check_url_options(ws_url: Option<&str>, rest_url: Option<&str>) -> Result<()>
 }
 
 fn cmd_report(run_dir: &Path) -> Result<()> {
-    let r = kraken_paper::report::write_reports(run_dir).map_err(|e| anyhow!(e)).context("report")?;
+    let r = kraken_paper::report::write_reports(run_dir).context("report")?;
     print_summary(&r, run_dir, "report rebuilt from the journal");
     Ok(())
 }
 
 fn cmd_export(run_dir: &Path, format: kraken_paper::cli::ExportFormat) -> Result<()> {
-    let summary = kraken_paper::report::export(run_dir, format).map_err(|e| anyhow!(e))?;
+    let summary = kraken_paper::report::export(run_dir, format)?;
     for f in &summary.files {
         println!("wrote {}", f.display());
     }

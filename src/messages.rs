@@ -189,12 +189,15 @@ pub struct NextDecision;
 /// Senders hold a `JournalSink` (`crate::pipeline`), which counts them.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Append(pub Vec<Entry>);
+pub struct Append {
+    /// The records, in order.
+    pub entries: Vec<Entry>,
+}
 
 /// Writes buffered records and syncs them to disk per the durability policy (MarketFeed →
 /// Journal, after each pass that appended something: the durability barrier).
 #[derive(Message)]
-#[rtype(result = "Result<JournalPosition, String>")]
+#[rtype(result = "Result<JournalPosition, crate::core::journal::JournalError>")]
 pub struct Flush;
 
 /// Where the journal stands (the answer to [`Flush`] and to the journal's `Close`).
@@ -221,12 +224,48 @@ pub struct Shutdown {
 
 /// An operator command from the HTTP API (engine → RiskManager).
 #[derive(Message, Clone, Debug)]
-#[rtype(result = "Result<String, String>")]
+#[rtype(result = "Result<OperatorOutcome, OperatorError>")]
 pub enum OperatorCommand {
     /// Halt trading now, as on a drawdown breach.
     EmergencyStop,
     /// Lift a halt in force.
     Resume,
+}
+
+/// What an [`OperatorCommand`] did; its `Display` is the `result` text of the HTTP answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorOutcome {
+    /// Trading is halted now.
+    Halted,
+    /// A halt was already in force; nothing changed.
+    AlreadyHalted,
+    /// The halt in force was lifted.
+    HaltLifted,
+    /// No halt was in force; nothing changed.
+    NotHalted,
+}
+
+impl std::fmt::Display for OperatorOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OperatorOutcome::Halted => "halted",
+            OperatorOutcome::AlreadyHalted => "already halted",
+            OperatorOutcome::HaltLifted => "halt lifted",
+            OperatorOutcome::NotHalted => "not halted",
+        })
+    }
+}
+
+/// Why an [`OperatorCommand`] was refused. No command is refused today (both are
+/// idempotent); the HTTP API answers a refusal with 409 and its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {}
+
+impl crate::core::error::Classified for OperatorError {
+    /// No variant yet: nothing to classify.
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match *self {}
+    }
 }
 
 /// Kraken's AmendOrder through the order API (your code → PositionBook): change an open

@@ -28,7 +28,7 @@ pub enum PipelineError {
     StageStopped(#[from] MailboxError),
     /// The journal could not write or sync the records of the last pass.
     #[error("journal: {0}")]
-    Journal(String),
+    Journal(crate::core::journal::JournalError),
 }
 
 impl crate::core::error::Classified for PipelineError {

@@ -33,25 +33,84 @@ use crate::run_dir::{RunDir, files};
 use load::RunData;
 use stats::EquityPoint;
 
+/// Why a report or an export could not be built or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The run folder has no journal, or a file in it could not be written.
+    #[error("{0}")]
+    RunDir(crate::run_dir::RunDirError),
+    /// The journal file cannot be read.
+    #[error("cannot read journal {}: {error}", path.display())]
+    ReadJournal {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// The journal at `path` does not load (the error names the record).
+    #[error("journal {}: {error}", path.display())]
+    InJournal {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// What is wrong in it.
+        error: Box<ReportError>,
+    },
+    /// The journal is corrupt, or a record's fields do not match its type.
+    #[error("{0}")]
+    Journal(crate::core::journal::JournalError),
+    /// An `equity` record without a decimal `equity` field.
+    #[error("journal record seq {seq} (equity): no decimal `equity` field")]
+    NoEquity {
+        /// The record's seq.
+        seq: u64,
+    },
+}
+
+impl From<crate::run_dir::RunDirError> for ReportError {
+    fn from(e: crate::run_dir::RunDirError) -> Self {
+        ReportError::RunDir(e)
+    }
+}
+
+impl From<crate::core::journal::JournalError> for ReportError {
+    fn from(e: crate::core::journal::JournalError) -> Self {
+        ReportError::Journal(e)
+    }
+}
+
+impl crate::core::error::Classified for ReportError {
+    /// A report that cannot be built or written ends the command (or the run's end) with an
+    /// error: every variant is [`Disposition::Halt`](crate::core::error::Disposition::Halt).
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            ReportError::RunDir(_)
+            | ReportError::ReadJournal { .. }
+            | ReportError::InJournal { .. }
+            | ReportError::Journal(_)
+            | ReportError::NoEquity { .. } => crate::core::error::Disposition::Halt,
+        }
+    }
+}
+
 /// Version of report.json's layout.
 pub const REPORT_VERSION: u32 = 1;
 
 /// Builds report.json's content from the journal at `journal_path`.
-pub fn build_report(journal_path: &Path) -> Result<Value, String> {
+pub fn build_report(journal_path: &Path) -> Result<Value, ReportError> {
     let data = load::load_path(journal_path)?;
     Ok(report_from(&data))
 }
 
 /// Writes `report.json` and `report.html` into `run_dir` (each via temp file + rename) and
 /// returns the report.
-pub fn write_reports(run_dir: &Path) -> Result<Value, String> {
-    let dir = RunDir::open(run_dir).map_err(|e| e.to_string())?;
+pub fn write_reports(run_dir: &Path) -> Result<Value, ReportError> {
+    let dir = RunDir::open(run_dir)?;
     let data = load::load_path(&dir.journal())?;
     let mut report = report_from(&data);
     add_run_info(&mut report, &dir);
     let html = html::render(&report, &data);
-    dir.write_atomic(files::REPORT, &to_json_bytes(&report)).map_err(|e| e.to_string())?;
-    dir.write_atomic(files::REPORT_HTML, html.as_bytes()).map_err(|e| e.to_string())?;
+    dir.write_atomic(files::REPORT, &to_json_bytes(&report))?;
+    dir.write_atomic(files::REPORT_HTML, html.as_bytes())?;
     Ok(report)
 }
 

@@ -57,21 +57,64 @@ pub struct LogFiles<'a> {
     pub max_bytes: u64,
 }
 
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `logging.level` (or `RUST_LOG`) is not a valid filter directive.
+    #[error("logging.level {level:?} is not a valid filter: {error}")]
+    Filter {
+        /// The configured level.
+        level: String,
+        /// The parser's message.
+        error: String,
+    },
+    /// The log folder cannot be created.
+    #[error("cannot create log folder {}: {error}", path.display())]
+    CreateFolder {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// The log file cannot be opened.
+    #[error("cannot open log file in {}: {error}", path.display())]
+    OpenFile {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+}
+
+impl crate::core::error::Classified for TelemetryError {
+    /// Logging is set up before the run starts; a failure stops the command: every variant
+    /// is [`Disposition::Halt`](crate::core::error::Disposition::Halt).
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            TelemetryError::Filter { .. }
+            | TelemetryError::CreateFolder { .. }
+            | TelemetryError::OpenFile { .. } => crate::core::error::Disposition::Halt,
+        }
+    }
+}
+
 /// Installs the global subscriber. `level` is an EnvFilter directive; `RUST_LOG` wins.
 pub fn init(
     format: LogFormat,
     level: &str,
     files: Option<LogFiles<'_>>,
-) -> anyhow_free::Result<TelemetryGuard> {
+) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
-        .map_err(|e| format!("logging.level {level:?} is not a valid filter: {e}"))?;
+        .map_err(|e| TelemetryError::Filter { level: level.to_string(), error: e.to_string() })?;
     let (file_layer, guard) = match files {
         Some(f) => {
-            std::fs::create_dir_all(f.dir)
-                .map_err(|e| format!("cannot create log folder {}: {e}", f.dir.display()))?;
+            std::fs::create_dir_all(f.dir).map_err(|e| TelemetryError::CreateFolder {
+                path: f.dir.to_path_buf(),
+                error: e.to_string(),
+            })?;
             let appender = RotatingFile::open(f.dir, "kraken-paper", f.rotation, f.max_bytes, f.max_files)
-                .map_err(|e| format!("cannot open log file in {}: {e}", f.dir.display()))?;
+                .map_err(|e| TelemetryError::OpenFile { path: f.dir.to_path_buf(), error: e.to_string() })?;
             let (writer, guard) = tracing_appender::non_blocking(appender);
             let layer = tracing_subscriber::fmt::layer()
                 .json()
@@ -102,10 +145,4 @@ pub fn init(
     // A second init (tests, examples) keeps the first subscriber; that is not an error.
     let _ = result;
     Ok(TelemetryGuard { _file: guard })
-}
-
-/// Minimal error alias so this module does not depend on `anyhow` (library code).
-pub mod anyhow_free {
-    /// Result with a human-readable error.
-    pub type Result<T> = std::result::Result<T, String>;
 }

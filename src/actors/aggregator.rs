@@ -98,7 +98,7 @@ impl Handler<MarketData> for SignalAggregator {
                 intents.push(i);
             }
         }
-        self.out.journal.do_send(Append(records));
+        self.out.journal.do_send(Append { entries: records });
         if !intents.is_empty() {
             self.out.risk.do_send(TradeIntents { intents });
         }
@@ -129,7 +129,7 @@ impl Handler<TradesClosed> for SignalAggregator {
             }
         }
         if !records.is_empty() {
-            self.out.journal.do_send(Append(records));
+            self.out.journal.do_send(Append { entries: records });
         }
     }
 }

@@ -117,7 +117,9 @@ impl Handler<PushSignal> for ExternalSignals {
             Ok(s) => {
                 self.accepted += 1;
                 tracing::debug!(actor = "external_signals", source = %s.source, pair = %s.pair, score = s.score, "external signal accepted");
-                self.out.journal.do_send(Append(vec![Entry::new(s.event_time, "external_signal", &s)]));
+                self.out
+                    .journal
+                    .do_send(Append { entries: vec![Entry::new(s.event_time, "external_signal", &s)] });
                 self.out.aggregator.do_send(SignalBatch { signals: vec![s] });
                 Ok(())
             }

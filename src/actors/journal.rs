@@ -20,12 +20,13 @@ use actix::prelude::*;
 use crate::config::Durability;
 use crate::core::journal::{self, Entry};
 
+pub use crate::core::journal::JournalError;
 pub use crate::messages::{Append, Flush, JournalPosition};
 pub use crate::pipeline::JournalSink;
 
 /// Final flush and sync; later appends are refused.
 #[derive(Message)]
-#[rtype(result = "Result<JournalPosition, String>")]
+#[rtype(result = "Result<JournalPosition, JournalError>")]
 pub struct Close;
 
 /// Asks whether a resumed journal is still re-checking its existing records (true until the
@@ -55,7 +56,7 @@ pub struct Journal {
     dirty: bool,
     pos: JournalPosition,
     last_sync: Option<tokio::time::Instant>,
-    error: Option<String>,
+    error: Option<JournalError>,
     verify: Option<VerifyPrefix>,
     recording: Option<FeedRecording>,
 }
@@ -93,11 +94,11 @@ impl Handler<Append> for Journal {
 
     fn handle(&mut self, msg: Append, _ctx: &mut Self::Context) {
         if self.file.is_none() {
-            tracing::error!(actor = "journal", dropped = msg.0.len(), "append after close refused");
+            tracing::error!(actor = "journal", dropped = msg.entries.len(), "append after close refused");
             return;
         }
         let written_before = self.pos.written;
-        for entry in &msg.0 {
+        for entry in &msg.entries {
             if self.error.is_some() {
                 return;
             }
@@ -152,7 +153,7 @@ impl Handler<RecordFrames> for Journal {
 }
 
 impl Handler<Flush> for Journal {
-    type Result = Result<JournalPosition, String>;
+    type Result = Result<JournalPosition, JournalError>;
 
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
         let sync = self.dirty && self.sync_due();
@@ -169,7 +170,7 @@ impl Handler<IsVerifying> for Journal {
 }
 
 impl Handler<Close> for Journal {
-    type Result = Result<JournalPosition, String>;
+    type Result = Result<JournalPosition, JournalError>;
 
     fn handle(&mut self, _msg: Close, ctx: &mut Self::Context) -> Self::Result {
         self.dirty = true;
@@ -189,17 +190,18 @@ struct FeedRecording {
 }
 
 impl FeedRecording {
-    fn write_out(&mut self, sync: bool) -> Result<(), String> {
+    fn write_out(&mut self, sync: bool) -> Result<(), JournalError> {
         if !self.buf.is_empty() {
-            self.file
-                .write_all(&self.buf)
-                .map_err(|e| format!("feed recording {}: write failed: {e}", self.path.display()))?;
+            self.file.write_all(&self.buf).map_err(|e| JournalError::RecordingWrite {
+                path: self.path.clone(),
+                error: e.to_string(),
+            })?;
             self.buf.clear();
         }
         if sync && self.dirty {
             self.file
                 .sync_data()
-                .map_err(|e| format!("feed recording {}: fsync failed: {e}", self.path.display()))?;
+                .map_err(|e| JournalError::RecordingSync { path: self.path.clone(), error: e.to_string() })?;
             self.dirty = false;
         }
         Ok(())
@@ -224,12 +226,12 @@ impl Journal {
         durability: Durability,
         interval_ms: u64,
         last: JournalPosition,
-    ) -> Result<Journal, String> {
+    ) -> Result<Journal, JournalError> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| format!("cannot open journal {}: {e}", path.display()))?;
+            .map_err(|e| JournalError::Open { path: path.to_path_buf(), error: e.to_string() })?;
         Ok(Journal {
             path: path.to_path_buf(),
             file: Some(file),
@@ -246,12 +248,11 @@ impl Journal {
     }
 
     /// Also keeps the live feed's recording at `path` (appended to; see [`RecordFrames`]).
-    pub fn with_recording(mut self, path: &Path) -> Result<Journal, String> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("cannot open feed recording {}: {e}", path.display()))?;
+    pub fn with_recording(mut self, path: &Path) -> Result<Journal, JournalError> {
+        let file =
+            OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+                JournalError::OpenRecording { path: path.to_path_buf(), error: e.to_string() }
+            })?;
         self.recording = Some(FeedRecording {
             path: path.to_path_buf(),
             file,
@@ -267,9 +268,9 @@ impl Journal {
         mut self,
         until_seq: u64,
         caught_up: tokio::sync::oneshot::Sender<u64>,
-    ) -> Result<Journal, String> {
+    ) -> Result<Journal, JournalError> {
         let f = File::open(&self.path)
-            .map_err(|e| format!("cannot read journal {}: {e}", self.path.display()))?;
+            .map_err(|e| JournalError::OpenVerify { path: self.path.clone(), error: e.to_string() })?;
         self.verify = Some(VerifyPrefix {
             reader: std::io::BufReader::with_capacity(1 << 16, f),
             until_seq,
@@ -290,29 +291,29 @@ impl Journal {
         match v.reader.read_until(b'\n', &mut v.line) {
             Ok(_) if v.line == v.encoded => true,
             Ok(_) => {
-                let msg = format!(
-                    "resume: the continued run diverges from {} at seq {seq} (the config, seed or build differ from the original run)\n  journal: {}\n  now:     {}",
-                    self.path.display(),
-                    String::from_utf8_lossy(&v.line).trim_end(),
-                    String::from_utf8_lossy(&v.encoded).trim_end()
-                );
+                let diverged = JournalError::Diverged {
+                    path: self.path.clone(),
+                    seq,
+                    journal: String::from_utf8_lossy(&v.line).trim_end().to_string(),
+                    now: String::from_utf8_lossy(&v.encoded).trim_end().to_string(),
+                };
                 tracing::error!(actor = "journal", seq, "resume diverged from the journal");
-                self.error = Some(msg);
+                self.error = Some(diverged);
                 false
             }
             Err(e) => {
-                self.error = Some(format!("resume: cannot read {}: {e}", self.path.display()));
+                self.error = Some(JournalError::VerifyRead { path: self.path.clone(), error: e.to_string() });
                 false
             }
         }
     }
 
-    fn write_out(&mut self, sync: bool) -> Result<JournalPosition, String> {
+    fn write_out(&mut self, sync: bool) -> Result<JournalPosition, JournalError> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
         if self.file.is_none() {
-            return Err("journal is closed".into());
+            return Err(JournalError::Closed);
         }
         // The recording first: the journal must never be ahead of it.
         if let Some(rec) = self.recording.as_mut()
@@ -323,11 +324,11 @@ impl Journal {
             return Err(msg);
         }
         let Some(file) = self.file.as_mut() else {
-            return Err("journal is closed".into());
+            return Err(JournalError::Closed);
         };
         if !self.buf.is_empty() {
             if let Err(e) = file.write_all(&self.buf) {
-                let msg = format!("journal {}: write failed: {e}", self.path.display());
+                let msg = JournalError::Write { path: self.path.clone(), error: e.to_string() };
                 tracing::error!(actor = "journal", error = %msg, "journal write failed");
                 self.error = Some(msg.clone());
                 return Err(msg);
@@ -336,7 +337,7 @@ impl Journal {
         }
         if sync && self.dirty {
             if let Err(e) = file.sync_data() {
-                let msg = format!("journal {}: fsync failed: {e}", self.path.display());
+                let msg = JournalError::Sync { path: self.path.clone(), error: e.to_string() };
                 tracing::error!(actor = "journal", error = %msg, "journal sync failed");
                 self.error = Some(msg.clone());
                 return Err(msg);

@@ -132,7 +132,7 @@ impl Handler<BookPass> for PositionBook {
             if let Some(at) = self.equity.due(t) {
                 self.publish();
                 snapshots.push(self.equity_entry(at));
-                self.out.journal.do_send(Append(std::mem::take(&mut snapshots)));
+                self.out.journal.do_send(Append { entries: std::mem::take(&mut snapshots) });
             }
             self.exchange.on_event(seq, ev, &mut self.scratch);
             let index = range.start + i + 1;
@@ -238,7 +238,7 @@ impl Handler<Shutdown> for PositionBook {
         let equity = self.equity_entry(time);
         let stats = Entry::new(time, "exec_stats", self.exchange.stats());
         let balances = Entry::new(time, "balances", &json!({ "balances": self.exchange.balances() }));
-        self.out.journal.do_send(Append(vec![equity, stats, balances]));
+        self.out.journal.do_send(Append { entries: vec![equity, stats, balances] });
     }
 }
 
@@ -259,7 +259,7 @@ impl Handler<GapReview> for PositionBook {
             entries.extend(verdict.records(msg.until));
         }
         if !entries.is_empty() {
-            self.out.journal.do_send(Append(entries));
+            self.out.journal.do_send(Append { entries });
         }
     }
 }
@@ -392,7 +392,7 @@ impl PositionBook {
                 &json!({ "error": e.to_string() }),
             ));
         }
-        self.out.journal.do_send(Append(entries));
+        self.out.journal.do_send(Append { entries });
         if !closed.is_empty() {
             for r in &self.out.trades_closed {
                 r.do_send(TradesClosed { trades: closed.clone() });

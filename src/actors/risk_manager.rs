@@ -19,8 +19,8 @@ use crate::core::portfolio::PortfolioView;
 use crate::core::risk::{EmergencyReason, HaltLiftedBy, RiskCore, Verdict};
 use crate::core::time::EventTime;
 use crate::messages::{
-    EmergencyStop, HaltLifted, MarketData, OperatorCommand, PlaceOrders, PortfolioUpdate, Shutdown,
-    TradeIntents, TradesClosed, WatchRequest,
+    EmergencyStop, HaltLifted, MarketData, OperatorCommand, OperatorError, OperatorOutcome, PlaceOrders,
+    PortfolioUpdate, Shutdown, TradeIntents, TradesClosed, WatchRequest,
 };
 
 /// Asks for the risk figures (dashboard, report).
@@ -84,11 +84,9 @@ impl RiskManager {
 
     fn lifted(&mut self, time: EventTime, by: HaltLiftedBy) {
         tracing::warn!(event = "halt_lifted", actor = "risk_manager", by = by.as_str(), event_time = %time, "trading halt lifted");
-        self.out.journal.do_send(Append(vec![Entry::new(
-            time,
-            "halt_lifted",
-            &serde_json::json!({ "by": by }),
-        )]));
+        self.out.journal.do_send(Append {
+            entries: vec![Entry::new(time, "halt_lifted", &serde_json::json!({ "by": by }))],
+        });
         for r in &self.out.halt_lifted {
             r.do_send(HaltLifted { time, by });
         }
@@ -121,7 +119,7 @@ impl Handler<PortfolioUpdate> for RiskManager {
         let Some(b) = breach else {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         };
-        self.out.journal.do_send(Append(vec![Entry::new(b.time, "emergency_stop", &b)]));
+        self.out.journal.do_send(Append { entries: vec![Entry::new(b.time, "emergency_stop", &b)] });
         let stop = EmergencyStop {
             time: b.time,
             drawdown: b.drawdown,
@@ -155,7 +153,7 @@ impl Handler<TradeIntents> for RiskManager {
             }
         }
         if !records.is_empty() {
-            self.out.journal.do_send(Append(records));
+            self.out.journal.do_send(Append { entries: records });
         }
         if !orders.is_empty() {
             self.out.position_book.do_send(PlaceOrders { orders });
@@ -194,23 +192,23 @@ impl Handler<WatchRequest> for RiskManager {
 }
 
 impl Handler<OperatorCommand> for RiskManager {
-    type Result = AtomicResponse<Self, Result<String, String>>;
+    type Result = AtomicResponse<Self, Result<OperatorOutcome, OperatorError>>;
 
     fn handle(&mut self, msg: OperatorCommand, _ctx: &mut Self::Context) -> Self::Result {
         match msg {
             OperatorCommand::Resume => {
                 if !self.core.halted() {
-                    return AtomicResponse::new(Box::pin(fut::ready(Ok("not halted".to_string()))));
+                    return AtomicResponse::new(Box::pin(fut::ready(Ok(OperatorOutcome::NotHalted))));
                 }
                 self.core.lift_halt(self.last_time);
                 self.lifted(self.last_time, HaltLiftedBy::Operator);
-                AtomicResponse::new(Box::pin(fut::ready(Ok("halt lifted".to_string()))))
+                AtomicResponse::new(Box::pin(fut::ready(Ok(OperatorOutcome::HaltLifted))))
             }
             OperatorCommand::EmergencyStop => {
                 let Some(b) = self.core.halt_now(self.last_time) else {
-                    return AtomicResponse::new(Box::pin(fut::ready(Ok("already halted".to_string()))));
+                    return AtomicResponse::new(Box::pin(fut::ready(Ok(OperatorOutcome::AlreadyHalted))));
                 };
-                self.out.journal.do_send(Append(vec![Entry::new(b.time, "emergency_stop", &b)]));
+                self.out.journal.do_send(Append { entries: vec![Entry::new(b.time, "emergency_stop", &b)] });
                 let stop = EmergencyStop {
                     time: b.time,
                     drawdown: b.drawdown,
@@ -218,7 +216,7 @@ impl Handler<OperatorCommand> for RiskManager {
                     reason: EmergencyReason::Operator,
                 };
                 let f = self.broadcast_stop(stop, b.equity.to_string(), b.peak.to_string());
-                AtomicResponse::new(Box::pin(f.into_actor(self).map(|_, _, _| Ok("halted".to_string()))))
+                AtomicResponse::new(Box::pin(f.into_actor(self).map(|_, _, _| Ok(OperatorOutcome::Halted))))
             }
         }
     }
@@ -245,7 +243,7 @@ impl Handler<crate::messages::OpenPosition> for RiskManager {
                 tags: msg.tags,
             },
         };
-        self.out.journal.do_send(Append(vec![Entry::new(self.last_time, "api_intent", &intent)]));
+        self.out.journal.do_send(Append { entries: vec![Entry::new(self.last_time, "api_intent", &intent)] });
         match self.core.evaluate(&intent) {
             Verdict::Approved(req) | Verdict::Exit(req) => {
                 let spec = req.spec().clone();
@@ -254,7 +252,7 @@ impl Handler<crate::messages::OpenPosition> for RiskManager {
             }
             Verdict::Refused(r) => {
                 tracing::info!(actor = "risk_manager", pair = %r.pair, reason = %r.reason, detail = %r.detail, "order API intent refused");
-                self.out.journal.do_send(Append(vec![Entry::new(r.time, "risk_refusal", &r)]));
+                self.out.journal.do_send(Append { entries: vec![Entry::new(r.time, "risk_refusal", &r)] });
                 Err(r)
             }
         }
@@ -269,7 +267,9 @@ impl Handler<Shutdown> for RiskManager {
 
     fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) {
         let time = msg.time.max(self.last_time);
-        self.out.journal.do_send(Append(vec![Entry::new(time, "risk_metrics", &self.core.metrics())]));
+        self.out
+            .journal
+            .do_send(Append { entries: vec![Entry::new(time, "risk_metrics", &self.core.metrics())] });
     }
 }
 

@@ -13,6 +13,8 @@
 //! tail if it is the last line (power cut mid-write): it is reported and cut off. A bad line
 //! followed by good ones is corruption and is reported as an error, never skipped silently.
 
+use std::path::PathBuf;
+
 use serde_json::{Map, Value};
 
 use super::time::EventTime;
@@ -76,7 +78,7 @@ impl StoredRecord {
     }
 }
 
-/// Problems reading a journal.
+/// Problems reading, writing or re-checking a journal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JournalError {
     /// A line in the middle of the file is not a valid record.
@@ -109,6 +111,110 @@ pub enum JournalError {
         /// Parser message.
         message: String,
     },
+    /// The journal file cannot be opened for appending.
+    #[error("cannot open journal {}: {error}", path.display())]
+    Open {
+        /// The journal file.
+        path: PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// The feed recording beside the journal cannot be opened for appending.
+    #[error("cannot open feed recording {}: {error}", path.display())]
+    OpenRecording {
+        /// The recording file.
+        path: PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// A resumed journal cannot be opened to re-check its records.
+    #[error("cannot read journal {}: {error}", path.display())]
+    OpenVerify {
+        /// The journal file.
+        path: PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// Writing buffered records failed.
+    #[error("journal {}: write failed: {error}", path.display())]
+    Write {
+        /// The journal file.
+        path: PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// Syncing written records to disk failed.
+    #[error("journal {}: fsync failed: {error}", path.display())]
+    Sync {
+        /// The journal file.
+        path: PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// Writing the feed recording failed.
+    #[error("feed recording {}: write failed: {error}", path.display())]
+    RecordingWrite {
+        /// The recording file.
+        path: PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// Syncing the feed recording failed.
+    #[error("feed recording {}: fsync failed: {error}", path.display())]
+    RecordingSync {
+        /// The recording file.
+        path: PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// A resumed run regenerated a record that differs from the one in the journal.
+    #[error(
+        "resume: the continued run diverges from {} at seq {seq} (the config, seed or build differ from the original run)\n  journal: {journal}\n  now:     {now}",
+        path.display()
+    )]
+    Diverged {
+        /// The journal file.
+        path: PathBuf,
+        /// The first differing seq.
+        seq: u64,
+        /// The line in the journal (without its newline).
+        journal: String,
+        /// The line the continued run produced.
+        now: String,
+    },
+    /// A resumed journal could not be read while re-checking it.
+    #[error("resume: cannot read {}: {error}", path.display())]
+    VerifyRead {
+        /// The journal file.
+        path: PathBuf,
+        /// The I/O error's text.
+        error: String,
+    },
+    /// The journal was closed; nothing more is written.
+    #[error("journal is closed")]
+    Closed,
+}
+
+impl crate::core::error::Classified for JournalError {
+    /// A journal that cannot be read back, written or re-checked ends the run: every variant
+    /// is [`Disposition::Halt`](crate::core::error::Disposition::Halt).
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            JournalError::Corrupt { .. }
+            | JournalError::Sequence { .. }
+            | JournalError::Body { .. }
+            | JournalError::Open { .. }
+            | JournalError::OpenRecording { .. }
+            | JournalError::OpenVerify { .. }
+            | JournalError::Write { .. }
+            | JournalError::Sync { .. }
+            | JournalError::RecordingWrite { .. }
+            | JournalError::RecordingSync { .. }
+            | JournalError::Diverged { .. }
+            | JournalError::VerifyRead { .. }
+            | JournalError::Closed => crate::core::error::Disposition::Halt,
+        }
+    }
 }
 
 /// Appends one record as a line to `out`.

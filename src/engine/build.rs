@@ -10,10 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::finish::{StopBlock, spawn_replayed_stops};
 use super::market::{self, MarketSource};
-use super::{Engine, EngineSetup, Resume, SignalActorFactory};
+use super::{Engine, EngineError, EngineSetup, Resume, SignalActorFactory};
 use crate::actors::aggregator::{AggregatorOutputs, SignalAggregator};
 use crate::actors::external_signals::{self, ExternalOutputs, ExternalSignals, ServerHandle};
-use crate::actors::journal::{Append, Journal, JournalPosition, JournalSink};
+use crate::actors::journal::{Append, Journal, JournalError, JournalPosition, JournalSink};
 use crate::actors::market_feed::{FeedEnded, MarketFeed, ReplayedStop};
 use crate::actors::position_book::{PositionBook, PositionBookOutputs};
 use crate::actors::rate_limiter::RateLimiter;
@@ -34,7 +34,7 @@ use crate::run_dir::{RunDir, files};
 impl Engine {
     /// Wires a session: journal, market, signal actors, feed, PositionBook, RiskManager,
     /// SignalAggregator, HTTP (the diagram in `engine/mod.rs`, top to bottom).
-    pub(super) fn build(setup: EngineSetup) -> Result<Engine, String> {
+    pub(super) fn build(setup: EngineSetup) -> Result<Engine, EngineError> {
         let EngineSetup {
             config,
             run_dir,
@@ -48,14 +48,16 @@ impl Engine {
         } = setup;
         // Bound first, so a taken port fails the run before anything is journaled.
         let external_listener = match config.external_signals.enabled {
-            true => Some(external_signals::bind(config.external_signals.bind)?),
+            true => Some(
+                external_signals::bind(config.external_signals.bind).map_err(EngineError::ExternalSignals)?,
+            ),
             false => None,
         };
         let market = MarketSource::select(&config, replay)?;
         let (journal, journal_arbiter, caught_up) =
             open_journal(&config, &run_dir, &market, resume.as_ref())?;
         let sink = JournalSink::new(journal.clone().recipient());
-        sink.do_send(Append(vec![run_started(&config, &market)]));
+        sink.do_send(Append { entries: vec![run_started(&config, &market)] });
 
         // Actors that refer to each other get their addresses before they start.
         let pb_ctx = Context::<PositionBook>::new();
@@ -174,7 +176,7 @@ fn open_journal(
     run_dir: &RunDir,
     market: &MarketSource,
     resume: Option<&Resume>,
-) -> Result<(Addr<Journal>, Arbiter, oneshot::Receiver<u64>), String> {
+) -> Result<(Addr<Journal>, Arbiter, oneshot::Receiver<u64>), JournalError> {
     let journal = Journal::open(
         &run_dir.journal(),
         config.journal.durability,
@@ -222,10 +224,10 @@ fn start_signals(
     agg: &Addr<SignalAggregator>,
     sink: &JournalSink,
     external_listener: Option<std::net::TcpListener>,
-) -> Result<Signals, String> {
+) -> Result<Signals, EngineError> {
     let model_files =
         crate::core::signals::ModelFiles { onnx: config.signals.onnx_model_path().map(std::fs::read) };
-    let mut models = config.signals.build(&model_files)?;
+    let mut models = config.signals.build(&model_files).map_err(EngineError::Signals)?;
     models.extend(extra_models);
     let warmup_intervals: BTreeSet<u32> = models
         .iter()
@@ -252,7 +254,7 @@ fn start_signals(
             .start();
             signal_inputs.push(actor.clone().recipient());
             let token = std::env::var(&config.external_signals.token_env).ok().filter(|t| !t.is_empty());
-            Some(external_signals::serve(listener, token, actor)?)
+            Some(external_signals::serve(listener, token, actor).map_err(EngineError::ExternalSignals)?)
         }
         None => None,
     };

@@ -7,7 +7,7 @@ use actix::prelude::*;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{Engine, RunOutcome};
+use super::{Engine, EngineError, RunOutcome};
 use crate::actors::journal::{Append, Close, IsVerifying, Journal};
 use crate::actors::market_feed::{FeedEnded, MarketFeed, ReplayedStop, StopFeed};
 use crate::actors::position_book::PositionBook;
@@ -19,7 +19,7 @@ use crate::run_dir::{RunDir, files};
 
 impl Engine {
     /// Writes the end of the session for `ended` and the reports.
-    pub(super) async fn finish(self, ended: FeedEnded) -> Result<RunOutcome, String> {
+    pub(super) async fn finish(self, ended: FeedEnded) -> Result<RunOutcome, EngineError> {
         let feed_wall = self.feed_started.elapsed();
         let (reason, end_time) = match &ended {
             FeedEnded::DurationReached(t) => ("duration".to_string(), *t),
@@ -42,7 +42,7 @@ impl Engine {
                 reason = %reason,
                 "stopped before the resumed run caught up with its journal; journal unchanged"
             );
-            journal.send(Close).await.map_err(|e| e.to_string())??;
+            journal.send(Close).await??;
             journal_arbiter.stop();
             if let Some(h) = http {
                 h.stop().await;
@@ -55,7 +55,7 @@ impl Engine {
             });
         }
         stop_block.write(end_time, &reason).await?;
-        journal.send(Close).await.map_err(|e| e.to_string())??;
+        journal.send(Close).await??;
         journal_arbiter.stop();
         if let Some(h) = http {
             h.stop().await;
@@ -79,25 +79,23 @@ pub(super) struct StopBlock {
 }
 
 impl StopBlock {
-    async fn write(&self, time: EventTime, reason: &str) -> Result<(), String> {
+    async fn write(&self, time: EventTime, reason: &str) -> Result<(), EngineError> {
         let shutdown = Shutdown { time, flatten: self.flatten };
         let _ = self.position_book.send(shutdown.clone()).await;
         let _ = self.risk.send(shutdown.clone()).await;
         let _ = self.feed.send(shutdown).await;
-        let snapshot = self
-            .position_book
-            .send(crate::actors::position_book::GetPortfolio)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.journal.do_send(Append(vec![Entry::new(
-            time,
-            "run_ended",
-            &json!({
-                "reason": reason,
-                "final_equity": snapshot.view.equity,
-                "open_positions": snapshot.open_positions,
-            }),
-        )]));
+        let snapshot = self.position_book.send(crate::actors::position_book::GetPortfolio).await?;
+        self.journal.do_send(Append {
+            entries: vec![Entry::new(
+                time,
+                "run_ended",
+                &json!({
+                    "reason": reason,
+                    "final_equity": snapshot.view.equity,
+                    "open_positions": snapshot.open_positions,
+                }),
+            )],
+        });
         Ok(())
     }
 }

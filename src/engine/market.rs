@@ -32,7 +32,7 @@ pub enum MarketSource {
 impl MarketSource {
     /// Chooses the source: a replay when there is a recording to play, else `feed.source`
     /// (the simulated exchange is started here).
-    pub fn select(config: &Config, replay: Option<ReplayInput>) -> Result<MarketSource, String> {
+    pub fn select(config: &Config, replay: Option<ReplayInput>) -> Result<MarketSource, super::EngineError> {
         Ok(match (replay, config.feed.source) {
             (Some(input), _) => MarketSource::Replay(input),
             (None, FeedSource::Sim) => {
@@ -41,7 +41,8 @@ impl MarketSource {
                     &config.feed.pairs,
                     config.feed.book_depth,
                     config.run.speed,
-                )?;
+                )
+                .map_err(super::EngineError::Sim)?;
                 tracing::info!(actor = "engine", url = %sim.url(), "simulated Kraken exchange listening");
                 MarketSource::Sim(sim)
             }

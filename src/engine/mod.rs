@@ -91,11 +91,72 @@ pub struct RunOutcome {
     pub reason: String,
 }
 
+/// Why a session could not be built, run or finished. Each variant prints the words of the
+/// failure it carries (the command prints them after `error: `).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The run folder's start files (config copy, command line) could not be written.
+    #[error("{0}")]
+    StartFiles(crate::run_dir::RunDirError),
+    /// The external-signals server could not bind its address or start.
+    #[error("{0}")]
+    ExternalSignals(String),
+    /// The simulated exchange could not start.
+    #[error("{0}")]
+    Sim(String),
+    /// The configured signal models could not be built.
+    #[error("{0}")]
+    Signals(String),
+    /// The journal could not be opened, written, synced or re-checked.
+    #[error("{0}")]
+    Journal(crate::core::journal::JournalError),
+    /// An actor the engine asked stopped before answering.
+    #[error("{0}")]
+    Mailbox(MailboxError),
+    /// The end-of-run reports could not be built or written.
+    #[error("{0}")]
+    Report(crate::report::ReportError),
+}
+
+impl From<crate::core::journal::JournalError> for EngineError {
+    fn from(e: crate::core::journal::JournalError) -> Self {
+        EngineError::Journal(e)
+    }
+}
+
+impl From<MailboxError> for EngineError {
+    fn from(e: MailboxError) -> Self {
+        EngineError::Mailbox(e)
+    }
+}
+
+impl From<crate::report::ReportError> for EngineError {
+    fn from(e: crate::report::ReportError) -> Self {
+        EngineError::Report(e)
+    }
+}
+
+impl crate::core::error::Classified for EngineError {
+    /// A session that cannot be wired, or whose end cannot be written, ends the run: every
+    /// variant is [`Disposition::Halt`](crate::core::error::Disposition::Halt).
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            EngineError::StartFiles(_)
+            | EngineError::ExternalSignals(_)
+            | EngineError::Sim(_)
+            | EngineError::Signals(_)
+            | EngineError::Journal(_)
+            | EngineError::Mailbox(_)
+            | EngineError::Report(_) => crate::core::error::Disposition::Halt,
+        }
+    }
+}
+
 /// Runs a session to its end (duration reached, or SIGINT/SIGTERM), then writes the report.
-pub async fn run(setup: EngineSetup) -> Result<RunOutcome, String> {
+pub async fn run(setup: EngineSetup) -> Result<RunOutcome, EngineError> {
     if setup.resume.is_none() {
         crate::run_dir::write_start_files(&setup.run_dir, &setup.config, &setup.command_line)
-            .map_err(|e| e.to_string())?;
+            .map_err(EngineError::StartFiles)?;
     }
     let mut engine = Engine::build(setup)?;
     let ended = engine.run().await;

@@ -304,8 +304,8 @@ async fn control(st: web::Data<ApiState>, req: HttpRequest, cmd: OperatorCommand
         return HttpResponse::Unauthorized().json(json!({ "error": "missing or wrong bearer token" }));
     }
     match st.risk.send(cmd).await {
-        Ok(Ok(msg)) => HttpResponse::Ok().json(json!({ "ok": true, "result": msg })),
-        Ok(Err(e)) => HttpResponse::Conflict().json(json!({ "ok": false, "error": e })),
+        Ok(Ok(outcome)) => HttpResponse::Ok().json(json!({ "ok": true, "result": outcome.to_string() })),
+        Ok(Err(e)) => HttpResponse::Conflict().json(json!({ "ok": false, "error": e.to_string() })),
         Err(_) => HttpResponse::ServiceUnavailable().json(json!({ "error": "risk_manager is not running" })),
     }
 }

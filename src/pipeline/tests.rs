@@ -86,7 +86,7 @@ impl Handler<Append> for Stub {
 }
 
 impl Handler<Flush> for Stub {
-    type Result = Result<JournalPosition, String>;
+    type Result = Result<JournalPosition, crate::core::journal::JournalError>;
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
         self.note("flush".into());
         Ok(JournalPosition::default())
@@ -150,7 +150,7 @@ async fn a_pass_visits_the_stages_in_order_and_flushes_only_after_appends() {
         ]
     );
     // A pass after an append queues a Flush behind it; the next pass awaits it first.
-    p.journal().do_send(Append(vec![Entry::new(EventTime::ZERO, "test", &1)]));
+    p.journal().do_send(Append { entries: vec![Entry::new(EventTime::ZERO, "test", &1)] });
     p.pass(MarketData { batch: b.clone(), range: 0..1 }).await.unwrap();
     p.pass(MarketData { batch: b, range: 1..2 }).await.unwrap();
     let hops = taken(&log);

@@ -476,8 +476,8 @@ pub(crate) fn equity_table(d: &RunData) -> Table {
 
 /// Writes `trades`, `orders`, `fills` and `equity` (`.csv` or `.json`) into `run_dir`, each
 /// atomically, from its journal.
-pub fn export(run_dir: &Path, format: ExportFormat) -> Result<ExportSummary, String> {
-    let dir = RunDir::open(run_dir).map_err(|e| e.to_string())?;
+pub fn export(run_dir: &Path, format: ExportFormat) -> Result<ExportSummary, super::ReportError> {
+    let dir = RunDir::open(run_dir)?;
     let d = load::load_path(&dir.journal())?;
     let tables = [trades_table(&d), orders_table(&d), fills_table(&d), equity_table(&d)];
     let ext = match format {
@@ -491,7 +491,7 @@ pub fn export(run_dir: &Path, format: ExportFormat) -> Result<ExportSummary, Str
             ExportFormat::Csv => t.to_csv().into_bytes(),
             ExportFormat::Json => super::to_json_bytes(&t.to_json()),
         };
-        dir.write_atomic(&name, &bytes).map_err(|e| e.to_string())?;
+        dir.write_atomic(&name, &bytes)?;
         files.push(dir.file(&name));
     }
     Ok(ExportSummary {

@@ -10,6 +10,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
+use super::ReportError;
 use crate::core::execution::ClosedTrade;
 use crate::core::journal::{StoredRecord, TornTail, scan};
 use crate::core::money::parse_decimal;
@@ -119,14 +120,15 @@ impl RunData {
 }
 
 /// Reads and scans the journal at `path`.
-pub(crate) fn load_path(path: &Path) -> Result<RunData, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read journal {}: {e}", path.display()))?;
-    load_bytes(&bytes).map_err(|e| format!("journal {}: {e}", path.display()))
+pub(crate) fn load_path(path: &Path) -> Result<RunData, ReportError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| ReportError::ReadJournal { path: path.to_path_buf(), error: e.to_string() })?;
+    load_bytes(&bytes).map_err(|e| ReportError::InJournal { path: path.to_path_buf(), error: Box::new(e) })
 }
 
 /// Scans journal bytes.
-pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
-    let scanned = scan(bytes).map_err(|e| e.to_string())?;
+pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, ReportError> {
+    let scanned = scan(bytes)?;
     let mut d = RunData { records: scanned.records.len(), torn: scanned.torn, ..RunData::default() };
     let mut session_feed: Option<Map<String, Value>> = None;
     // `run_started` is written before the first market event, at event time zero (the run's
@@ -155,10 +157,10 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
                 d.run_ended = Some(rec);
             }
             "fill" => {
-                let fill: Fill = rec.parse().map_err(|e| e.to_string())?;
+                let fill: Fill = rec.parse()?;
                 d.fills.push(FillRec { seq: rec.seq, fill });
             }
-            "trade_closed" => d.trades.push(rec.parse().map_err(|e| e.to_string())?),
+            "trade_closed" => d.trades.push(rec.parse()?),
             "order" | "order_rejected" | "order_triggered" | "order_canceled" | "order_amended" => {
                 d.order_events.push(rec)
             }
@@ -178,10 +180,7 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, String> {
             "equity" if rec.event_time == EventTime::ZERO => {}
             "equity" => {
                 let Some(equity) = rec.body.get("equity").and_then(decimal) else {
-                    return Err(format!(
-                        "journal record seq {} (equity): no decimal `equity` field",
-                        rec.seq
-                    ));
+                    return Err(ReportError::NoEquity { seq: rec.seq });
                 };
                 let b = &rec.body;
                 d.equity.push(EquityRec {

@@ -621,13 +621,13 @@ fn corruption_in_the_middle_is_an_error_naming_the_line() {
     let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
     bytes[nl - 2] = b'#';
     let dir = run_dir("corrupt", &bytes);
-    let err = build_report(&dir.join(files::JOURNAL)).unwrap_err();
+    let err = build_report(&dir.join(files::JOURNAL)).unwrap_err().to_string();
     assert!(err.contains("line 1"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn missing_run_folder_is_a_clear_error() {
-    let err = export(Path::new("/nonexistent/kp-run"), ExportFormat::Csv).unwrap_err();
+    let err = export(Path::new("/nonexistent/kp-run"), ExportFormat::Csv).unwrap_err().to_string();
     assert!(err.contains("no journal.jsonl"), "{err}");
 }

@@ -284,7 +284,7 @@ pub(super) async fn apply_rest_line(
         (MarketBatch::one_frame(first_seq, vec![applied.event], time), record)
     };
     if let Some(r) = record {
-        pipeline.journal().do_send(Append(vec![r]));
+        pipeline.journal().do_send(Append { entries: vec![r] });
     }
     pipeline.run(batch).await.map_err(|e| e.to_string())
 }

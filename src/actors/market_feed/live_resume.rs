@@ -177,7 +177,7 @@ async fn replay_reconnect(
         st.book.distrust(&settings.pairs);
         st.book.invalidation(&settings.pairs, attempt, reason)
     };
-    pipeline.journal().do_send(Append(vec![record]));
+    pipeline.journal().do_send(Append { entries: vec![record] });
     pipeline.run(batch).await.map_err(|e| e.to_string())
 }
 

@@ -310,7 +310,7 @@ impl MarketFeed {
         let marker =
             serde_json::json!({ "attempt": self.attempt, "reason": self.last_error_kind }).to_string();
         record_frames(&recorder, "reconnect", std::iter::once(marker.as_str()));
-        self.pipeline.journal().do_send(Append(vec![record]));
+        self.pipeline.journal().do_send(Append { entries: vec![record] });
         let pipeline = self.pipeline.clone();
         let (done, wait) = tokio::sync::oneshot::channel();
         self.state.borrow_mut().invalidation = Some(wait);
@@ -359,7 +359,7 @@ impl Handler<Shutdown> for MarketFeed {
                 "unknown": c.unknown,
             }),
         );
-        self.pipeline.journal().do_send(Append(vec![record]));
+        self.pipeline.journal().do_send(Append { entries: vec![record] });
     }
 }
 
