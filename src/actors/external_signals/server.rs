@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::{ExternalSignals, PushSignal};
-use crate::core::signals::external::reply;
+use crate::core::signals::external::{ExternalSignalError, reply};
 
 /// Longest accepted message (bytes); a signal is a few hundred.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -172,8 +172,7 @@ async fn connection(
         };
         let ok = matches!((&given, token), (Some(g), Some(t)) if token_matches(g, t));
         if !ok {
-            let r =
-                Err("auth: first message must be {\"auth\":\"<token>\"} with the right token".to_string());
+            let r = Err(ExternalSignalError::BadAuth);
             let _ = sink.send(send(reply(&r))).await;
             let _ = sink.close().await;
             return Err("authentication failed".into());
@@ -184,9 +183,9 @@ async fn connection(
         let result = match msg.map_err(|e| e.to_string())? {
             Message::Text(t) => match actor.send(PushSignal { text: t.as_str().to_string() }).await {
                 Ok(r) => r,
-                Err(e) => Err(format!("engine is shutting down: {e}")),
+                Err(e) => Err(ExternalSignalError::ShuttingDown(e.to_string())),
             },
-            Message::Binary(_) => Err("send signals as text frames of JSON".to_string()),
+            Message::Binary(_) => Err(ExternalSignalError::BinaryFrame),
             Message::Close(_) => break,
             // Pings are answered by tungstenite on the next write or flush.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
