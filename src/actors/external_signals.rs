@@ -39,7 +39,7 @@ use crate::messages::{MarketData, SignalBatch};
 
 pub mod server;
 
-pub use server::{AUTH_TIMEOUT, MAX_CONNECTIONS, MAX_MESSAGE_BYTES, ServerHandle, bind, serve};
+pub use server::{AUTH_TIMEOUT, MAX_CONNECTIONS, MAX_MESSAGE_BYTES, ServerError, ServerHandle, bind, serve};
 
 /// One text message from a client: a signal to check and forward. Answered with the reason
 /// it was refused, naming the field.

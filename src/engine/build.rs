@@ -48,7 +48,7 @@ impl Engine {
         } = setup;
         // Bound first, so a taken port fails the run before anything is journaled.
         let external_listener = match config.external_signals.enabled {
-            true => Some(external_signals::bind(config.external_signals.bind)?),
+            true => Some(external_signals::bind(config.external_signals.bind).map_err(|e| e.to_string())?),
             false => None,
         };
         let market = MarketSource::select(&config, replay)?;
@@ -225,7 +225,7 @@ fn start_signals(
 ) -> Result<Signals, String> {
     let model_files =
         crate::core::signals::ModelFiles { onnx: config.signals.onnx_model_path().map(std::fs::read) };
-    let mut models = config.signals.build(&model_files)?;
+    let mut models = config.signals.build(&model_files).map_err(|e| e.to_string())?;
     models.extend(extra_models);
     let warmup_intervals: BTreeSet<u32> = models
         .iter()
@@ -252,7 +252,7 @@ fn start_signals(
             .start();
             signal_inputs.push(actor.clone().recipient());
             let token = std::env::var(&config.external_signals.token_env).ok().filter(|t| !t.is_empty());
-            Some(external_signals::serve(listener, token, actor)?)
+            Some(external_signals::serve(listener, token, actor).map_err(|e| e.to_string())?)
         }
         None => None,
     };
