@@ -128,17 +128,71 @@ pub const REST_SCHEMES: &[&str] = &["http", "https"];
 /// `schemes` and a host. A bad one is refused at start-up (the feed would otherwise retry
 /// it with backoff for ever). The error quotes the value and says what is expected; the
 /// caller puts the config key or option name in front.
-pub fn check_endpoint(url: &str, schemes: &[&str]) -> Result<(), String> {
+pub fn check_endpoint(url: &str, schemes: &[&str]) -> Result<(), EndpointError> {
     let expected = || schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("{url:?} is not a URL ({e}); expected {}HOST[:PORT][/PATH]", expected()))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| EndpointError::NotAUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+        expected: expected(),
+    })?;
     if !schemes.contains(&parsed.scheme()) {
-        return Err(format!("{url:?} has scheme {:?}; expected {}", parsed.scheme(), expected()));
+        return Err(EndpointError::Scheme {
+            url: url.to_string(),
+            scheme: parsed.scheme().to_string(),
+            expected: expected(),
+        });
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} names no host; expected {}HOST[:PORT][/PATH]", expected()));
+        return Err(EndpointError::NoHost { url: url.to_string(), expected: expected() });
     }
     Ok(())
+}
+
+/// Why an endpoint is refused ([`check_endpoint`]). Each quotes the value and says what is
+/// expected (`expected`: the accepted schemes, e.g. `ws:// or wss://`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// The value does not parse as a URL.
+    #[error("{url:?} is not a URL ({reason}); expected {expected}HOST[:PORT][/PATH]")]
+    NotAUrl {
+        /// The value.
+        url: String,
+        /// The parser's reason.
+        reason: String,
+        /// The accepted schemes.
+        expected: String,
+    },
+    /// A scheme not in the list.
+    #[error("{url:?} has scheme {scheme:?}; expected {expected}")]
+    Scheme {
+        /// The value.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+        /// The accepted schemes.
+        expected: String,
+    },
+    /// No host.
+    #[error("{url:?} names no host; expected {expected}HOST[:PORT][/PATH]")]
+    NoHost {
+        /// The value.
+        url: String,
+        /// The accepted schemes.
+        expected: String,
+    },
+}
+
+impl crate::core::error::Classified for EndpointError {
+    /// A bad endpoint refuses the start ([`Disposition::Halt`]).
+    ///
+    /// [`Disposition::Halt`]: crate::core::error::Disposition::Halt
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            EndpointError::NotAUrl { .. } | EndpointError::Scheme { .. } | EndpointError::NoHost { .. } => {
+                crate::core::error::Disposition::Halt
+            }
+        }
+    }
 }
 
 /// `feed.*`: market data.
@@ -469,7 +523,7 @@ impl Config {
             ("feed.rest_url", &self.feed.rest_url, REST_SCHEMES),
         ] {
             if let Err(e) = check_endpoint(url, schemes) {
-                is.push(key, e);
+                is.push(key, e.to_string());
             }
         }
         is.check(self.feed.liveness_timeout_ms >= 1000, "feed.liveness_timeout_ms", || {
@@ -614,10 +668,10 @@ mod tests {
             ("ws://", "empty host"),
             ("wss://:443/v2", "empty host"),
         ] {
-            let e = check_endpoint(bad, WS_SCHEMES).unwrap_err();
+            let e = check_endpoint(bad, WS_SCHEMES).unwrap_err().to_string();
             assert!(e.contains(says) && e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }
-        let e = check_endpoint("wss://ws.kraken.com/v2", REST_SCHEMES).unwrap_err();
+        let e = check_endpoint("wss://ws.kraken.com/v2", REST_SCHEMES).unwrap_err().to_string();
         assert!(e.contains("expected http:// or https://"), "{e}");
     }
 

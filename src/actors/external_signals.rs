@@ -33,18 +33,18 @@ use actix::prelude::*;
 
 use crate::actors::journal::{Append, JournalSink};
 use crate::core::journal::Entry;
-use crate::core::signals::external::parse_signal;
+use crate::core::signals::external::{ExternalSignalError, parse_signal};
 use crate::core::time::EventTime;
 use crate::messages::{MarketData, SignalBatch};
 
 pub mod server;
 
-pub use server::{AUTH_TIMEOUT, MAX_CONNECTIONS, MAX_MESSAGE_BYTES, ServerHandle, bind, serve};
+pub use server::{AUTH_TIMEOUT, MAX_CONNECTIONS, MAX_MESSAGE_BYTES, ServerError, ServerHandle, bind, serve};
 
 /// One text message from a client: a signal to check and forward. Answered with the reason
 /// it was refused, naming the field.
 #[derive(Message, Debug)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), ExternalSignalError>")]
 pub struct PushSignal {
     /// The message as the client sent it (JSON, see [`parse_signal`]).
     pub text: String,
@@ -106,11 +106,11 @@ impl Handler<MarketData> for ExternalSignals {
 }
 
 impl Handler<PushSignal> for ExternalSignals {
-    type Result = Result<(), String>;
+    type Result = Result<(), ExternalSignalError>;
 
     fn handle(&mut self, msg: PushSignal, _ctx: &mut Self::Context) -> Self::Result {
         let result = match self.last {
-            None => Err("no market event seen yet; try again in a moment".to_string()),
+            None => Err(ExternalSignalError::NoMarketEvent),
             Some(at) => parse_signal(&msg.text, &self.pairs, at),
         };
         match result {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::decisions::{Contribution, Signal, TradeIntent};
+use super::decisions::{Contribution, Signal, SignalContractError, TradeIntent};
 use super::execution::ClosedTrade;
 use super::market::{MarketEvent, Side};
 use super::money::to_f64;
@@ -24,6 +24,44 @@ use super::signals::common::{Ema, GridSampler, count_in, float_in, mid_of, posit
 use super::symbol_map::SymbolMap;
 use super::time::{EventTime, Span};
 use super::validate::Issues;
+
+/// Why the aggregator refused a signal.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AggregatorError {
+    /// The signal breaks the contract; `from` and `pair` name it.
+    #[error("signal from {from:?} on {pair:?} refused: {reason}")]
+    Refused {
+        /// The signal's source.
+        from: String,
+        /// The signal's pair.
+        pair: String,
+        /// What is wrong with it.
+        reason: RefusalReason,
+    },
+}
+
+/// What is wrong with a refused signal.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RefusalReason {
+    /// A field out of its range ([`Signal::validate`]).
+    #[error(transparent)]
+    Contract(#[from] SignalContractError),
+    /// No pair named.
+    #[error("pair must not be empty")]
+    EmptyPair,
+}
+
+impl crate::core::error::Classified for AggregatorError {
+    /// One refused signal: logged and counted, the run carries on
+    /// ([`Disposition::Recoverable`]).
+    ///
+    /// [`Disposition::Recoverable`]: crate::core::error::Disposition::Recoverable
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            AggregatorError::Refused { .. } => crate::core::error::Disposition::Recoverable,
+        }
+    }
+}
 
 /// `aggregator.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -198,14 +236,19 @@ impl Aggregator {
     }
 
     /// Takes in one signal (validated; invalid ones are refused with the reason).
-    pub fn on_signal(&mut self, s: Signal) -> Result<(), String> {
+    pub fn on_signal(&mut self, s: Signal) -> Result<(), AggregatorError> {
         self.signals_in += 1;
-        let checked = s.validate().and_then(|()| {
-            if s.pair.is_empty() { Err("pair must not be empty".to_string()) } else { Ok(()) }
-        });
-        if let Err(e) = checked {
+        let checked = s
+            .validate()
+            .map_err(RefusalReason::Contract)
+            .and_then(|()| if s.pair.is_empty() { Err(RefusalReason::EmptyPair) } else { Ok(()) });
+        if let Err(reason) = checked {
             self.signals_refused += 1;
-            return Err(format!("signal from {:?} on {:?} refused: {e}", &*s.source, &*s.pair));
+            return Err(AggregatorError::Refused {
+                from: s.source.to_string(),
+                pair: s.pair.to_string(),
+                reason,
+            });
         }
         // A source seen for the first time starts at weight 1, the mean after normalisation.
         self.weights.entry(s.source.to_string()).or_insert(1.0);
@@ -668,7 +711,7 @@ mod tests {
     #[test]
     fn refuses_invalid_signals_with_reason() {
         let mut a = Aggregator::new(&AggregatorConfig::default());
-        let err = a.on_signal(sig("a", 1.5, 0.5, 0, 0, 60)).unwrap_err();
+        let err = a.on_signal(sig("a", 1.5, 0.5, 0, 0, 60)).unwrap_err().to_string();
         assert!(err.contains("score 1.5 is outside [-1, 1]"), "{err}");
         assert!(a.on_signal(sig("a", f64::NAN, 0.5, 0, 0, 60)).is_err());
         assert!(a.on_signal(sig("a", 0.5, 0.5, 0, 0, 0)).is_err());

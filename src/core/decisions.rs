@@ -37,20 +37,51 @@ impl Signal {
         self.event_time.plus_micros(self.horizon.as_micros())
     }
     /// Checks the contract: finite score in [-1, 1], confidence in [0, 1], positive horizon.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SignalContractError> {
         if !self.score.is_finite() || !(-1.0..=1.0).contains(&self.score) {
-            return Err(format!("score {} is outside [-1, 1]", self.score));
+            return Err(SignalContractError::Score(self.score));
         }
         if !self.confidence.is_finite() || !(0.0..=1.0).contains(&self.confidence) {
-            return Err(format!("confidence {} is outside [0, 1]", self.confidence));
+            return Err(SignalContractError::Confidence(self.confidence));
         }
         if self.horizon.as_micros() <= 0 {
-            return Err("horizon must be positive".into());
+            return Err(SignalContractError::Horizon);
         }
         if self.source.is_empty() {
-            return Err("source must not be empty".into());
+            return Err(SignalContractError::EmptySource);
         }
         Ok(())
+    }
+}
+
+/// Why a [`Signal`] breaks the contract (each message names the field).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SignalContractError {
+    /// The score is not a finite number in [-1, 1].
+    #[error("score {0} is outside [-1, 1]")]
+    Score(f64),
+    /// The confidence is not a finite number in [0, 1].
+    #[error("confidence {0} is outside [0, 1]")]
+    Confidence(f64),
+    /// The horizon is zero or negative.
+    #[error("horizon must be positive")]
+    Horizon,
+    /// The source name is empty.
+    #[error("source must not be empty")]
+    EmptySource,
+}
+
+impl crate::core::error::Classified for SignalContractError {
+    /// One refused signal: the run carries on ([`Disposition::Recoverable`]).
+    ///
+    /// [`Disposition::Recoverable`]: crate::core::error::Disposition::Recoverable
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            SignalContractError::Score(_)
+            | SignalContractError::Confidence(_)
+            | SignalContractError::Horizon
+            | SignalContractError::EmptySource => crate::core::error::Disposition::Recoverable,
+        }
     }
 }
 

@@ -175,23 +175,21 @@ impl PairFees {
         taker: Vec<(Decimal, Decimal)>,
         maker: Vec<(Decimal, Decimal)>,
         volume_currency: &str,
-    ) -> Result<PairFees, String> {
+    ) -> Result<PairFees, FeeError> {
         if !matches!(volume_currency, "ZUSD" | "USD") {
-            return Err(format!(
-                "fee_volume_currency {volume_currency:?}: tiers are only applied in USD (the 30-day volume is counted in USD)"
-            ));
+            return Err(FeeError::NotUsd(volume_currency.to_string()));
         }
         let maker = if maker.is_empty() { taker.clone() } else { maker };
         for (name, rows) in [("fees", &taker), ("fees_maker", &maker)] {
             if rows.is_empty() {
-                return Err(format!("{name}: no rows"));
+                return Err(FeeError::NoRows(name));
             }
             for (i, (vol, pct)) in rows.iter().enumerate() {
                 if *vol < Decimal::ZERO || (i > 0 && *vol <= rows[i - 1].0) {
-                    return Err(format!("{name}[{i}]: threshold {vol} is negative or not ascending"));
+                    return Err(FeeError::Threshold { table: name, row: i, volume: *vol });
                 }
                 if pct.abs() > MAX_FEE_PCT {
-                    return Err(format!("{name}[{i}]: fee {pct} % is out of range"));
+                    return Err(FeeError::Fee { table: name, row: i, pct: *pct });
                 }
             }
         }
@@ -312,6 +310,51 @@ pub fn amend_penalty(age_micros: i64) -> Decimal {
         }
 }
 
+/// Why a fee schedule cannot be applied ([`PairFees::new`]).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FeeError {
+    /// Tiers counted in a currency other than USD.
+    #[error("fee_volume_currency {0:?}: tiers are only applied in USD (the 30-day volume is counted in USD)")]
+    NotUsd(String),
+    /// An empty table (`fees` or `fees_maker`).
+    #[error("{0}: no rows")]
+    NoRows(&'static str),
+    /// A volume threshold below zero or not above the previous row's.
+    #[error("{table}[{row}]: threshold {volume} is negative or not ascending")]
+    Threshold {
+        /// `fees` or `fees_maker`.
+        table: &'static str,
+        /// The row.
+        row: usize,
+        /// Its threshold.
+        volume: Decimal,
+    },
+    /// A percentage outside −10…10.
+    #[error("{table}[{row}]: fee {pct} % is out of range")]
+    Fee {
+        /// `fees` or `fees_maker`.
+        table: &'static str,
+        /// The row.
+        row: usize,
+        /// Its percentage.
+        pct: Decimal,
+    },
+}
+
+impl crate::core::error::Classified for FeeError {
+    /// A schedule that cannot be applied is refused and the one in force kept
+    /// ([`Disposition::Recoverable`]).
+    ///
+    /// [`Disposition::Recoverable`]: crate::core::error::Disposition::Recoverable
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            FeeError::NotUsd(_) | FeeError::NoRows(_) | FeeError::Threshold { .. } | FeeError::Fee { .. } => {
+                crate::core::error::Disposition::Recoverable
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,7 +408,7 @@ mod tests {
             (vec![r(0, dec!(0.26))], vec![], "ZEUR", "only applied in USD"),
         ];
         for (taker, maker, cur, says) in cases {
-            let e = PairFees::new(taker, maker, cur).unwrap_err();
+            let e = PairFees::new(taker, maker, cur).unwrap_err().to_string();
             assert!(e.contains(says), "{e}");
         }
     }

@@ -388,15 +388,29 @@ pub enum Speed {
 
 impl Speed {
     /// Parses `max` or a positive number (`1`, `10`, `0.5`).
-    pub fn parse(s: &str) -> Result<Speed, String> {
+    pub fn parse(s: &str) -> Result<Speed, SpeedError> {
         let t = s.trim();
         if t.eq_ignore_ascii_case("max") {
             return Ok(Speed::Max);
         }
         match t.parse::<f64>() {
             Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Times(x)),
-            _ => Err(format!("speed must be `max` or a positive number, got {s:?}")),
+            _ => Err(SpeedError(s.to_string())),
         }
+    }
+}
+
+/// A `speed` that is neither `max` nor a positive number (holds the text as given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("speed must be `max` or a positive number, got {0:?}")]
+pub struct SpeedError(pub String);
+
+impl crate::core::error::Classified for SpeedError {
+    /// A bad setting refuses the start ([`Disposition::Halt`]).
+    ///
+    /// [`Disposition::Halt`]: crate::core::error::Disposition::Halt
+    fn disposition(&self) -> crate::core::error::Disposition {
+        crate::core::error::Disposition::Halt
     }
 }
 

@@ -100,13 +100,13 @@ pub enum EngineError {
     StartFiles(crate::run_dir::RunDirError),
     /// The external-signals server could not bind its address or start.
     #[error("{0}")]
-    ExternalSignals(String),
+    ExternalSignals(crate::actors::external_signals::ServerError),
     /// The simulated exchange could not start.
     #[error("{0}")]
     Sim(String),
     /// The configured signal models could not be built.
     #[error("{0}")]
-    Signals(String),
+    Signals(crate::core::signals::SignalError),
     /// The journal could not be opened, written, synced or re-checked.
     #[error("{0}")]
     Journal(crate::core::journal::JournalError),

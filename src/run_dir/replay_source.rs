@@ -101,9 +101,8 @@ impl ReplaySource {
     /// The instruments to preload into the feed's decoder (none without `--instruments`).
     pub fn instruments(&self) -> Result<Vec<Instrument>, ReplaySourceError> {
         match &self.instruments {
-            Some(text) => {
-                crate::core::kraken::load_instruments(text).map_err(ReplaySourceError::BadInstruments)
-            }
+            Some(text) => crate::core::kraken::load_instruments(text)
+                .map_err(|e| ReplaySourceError::BadInstruments(e.to_string())),
             None => Ok(Vec::new()),
         }
     }

@@ -76,7 +76,8 @@ pub struct RestLine {
 /// The `fees` line for `pair`, checked: `Err` when Kraken's schedule cannot be applied
 /// (the built-in one is kept).
 pub fn fee_line(pair: &str, ap: &AssetPair) -> Result<RestLine, String> {
-    PairFees::new(ap.fees_taker.clone(), ap.fees_maker.clone(), &ap.fee_volume_currency)?;
+    PairFees::new(ap.fees_taker.clone(), ap.fees_maker.clone(), &ap.fee_volume_currency)
+        .map_err(|e| e.to_string())?;
     let line = FeeLine {
         pair: pair.to_string(),
         fees: ap.fees_taker.clone(),

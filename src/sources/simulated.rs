@@ -342,7 +342,7 @@ struct Exchange {
 impl SimServer {
     /// Starts the server on 127.0.0.1 at a random free port.
     pub fn start(cfg: &SimConfig, pairs: &[String], depth: u16, speed: Speed) -> Result<SimServer, String> {
-        let market = SimMarket::new(cfg, pairs, depth)?;
+        let market = SimMarket::new(cfg, pairs, depth).map_err(|e| e.to_string())?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|e| format!("simulated exchange: cannot bind 127.0.0.1:0: {e}"))?;
         listener
@@ -629,7 +629,7 @@ pub fn record_sim(
     events: u64,
     out: &Path,
 ) -> Result<u64, String> {
-    let mut market = SimMarket::new(cfg, pairs, depth)?;
+    let mut market = SimMarket::new(cfg, pairs, depth).map_err(|e| e.to_string())?;
     let io = |e: std::io::Error| format!("cannot write recording {}: {e}", out.display());
     let file = File::create(out).map_err(|e| format!("cannot create recording {}: {e}", out.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::{ExternalSignals, PushSignal};
-use crate::core::signals::external::reply;
+use crate::core::signals::external::{ExternalSignalError, reply};
 
 /// Longest accepted message (bytes); a signal is a few hundred.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -29,11 +29,50 @@ pub const MAX_CONNECTIONS: usize = 16;
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the endpoint's socket (before the run starts, so a taken port fails the run early).
-pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
-    let l = std::net::TcpListener::bind(addr)
-        .map_err(|e| format!("external_signals.bind {addr}: cannot listen: {e}"))?;
-    l.set_nonblocking(true).map_err(|e| format!("external_signals.bind {addr}: {e}"))?;
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    let l = std::net::TcpListener::bind(addr).map_err(|error| ServerError::Listen { addr, error })?;
+    l.set_nonblocking(true).map_err(|error| ServerError::Socket { addr, error })?;
     Ok(l)
+}
+
+/// Why the endpoint cannot start ([`bind`], [`serve`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The address cannot be bound (taken, not local, …).
+    #[error("external_signals.bind {addr}: cannot listen: {error}")]
+    Listen {
+        /// `external_signals.bind`.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The bound socket cannot be set up.
+    #[error("external_signals.bind {addr}: {error}")]
+    Socket {
+        /// `external_signals.bind`.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The listener cannot be handed to the runtime.
+    #[error("external signals: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl crate::core::error::Classified for ServerError {
+    /// An endpoint that cannot start fails the run before anything is journaled
+    /// ([`Disposition::Halt`]).
+    ///
+    /// [`Disposition::Halt`]: crate::core::error::Disposition::Halt
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            ServerError::Listen { .. } | ServerError::Socket { .. } | ServerError::Serve(_) => {
+                crate::core::error::Disposition::Halt
+            }
+        }
+    }
 }
 
 /// The running endpoint; `stop` closes the listener (open connections end with the System).
@@ -56,10 +95,9 @@ pub fn serve(
     listener: std::net::TcpListener,
     token: Option<String>,
     actor: Addr<ExternalSignals>,
-) -> Result<ServerHandle, String> {
-    let addr = listener.local_addr().map_err(|e| format!("external signals: {e}"))?;
-    let listener =
-        tokio::net::TcpListener::from_std(listener).map_err(|e| format!("external signals: {e}"))?;
+) -> Result<ServerHandle, ServerError> {
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(ServerError::Serve)?;
     if token.is_none() {
         tracing::warn!(
             actor = "external_signals",
@@ -172,8 +210,7 @@ async fn connection(
         };
         let ok = matches!((&given, token), (Some(g), Some(t)) if token_matches(g, t));
         if !ok {
-            let r =
-                Err("auth: first message must be {\"auth\":\"<token>\"} with the right token".to_string());
+            let r = Err(ExternalSignalError::BadAuth);
             let _ = sink.send(send(reply(&r))).await;
             let _ = sink.close().await;
             return Err("authentication failed".into());
@@ -184,9 +221,9 @@ async fn connection(
         let result = match msg.map_err(|e| e.to_string())? {
             Message::Text(t) => match actor.send(PushSignal { text: t.as_str().to_string() }).await {
                 Ok(r) => r,
-                Err(e) => Err(format!("engine is shutting down: {e}")),
+                Err(e) => Err(ExternalSignalError::ShuttingDown(e.to_string())),
             },
-            Message::Binary(_) => Err("send signals as text frames of JSON".to_string()),
+            Message::Binary(_) => Err(ExternalSignalError::BinaryFrame),
             Message::Close(_) => break,
             // Pings are answered by tungstenite on the next write or flush.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {

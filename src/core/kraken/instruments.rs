@@ -29,9 +29,8 @@ use crate::core::money::parse_decimal;
 /// or only its `result` object) or from a WS v2 `instrument` message (`{"channel":
 /// "instrument","data":{"pairs":[…]}}`). Dark-pool pairs (no `wsname`) are skipped; REST
 /// names are mapped to v2 symbols (`XBT/USD` → `BTC/USD`). Sorted by symbol, one per symbol.
-pub fn load_instruments(text: &str) -> Result<Vec<Instrument>, String> {
-    let root: Value =
-        serde_json::from_str(text).map_err(|e| format!("instrument data is not valid JSON: {e}"))?;
+pub fn load_instruments(text: &str) -> Result<Vec<Instrument>, InstrumentError> {
+    let root: Value = serde_json::from_str(text).map_err(|e| InstrumentError::Json(e.to_string()))?;
     let obj = root.as_object().ok_or("instrument data must be a JSON object")?;
     let mut out = if obj.get("channel").and_then(Value::as_str) == Some("instrument") {
         let pairs = obj
@@ -42,18 +41,18 @@ pub fn load_instruments(text: &str) -> Result<Vec<Instrument>, String> {
         pairs.iter().map(instrument_from_v2).collect::<Result<Vec<_>, _>>()?
     } else if let Some(result) = obj.get("result") {
         if let Some(errors) = obj.get("error").and_then(Value::as_array).filter(|e| !e.is_empty()) {
-            return Err(format!("AssetPairs answered with errors: {}", Value::Array(errors.clone())));
+            return Err(InstrumentError::Kraken(Value::Array(errors.clone()).to_string()));
         }
         rest_pairs(result.as_object().ok_or("AssetPairs `result` must be an object")?)?
     } else if let Some(errors) = obj.get("error").and_then(Value::as_array).filter(|e| !e.is_empty()) {
-        return Err(format!("AssetPairs answered with errors: {}", Value::Array(errors.clone())));
+        return Err(InstrumentError::Kraken(Value::Array(errors.clone()).to_string()));
     } else {
         rest_pairs(obj)?
     };
     out.sort_by(|a, b| a.symbol.cmp(&b.symbol));
     out.dedup_by(|a, b| a.symbol == b.symbol);
     if out.is_empty() {
-        return Err("no instruments found (expected REST AssetPairs or a WS v2 instrument message)".into());
+        return Err(InstrumentError::Empty);
     }
     Ok(out)
 }
@@ -125,7 +124,7 @@ fn instrument_from_rest(key: &str, wsname: &str, info: &Map<String, Value>) -> R
 /// Margin terms of one REST AssetPairs entry: present when `leverage_sell` is non-empty
 /// (the pair can be shorted); `margin_call` / `margin_stop` default to Kraken's 80 / 40 when
 /// absent, `short_position_limit` is optional (older responses lack it).
-pub fn margin_terms_from_rest(info: &Map<String, Value>) -> Result<Option<MarginTerms>, String> {
+pub fn margin_terms_from_rest(info: &Map<String, Value>) -> Result<Option<MarginTerms>, InstrumentError> {
     let small = |field: &str, v: &Value| -> Result<u32, String> {
         v.as_u64()
             .and_then(|n| u32::try_from(n).ok())
@@ -134,7 +133,7 @@ pub fn margin_terms_from_rest(info: &Map<String, Value>) -> Result<Option<Margin
     let levs = match info.get("leverage_sell") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Array(a)) => a,
-        Some(v) => return Err(format!("`leverage_sell` must be an array, got {v}")),
+        Some(v) => return Err(format!("`leverage_sell` must be an array, got {v}").into()),
     };
     let mut max = 0;
     for v in levs {
@@ -161,14 +160,17 @@ pub fn margin_terms_from_rest(info: &Map<String, Value>) -> Result<Option<Margin
 /// Margin terms of one WS v2 `instrument` pair: present when `marginable` is true and
 /// `margin_initial` is given (max leverage = ⌊1 / margin_initial⌋, e.g. 0.20 → 5). The
 /// channel carries no margin call / liquidation levels: Kraken's 80 / 40 are used.
-fn margin_terms_from_v2(obj: &Map<String, Value>, symbol: &str) -> Result<Option<MarginTerms>, String> {
+fn margin_terms_from_v2(
+    obj: &Map<String, Value>,
+    symbol: &str,
+) -> Result<Option<MarginTerms>, InstrumentError> {
     if obj.get("marginable").and_then(Value::as_bool) != Some(true) {
         return Ok(None);
     }
     let Some(mi) = obj.get("margin_initial").filter(|v| !v.is_null()) else { return Ok(None) };
     let mi = decimal_of(mi).map_err(|e| format!("instrument {symbol}: `margin_initial`: {e}"))?;
     if mi <= Decimal::ZERO || mi > Decimal::ONE {
-        return Err(format!("instrument {symbol}: `margin_initial` must be in (0, 1], got {mi}"));
+        return Err(format!("instrument {symbol}: `margin_initial` must be in (0, 1], got {mi}").into());
     }
     let lev = (Decimal::ONE / mi).floor();
     let max_leverage_sell = u32::try_from(lev.mantissa() / 10i128.pow(lev.scale())).unwrap_or(u32::MAX);
@@ -190,7 +192,7 @@ fn margin_terms_from_v2(obj: &Map<String, Value>, symbol: &str) -> Result<Option
 }
 
 /// One pair of a WS v2 `instrument` message.
-pub(crate) fn instrument_from_v2(pair: &Value) -> Result<Instrument, String> {
+pub(crate) fn instrument_from_v2(pair: &Value) -> Result<Instrument, InstrumentError> {
     let obj = pair.as_object().ok_or("instrument pair is not an object")?;
     let symbol = obj.get("symbol").and_then(Value::as_str).ok_or("instrument pair without `symbol`")?;
     let int = |field: &str| -> Result<Option<u32>, String> {
@@ -250,11 +252,56 @@ fn split_symbol(s: &str) -> Option<(&str, &str)> {
 }
 
 /// A JSON number or decimal string as an exact Decimal (the number's own text is used).
-pub(crate) fn decimal_of(v: &Value) -> Result<Decimal, String> {
+pub(crate) fn decimal_of(v: &Value) -> Result<Decimal, InstrumentError> {
     match v {
-        Value::Number(n) => parse_decimal(n.as_str()).map_err(|e| e.to_string()),
-        Value::String(s) => parse_decimal(s).map_err(|e| e.to_string()),
-        other => Err(format!("expected a number, got {other}")),
+        Value::Number(n) => parse_decimal(n.as_str()).map_err(|e| InstrumentError::Invalid(e.to_string())),
+        Value::String(s) => parse_decimal(s).map_err(|e| InstrumentError::Invalid(e.to_string())),
+        other => Err(InstrumentError::Invalid(format!("expected a number, got {other}"))),
+    }
+}
+
+/// Why instrument data cannot be read (REST AssetPairs or a WS v2 `instrument` message).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InstrumentError {
+    /// The text is not JSON.
+    #[error("instrument data is not valid JSON: {0}")]
+    Json(String),
+    /// AssetPairs answered with a non-empty `error` array (its JSON text).
+    #[error("AssetPairs answered with errors: {0}")]
+    Kraken(String),
+    /// Nothing usable found.
+    #[error("no instruments found (expected REST AssetPairs or a WS v2 instrument message)")]
+    Empty,
+    /// A pair or field that does not read; the message names the pair and the field (it is
+    /// assembled from many parts, e.g. ``instrument BTC/USD: `qty_precision` missing``).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for InstrumentError {
+    fn from(message: String) -> Self {
+        InstrumentError::Invalid(message)
+    }
+}
+
+impl From<&str> for InstrumentError {
+    fn from(message: &str) -> Self {
+        InstrumentError::Invalid(message.to_string())
+    }
+}
+
+impl crate::core::error::Classified for InstrumentError {
+    /// Bad instrument data is refused (the file or message) and reported; the run's own
+    /// start-up checks decide whether it can go on: [`Disposition::Recoverable`].
+    ///
+    /// [`Disposition::Recoverable`]: crate::core::error::Disposition::Recoverable
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            InstrumentError::Json(_)
+            | InstrumentError::Kraken(_)
+            | InstrumentError::Empty
+            | InstrumentError::Invalid(_) => crate::core::error::Disposition::Recoverable,
+        }
     }
 }
 
@@ -328,18 +375,21 @@ mod tests {
             (4, 80, 40, Some(dec!(24000)))
         );
         let bad = msg.replace("0.25", "-1");
-        assert!(load_instruments(&bad).unwrap_err().contains("margin_initial"));
+        assert!(load_instruments(&bad).unwrap_err().to_string().contains("margin_initial"));
     }
 
     #[test]
     fn errors_name_the_problem() {
         assert!(
-            load_instruments(r#"{"error":["EGeneral:Invalid arguments"]}"#).unwrap_err().contains("EGeneral")
+            load_instruments(r#"{"error":["EGeneral:Invalid arguments"]}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("EGeneral")
         );
         let bad = r#"{"XXBTZUSD":{"wsname":"XBT/USD","pair_decimals":"one","lot_decimals":8}}"#;
-        let e = load_instruments(bad).unwrap_err();
+        let e = load_instruments(bad).unwrap_err().to_string();
         assert!(e.contains("XXBTZUSD") && e.contains("pair_decimals"), "{e}");
         assert!(load_instruments("[1]").is_err());
-        assert!(load_instruments("{").unwrap_err().contains("not valid JSON"));
+        assert!(load_instruments("{").unwrap_err().to_string().contains("not valid JSON"));
     }
 }

@@ -183,11 +183,13 @@ impl SignalsConfig {
     /// does not validate, e.g. `signals.enabled[1]: unknown signal model "macd" (…)`, or with
     /// the problem of the `onnx` model file (`signals.onnx.model: …`).
     #[cfg_attr(not(feature = "onnx"), allow(unused_variables))]
-    pub fn build(&self, files: &ModelFiles) -> Result<Vec<Box<dyn SignalModel>>, String> {
+    pub fn build(&self, files: &ModelFiles) -> Result<Vec<Box<dyn SignalModel>>, SignalError> {
         let mut is = Issues::default();
         self.validate_keys(&mut is);
         if !is.is_empty() {
-            return Err(is.list.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+            return Err(SignalError::Config(
+                is.list.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            ));
         }
         let mut out: Vec<Box<dyn SignalModel>> = Vec::with_capacity(self.enabled.len());
         for (i, name) in self.enabled.iter().enumerate() {
@@ -198,11 +200,45 @@ impl SignalsConfig {
                 "imbalance" => Box::new(Imbalance::new(&self.imbalance)),
                 "online_ml" => Box::new(OnlineMl::new(&self.online_ml)),
                 #[cfg(feature = "onnx")]
-                "onnx" => Box::new(onnx::OnnxSignal::new(&self.onnx, files.onnx.as_ref())?),
-                other => return Err(format!("signals.enabled[{i}]: unknown signal model {other:?}")),
+                "onnx" => Box::new(
+                    onnx::OnnxSignal::new(&self.onnx, files.onnx.as_ref()).map_err(SignalError::Onnx)?,
+                ),
+                other => return Err(SignalError::UnknownModel { index: i, name: other.to_string() }),
             });
         }
         Ok(out)
+    }
+}
+
+/// Why the signal models cannot be built ([`SignalsConfig::build`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignalError {
+    /// The config does not validate: every problem, one per line, each naming its key.
+    #[error("{0}")]
+    Config(String),
+    /// A model name no built-in has.
+    #[error("signals.enabled[{index}]: unknown signal model {name:?}")]
+    UnknownModel {
+        /// Its position in `signals.enabled`.
+        index: usize,
+        /// The name.
+        name: String,
+    },
+    /// The `onnx` model cannot be loaded (`signals.onnx.model: …`, naming the file).
+    #[error("{0}")]
+    Onnx(String),
+}
+
+impl crate::core::error::Classified for SignalError {
+    /// Models that cannot be built refuse the start ([`Disposition::Halt`]).
+    ///
+    /// [`Disposition::Halt`]: crate::core::error::Disposition::Halt
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            SignalError::Config(_) | SignalError::UnknownModel { .. } | SignalError::Onnx(_) => {
+                crate::core::error::Disposition::Halt
+            }
+        }
     }
 }
 
@@ -237,14 +273,14 @@ mod tests {
         assert_eq!(is.list.len(), 1, "{is}");
         assert_eq!(is.list[0].key, "signals.enabled[1]");
         assert!(is.list[0].message.contains("--features onnx"), "{is}");
-        let err = cfg.build(&ModelFiles::default()).err().unwrap();
+        let err = cfg.build(&ModelFiles::default()).err().unwrap().to_string();
         assert!(err.starts_with("signals.enabled[1]: ") && err.contains("--features onnx"), "{err}");
     }
 
     #[test]
     fn unknown_name_is_an_error_naming_its_index() {
         let cfg = SignalsConfig { enabled: vec!["ema_cross".into(), "macd".into()], ..Default::default() };
-        let err = cfg.build(&ModelFiles::default()).err().unwrap();
+        let err = cfg.build(&ModelFiles::default()).err().unwrap().to_string();
         assert!(err.starts_with("signals.enabled[1]: unknown signal model \"macd\""), "{err}");
         let mut is = Issues::default();
         cfg.validate(&mut is, &ModelFiles::default());

@@ -57,7 +57,7 @@ enum Next {
 
 impl SimMarket {
     /// A market for `pairs` (WS v2 symbols) with books of `depth` levels.
-    pub fn new(cfg: &SimConfig, pairs: &[String], depth: u16) -> Result<SimMarket, String> {
+    pub fn new(cfg: &SimConfig, pairs: &[String], depth: u16) -> Result<SimMarket, SimError> {
         check_settings(cfg, pairs, depth)?;
         let start = cfg.start_time;
         let mut rng = Rng::derive(cfg.seed, 0x51_4D);
@@ -68,7 +68,7 @@ impl SimMarket {
             let (base, quote) = split_symbol(raw)?;
             let symbol: Symbol = Arc::from(raw.as_str());
             if index.contains_key(&symbol) {
-                return Err(format!("pair {raw} is listed twice"));
+                return Err(SimError::DuplicatePair(raw.clone()));
             }
             let p = open_pair(cfg, raw, symbol.clone(), (base, quote), depth, trend_sd);
             index.insert(symbol, out.len());
@@ -334,11 +334,11 @@ impl SimMarket {
 }
 
 /// `BASE/QUOTE` with ASCII letters/digits on both sides.
-fn split_symbol(raw: &str) -> Result<(&str, &str), String> {
+fn split_symbol(raw: &str) -> Result<(&str, &str), SimError> {
     let ok = |s: &str| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric());
     match raw.split_once('/') {
         Some((b, q)) if ok(b) && ok(q) => Ok((b, q)),
-        _ => Err(format!("pair {raw:?} is not a Kraken WS v2 symbol of the form BASE/QUOTE (e.g. BTC/USD)")),
+        _ => Err(SimError::BadSymbol(raw.to_string())),
     }
 }
 
@@ -370,19 +370,54 @@ fn jump_gap_us(rng: &mut Rng, per_hour: f64) -> i64 {
 }
 
 /// The settings, the depth and the pair list a market can start from.
-fn check_settings(cfg: &SimConfig, pairs: &[String], depth: u16) -> Result<(), String> {
+fn check_settings(cfg: &SimConfig, pairs: &[String], depth: u16) -> Result<(), SimError> {
     let mut is = Issues::default();
     cfg.validate(&mut is);
     if !is.is_empty() {
-        return Err(format!("invalid simulator settings:\n{is}"));
+        return Err(SimError::Settings(is));
     }
     if !VALID_DEPTHS.contains(&depth) {
-        return Err(format!("book depth {depth} is not one Kraken offers (10, 25, 100, 500, 1000)"));
+        return Err(SimError::Depth(depth));
     }
     if pairs.is_empty() {
-        return Err("the simulator needs at least one pair".to_string());
+        return Err(SimError::NoPairs);
     }
     Ok(())
+}
+
+/// Why a simulated market cannot start ([`SimMarket::new`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// `sim.*` settings out of range (each issue names its key).
+    #[error("invalid simulator settings:\n{0}")]
+    Settings(Issues),
+    /// A book depth Kraken does not offer.
+    #[error("book depth {0} is not one Kraken offers (10, 25, 100, 500, 1000)")]
+    Depth(u16),
+    /// An empty pair list.
+    #[error("the simulator needs at least one pair")]
+    NoPairs,
+    /// A pair that is not `BASE/QUOTE`.
+    #[error("pair {0:?} is not a Kraken WS v2 symbol of the form BASE/QUOTE (e.g. BTC/USD)")]
+    BadSymbol(String),
+    /// A pair listed twice.
+    #[error("pair {0} is listed twice")]
+    DuplicatePair(String),
+}
+
+impl crate::core::error::Classified for SimError {
+    /// A market that cannot start refuses the run ([`Disposition::Halt`]).
+    ///
+    /// [`Disposition::Halt`]: crate::core::error::Disposition::Halt
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            SimError::Settings(_)
+            | SimError::Depth(_)
+            | SimError::NoPairs
+            | SimError::BadSymbol(_)
+            | SimError::DuplicatePair(_) => crate::core::error::Disposition::Halt,
+        }
+    }
 }
 
 /// One pair at the start: its profile and random stream, the volatility split between

@@ -43,7 +43,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use market::SimMarket;
+pub use market::{SimError, SimMarket};
 pub use params::{SimConfig, TRADE_SNAPSHOT_LEN, VALID_DEPTHS};
 pub use wire::{HEARTBEAT_FRAME, status_frame};
 

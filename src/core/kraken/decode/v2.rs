@@ -288,7 +288,7 @@ impl FeedDecoder {
                     events.push(MarketEvent::Instrument { instrument: i, time: self.last_time });
                 }
                 Err(e) => {
-                    first_error.get_or_insert(e);
+                    first_error.get_or_insert(e.to_string());
                 }
             }
         }
