@@ -41,7 +41,8 @@ impl MarketSource {
                     &config.feed.pairs,
                     config.feed.book_depth,
                     config.run.speed,
-                )?;
+                )
+                .map_err(|e| e.to_string())?;
                 tracing::info!(actor = "engine", url = %sim.url(), "simulated Kraken exchange listening");
                 MarketSource::Sim(sim)
             }
