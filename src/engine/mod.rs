@@ -103,7 +103,7 @@ pub enum EngineError {
     ExternalSignals(crate::actors::external_signals::ServerError),
     /// The simulated exchange could not start.
     #[error("{0}")]
-    Sim(String),
+    Sim(crate::sources::simulated::SimServerError),
     /// The configured signal models could not be built.
     #[error("{0}")]
     Signals(crate::core::signals::SignalError),

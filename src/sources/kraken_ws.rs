@@ -47,9 +47,9 @@ pub enum ConnectionError {
     /// Transport error while reading or writing.
     #[error("websocket error: {0}")]
     Transport(String),
-    /// The consumer is gone (engine shutting down).
+    /// The consumer is gone (engine shutting down) or could not take the frames: its error.
     #[error("frame consumer stopped: {0}")]
-    Consumer(String),
+    Consumer(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl crate::core::error::Classified for ConnectionError {
@@ -86,7 +86,7 @@ pub struct ConnectionSettings {
 ///
 /// `outgoing` carries requests to send while connected (resubscriptions after a checksum
 /// mismatch). `sent` is told about every request sent, in order (recording keeps them).
-pub async fn run_connection<F, Fut>(
+pub async fn run_connection<F, Fut, E>(
     settings: &ConnectionSettings,
     mut outgoing: mpsc::UnboundedReceiver<String>,
     mut sent: impl FnMut(&str),
@@ -94,7 +94,8 @@ pub async fn run_connection<F, Fut>(
 ) -> Result<(), ConnectionError>
 where
     F: FnMut(FrameBatch) -> Fut,
-    Fut: Future<Output = Result<Flow, String>>,
+    Fut: Future<Output = Result<Flow, E>>,
+    E: std::error::Error + Send + Sync + 'static,
 {
     let (ws, _response) = tokio_tungstenite::connect_async(settings.url.as_str())
         .await
@@ -158,7 +159,7 @@ where
                         let _ = sink.send(Message::Close(None)).await;
                         return Ok(());
                     }
-                    Err(e) => return Err(ConnectionError::Consumer(e)),
+                    Err(e) => return Err(ConnectionError::Consumer(Box::new(e))),
                 }
             }
         }

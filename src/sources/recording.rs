@@ -60,14 +60,69 @@ pub struct RecordLine<'a> {
     pub msg: Cow<'a, str>,
 }
 
+/// Why recording (or reading a record line) failed. No variant has a `source()`: the text
+/// is the whole message, as `record` prints it.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The recording file could not be created.
+    #[error("cannot create recording {path}: {reason}")]
+    Create {
+        /// The recording's path, as displayed.
+        path: String,
+        /// What the OS said.
+        reason: std::io::Error,
+    },
+    /// Writing (or flushing, syncing) the recording failed.
+    #[error("cannot write recording {path}: {reason}")]
+    Write {
+        /// The recording's path, as displayed.
+        path: String,
+        /// What the OS said.
+        reason: std::io::Error,
+    },
+    /// A write failed while frames were being recorded (the frame consumer stops).
+    #[error("recording write failed")]
+    WriteFailed,
+    /// A record line is not valid JSON where it was read.
+    #[error("record line: {what} at byte {at}")]
+    Scan {
+        /// What was wrong.
+        what: &'static str,
+        /// Byte offset in the line.
+        at: usize,
+    },
+    /// A record line is not a JSON object.
+    #[error("record line: not a JSON object")]
+    NotObject,
+    /// A record line lacks one of its fields.
+    #[error("record line: needs `ts`, `dir` and `msg`")]
+    MissingField,
+}
+
+impl crate::core::error::Classified for RecordError {
+    /// A recording that cannot be written ends the recording (or the run); a bad record
+    /// line is a malformed input that the reader refuses.
+    fn disposition(&self) -> crate::core::error::Disposition {
+        use crate::core::error::Disposition;
+        match self {
+            RecordError::Create { .. } | RecordError::Write { .. } | RecordError::WriteFailed => {
+                Disposition::Halt
+            }
+            RecordError::Scan { .. } | RecordError::NotObject | RecordError::MissingField => {
+                Disposition::Recoverable
+            }
+        }
+    }
+}
+
 /// Splits a record line into its parts without re-encoding the frame.
-pub fn split_line(line: &str) -> Result<RecordLine<'_>, String> {
-    let err = |e: crate::core::kraken::scan::ScanError| format!("record line: {} at byte {}", e.what, e.at);
+pub fn split_line(line: &str) -> Result<RecordLine<'_>, RecordError> {
+    let err = |e: crate::core::kraken::scan::ScanError| RecordError::Scan { what: e.what, at: e.at };
     let mut s = Scan::new(line);
     let (mut ts, mut dir, mut msg) = (None, None, None);
     let mut first = true;
     if s.peek() != Some(b'{') {
-        return Err("record line: not a JSON object".into());
+        return Err(RecordError::NotObject);
     }
     while let Some(k) = s.key(&mut first).map_err(err)? {
         match k.raw {
@@ -88,7 +143,7 @@ pub fn split_line(line: &str) -> Result<RecordLine<'_>, String> {
     }
     match (ts, dir, msg) {
         (Some(ts), Some(dir), Some(msg)) => Ok(RecordLine { ts, dir, msg }),
-        _ => Err("record line: needs `ts`, `dir` and `msg`".into()),
+        _ => Err(RecordError::MissingField),
     }
 }
 
@@ -173,16 +228,19 @@ pub struct RecordSummary {
 /// A lost connection is reconnected with backoff and recording goes on (the new connection's
 /// subscriptions and snapshots are recorded too). A book checksum mismatch resubscribes that
 /// pair's book, as the engine's feed does, so the recording stays replayable.
-pub async fn record_live(s: &LiveRecordSettings, out: &std::path::Path) -> Result<RecordSummary, String> {
+pub async fn record_live(
+    s: &LiveRecordSettings,
+    out: &std::path::Path,
+) -> Result<RecordSummary, RecordError> {
     use std::cell::RefCell;
     use std::rc::Rc;
 
     use crate::core::kraken::decode::{self, FeedDecoder, FeedNotice};
     use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
 
-    let io = |e: std::io::Error| format!("cannot write recording {}: {e}", out.display());
-    let file =
-        std::fs::File::create(out).map_err(|e| format!("cannot create recording {}: {e}", out.display()))?;
+    let io = |e: std::io::Error| RecordError::Write { path: out.display().to_string(), reason: e };
+    let file = std::fs::File::create(out)
+        .map_err(|e| RecordError::Create { path: out.display().to_string(), reason: e })?;
     struct Rec {
         w: std::io::BufWriter<std::fs::File>,
         decoder: FeedDecoder,
@@ -248,7 +306,7 @@ pub async fn record_live(s: &LiveRecordSettings, out: &std::path::Path) -> Resul
             r.summary.events = r.decoder.counters().events;
             let flushed = std::io::Write::flush(&mut r.w);
             let flow = if r.error.is_some() || flushed.is_err() {
-                Err("recording write failed".to_string())
+                Err(RecordError::WriteFailed)
             } else if s.events.is_some_and(|n| r.summary.events >= n) {
                 Ok(Flow::Stop)
             } else {

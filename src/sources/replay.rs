@@ -50,6 +50,15 @@ pub enum ReplayError {
     },
 }
 
+impl crate::core::error::Classified for ReplayError {
+    /// A recording that cannot be read ends the replay (or the resume): nothing else to play.
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            ReplayError::Io { .. } => crate::core::error::Disposition::Halt,
+        }
+    }
+}
+
 /// Bytes read from the file at a time. Lines are cut out of a block without copying (each
 /// line shares the block), so a block lives until its last line has been decoded: a few
 /// blocks at most with the bounded channel.

@@ -73,27 +73,93 @@ pub struct RestLine {
     pub msg: String,
 }
 
+/// Why a start-up REST line could not be made or applied. No variant has a `source()`.
+#[derive(Debug, thiserror::Error)]
+pub enum RestStartupError {
+    /// Kraken's fee schedule cannot be applied: the fee table's own message.
+    #[error("{0}")]
+    Fees(crate::core::fees::FeeError),
+    /// A line could not be encoded as JSON.
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    /// A recorded `fees` line is not the JSON of one.
+    #[error("`fees` line: {0}")]
+    FeesLine(serde_json::Error),
+    /// A recorded `fees` line's schedule is refused.
+    #[error("`fees` line for {pair}: {reason}")]
+    FeesRefused {
+        /// The line's pair.
+        pair: String,
+        /// The fee table's refusal.
+        reason: crate::core::fees::FeeError,
+    },
+    /// A recorded `ohlc` line is not the JSON of one.
+    #[error("`ohlc` line: {0}")]
+    OhlcLine(serde_json::Error),
+    /// A candle's open time is out of range.
+    #[error("`ohlc` line for {pair}: time {open} out of range")]
+    OhlcTime {
+        /// The line's pair.
+        pair: String,
+        /// The candle's open time (Unix seconds).
+        open: i64,
+    },
+    /// The candles are not in time order.
+    #[error("`ohlc` line for {pair}: candles not in time order at {open}")]
+    OhlcOrder {
+        /// The line's pair.
+        pair: String,
+        /// The first out-of-order open time (Unix seconds).
+        open: i64,
+    },
+    /// The REST call for the line failed.
+    #[error("{0}")]
+    Rest(crate::core::kraken::rest::RestError),
+    /// The line's `dir` is neither `fees` nor `ohlc`.
+    #[error("not a REST line: dir {0:?}")]
+    NotRestLine(String),
+}
+
+impl crate::core::error::Classified for RestStartupError {
+    /// Live, a refused fee schedule keeps the built-in one (recoverable); a recorded line that
+    /// cannot be applied ends the run (the caller halts); a line that cannot be encoded is a bug.
+    fn disposition(&self) -> crate::core::error::Disposition {
+        use crate::core::error::Disposition;
+        match self {
+            RestStartupError::Fees(_) => Disposition::Recoverable,
+            RestStartupError::Rest(e) => e.disposition(),
+            RestStartupError::Encode(_)
+            | RestStartupError::FeesLine(_)
+            | RestStartupError::FeesRefused { .. }
+            | RestStartupError::OhlcLine(_)
+            | RestStartupError::OhlcTime { .. }
+            | RestStartupError::OhlcOrder { .. }
+            | RestStartupError::NotRestLine(_) => Disposition::Halt,
+        }
+    }
+}
+
 /// The `fees` line for `pair`, checked: `Err` when Kraken's schedule cannot be applied
 /// (the built-in one is kept).
-pub fn fee_line(pair: &str, ap: &AssetPair) -> Result<RestLine, String> {
+pub fn fee_line(pair: &str, ap: &AssetPair) -> Result<RestLine, RestStartupError> {
     PairFees::new(ap.fees_taker.clone(), ap.fees_maker.clone(), &ap.fee_volume_currency)
-        .map_err(|e| e.to_string())?;
+        .map_err(RestStartupError::Fees)?;
     let line = FeeLine {
         pair: pair.to_string(),
         fees: ap.fees_taker.clone(),
         fees_maker: ap.fees_maker.clone(),
         fee_volume_currency: ap.fee_volume_currency.clone(),
     };
-    Ok(RestLine { dir: FEES_DIR, msg: serde_json::to_string(&line).map_err(|e| e.to_string())? })
+    Ok(RestLine { dir: FEES_DIR, msg: serde_json::to_string(&line).map_err(RestStartupError::Encode)? })
 }
 
 /// The `ohlc` line for `pair`: Kraken's last candle is still open and is left out.
-pub fn ohlc_line(pair: &str, interval: u32, ohlc: &Ohlc) -> Result<RestLine, String> {
+pub fn ohlc_line(pair: &str, interval: u32, ohlc: &Ohlc) -> Result<RestLine, RestStartupError> {
     let closed = ohlc.candles.len().saturating_sub(1);
     let candles =
         ohlc.candles[..closed].iter().map(|c| (c.time.as_micros().div_euclid(1_000_000), c.close)).collect();
     let line = OhlcLine { pair: pair.to_string(), interval, candles };
-    Ok(RestLine { dir: OHLC_DIR, msg: serde_json::to_string(&line).map_err(|e| e.to_string())? })
+    Ok(RestLine { dir: OHLC_DIR, msg: serde_json::to_string(&line).map_err(RestStartupError::Encode)? })
 }
 
 /// What a line becomes in the pipeline, plus a summary for the journal (`ohlc` lines: the
@@ -109,12 +175,12 @@ pub struct Applied {
 /// Parses a recorded `fees` / `ohlc` line into its event at `time` (the feed's last event
 /// time). Every check of the live path is made again, so a hand-edited recording is refused
 /// rather than applied.
-pub fn parse_line(dir: &str, msg: &str, time: EventTime) -> Result<Applied, String> {
+pub fn parse_line(dir: &str, msg: &str, time: EventTime) -> Result<Applied, RestStartupError> {
     match dir {
         FEES_DIR => {
-            let l: FeeLine = serde_json::from_str(msg).map_err(|e| format!("`fees` line: {e}"))?;
+            let l: FeeLine = serde_json::from_str(msg).map_err(RestStartupError::FeesLine)?;
             let fees = PairFees::new(l.fees, l.fees_maker, &l.fee_volume_currency)
-                .map_err(|e| format!("`fees` line for {}: {e}", l.pair))?;
+                .map_err(|reason| RestStartupError::FeesRefused { pair: l.pair.clone(), reason })?;
             let symbol: Symbol = l.pair.as_str().into();
             Ok(Applied {
                 event: MarketEvent::FeeSchedule { symbol, time, fees: Arc::new(fees) },
@@ -122,16 +188,16 @@ pub fn parse_line(dir: &str, msg: &str, time: EventTime) -> Result<Applied, Stri
             })
         }
         OHLC_DIR => {
-            let l: OhlcLine = serde_json::from_str(msg).map_err(|e| format!("`ohlc` line: {e}"))?;
+            let l: OhlcLine = serde_json::from_str(msg).map_err(RestStartupError::OhlcLine)?;
             let step = i64::from(l.interval) * 60_000_000;
             let mut closes = Vec::with_capacity(l.candles.len());
             for (open, close) in &l.candles {
                 let end = open
                     .checked_mul(1_000_000)
                     .and_then(|us| us.checked_add(step - 1))
-                    .ok_or_else(|| format!("`ohlc` line for {}: time {open} out of range", l.pair))?;
+                    .ok_or_else(|| RestStartupError::OhlcTime { pair: l.pair.clone(), open: *open })?;
                 if closes.last().is_some_and(|(t, _): &(EventTime, Decimal)| t.as_micros() >= end) {
-                    return Err(format!("`ohlc` line for {}: candles not in time order at {open}", l.pair));
+                    return Err(RestStartupError::OhlcOrder { pair: l.pair.clone(), open: *open });
                 }
                 closes.push((EventTime::from_micros(end), *close));
             }
@@ -149,7 +215,7 @@ pub fn parse_line(dir: &str, msg: &str, time: EventTime) -> Result<Applied, Stri
                 warmup_record: Some(record),
             })
         }
-        other => Err(format!("not a REST line: dir {other:?}")),
+        other => Err(RestStartupError::NotRestLine(other.to_string())),
     }
 }
 
@@ -250,7 +316,7 @@ async fn send_warmup(
             match rest
                 .ohlc(p, interval, None)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(RestStartupError::Rest)
                 .and_then(|o| ohlc_line(p, interval, &o))
             {
                 Ok(l) => lines.push(l),
@@ -288,7 +354,12 @@ mod tests {
         assert_eq!(fees.rate(dec!(10000), Liquidity::Maker), dec!(0.002));
         assert!(a.warmup_record.is_none());
         let bad = msg.replace("ZUSD", "XXBT");
-        assert!(parse_line(FEES_DIR, &bad, EventTime::ZERO).unwrap_err().contains("only applied in USD"));
+        assert!(
+            parse_line(FEES_DIR, &bad, EventTime::ZERO)
+                .unwrap_err()
+                .to_string()
+                .contains("only applied in USD")
+        );
     }
 
     #[test]
@@ -301,7 +372,9 @@ mod tests {
         assert_eq!(history.closes[1].0, EventTime::from_micros(1_199_999_999));
         assert_eq!(a.warmup_record.unwrap()["candles"], 2);
         let unordered = r#"{"pair":"ETH/USD","interval":5,"candles":[[900,"11"],[600,"10.5"]]}"#;
-        assert!(parse_line(OHLC_DIR, unordered, EventTime::ZERO).unwrap_err().contains("time order"));
+        assert!(
+            parse_line(OHLC_DIR, unordered, EventTime::ZERO).unwrap_err().to_string().contains("time order")
+        );
     }
 
     #[test]

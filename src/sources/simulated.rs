@@ -339,16 +339,57 @@ struct Exchange {
     connections: u64,
 }
 
+/// Why the simulated exchange (or `record --source sim`) could not start. No variant has a
+/// `source()`: the text is the whole message.
+#[derive(Debug, thiserror::Error)]
+pub enum SimServerError {
+    /// The simulated market refused its settings (pairs, depth, …): its own message.
+    #[error("{0}")]
+    Market(crate::core::sim::SimError),
+    /// No port on 127.0.0.1.
+    #[error("simulated exchange: cannot bind 127.0.0.1:0: {0}")]
+    Bind(std::io::Error),
+    /// The listener cannot be made non-blocking.
+    #[error("simulated exchange: cannot set non-blocking: {0}")]
+    NonBlocking(std::io::Error),
+    /// The listener has no local address.
+    #[error("simulated exchange: no local address: {0}")]
+    LocalAddr(std::io::Error),
+    /// The server's thread could not be spawned.
+    #[error("simulated exchange: cannot start its thread: {0}")]
+    Thread(std::io::Error),
+    /// `record --source sim` could not create or write its recording.
+    #[error(transparent)]
+    Record(#[from] crate::sources::recording::RecordError),
+}
+
+impl crate::core::error::Classified for SimServerError {
+    /// The simulated exchange is the run's market: without it the run cannot start.
+    fn disposition(&self) -> crate::core::error::Disposition {
+        use crate::core::error::Disposition;
+        match self {
+            SimServerError::Market(_)
+            | SimServerError::Bind(_)
+            | SimServerError::NonBlocking(_)
+            | SimServerError::LocalAddr(_)
+            | SimServerError::Thread(_)
+            | SimServerError::Record(_) => Disposition::Halt,
+        }
+    }
+}
+
 impl SimServer {
     /// Starts the server on 127.0.0.1 at a random free port.
-    pub fn start(cfg: &SimConfig, pairs: &[String], depth: u16, speed: Speed) -> Result<SimServer, String> {
-        let market = SimMarket::new(cfg, pairs, depth).map_err(|e| e.to_string())?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| format!("simulated exchange: cannot bind 127.0.0.1:0: {e}"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("simulated exchange: cannot set non-blocking: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| format!("simulated exchange: no local address: {e}"))?;
+    pub fn start(
+        cfg: &SimConfig,
+        pairs: &[String],
+        depth: u16,
+        speed: Speed,
+    ) -> Result<SimServer, SimServerError> {
+        let market = SimMarket::new(cfg, pairs, depth).map_err(SimServerError::Market)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(SimServerError::Bind)?;
+        listener.set_nonblocking(true).map_err(SimServerError::NonBlocking)?;
+        let addr = listener.local_addr().map_err(SimServerError::LocalAddr)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let ex = Exchange { market, cfg: cfg.clone(), speed, depth, connections: 0 };
         let thread = std::thread::Builder::new()
@@ -368,7 +409,7 @@ impl SimServer {
                     }
                 });
             })
-            .map_err(|e| format!("simulated exchange: cannot start its thread: {e}"))?;
+            .map_err(SimServerError::Thread)?;
         tracing::info!(actor = "sim_exchange", %addr, "simulated Kraken exchange listening");
         Ok(SimServer { url: format!("ws://{addr}"), stop: Some(stop_tx), thread: Some(thread) })
     }
@@ -628,10 +669,12 @@ pub fn record_sim(
     depth: u16,
     events: u64,
     out: &Path,
-) -> Result<u64, String> {
-    let mut market = SimMarket::new(cfg, pairs, depth).map_err(|e| e.to_string())?;
-    let io = |e: std::io::Error| format!("cannot write recording {}: {e}", out.display());
-    let file = File::create(out).map_err(|e| format!("cannot create recording {}: {e}", out.display()))?;
+) -> Result<u64, SimServerError> {
+    use crate::sources::recording::RecordError;
+    let mut market = SimMarket::new(cfg, pairs, depth).map_err(SimServerError::Market)?;
+    let io = |e: std::io::Error| RecordError::Write { path: out.display().to_string(), reason: e };
+    let file =
+        File::create(out).map_err(|e| RecordError::Create { path: out.display().to_string(), reason: e })?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let mut session = SimSession::new(depth);
     let t0 = market.now();

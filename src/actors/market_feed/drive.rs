@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::frames::{DecodedFrames, Spent, decode_lines};
 use super::settings::FeedSettings;
 use super::state::FeedState;
-use super::{FeedEnded, ReplayedStop};
+use super::{FeedEnded, FeedError, ReplayedStop};
 use crate::actors::journal::{Append, RecordFrames};
 use crate::core::journal::Entry;
 use crate::core::kraken::decode::{self, FeedCounters, FeedNotice};
@@ -38,7 +38,7 @@ pub(super) async fn process_frames(
     tx: &mpsc::UnboundedSender<String>,
     ended: &mpsc::UnboundedSender<FeedEnded>,
     frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
-) -> Result<Flow, String> {
+) -> Result<Flow, FeedError> {
     let decoded = decode_lines(&mut state.borrow_mut().decoder, &frames, Spent::default());
     let (batch, counters) = admit_frames(state, settings, tx, decoded);
     drive_batch(state, pipeline, ended, &Arc::new(batch), &counters).await
@@ -51,7 +51,7 @@ pub(super) async fn drive_batch(
     ended: &mpsc::UnboundedSender<FeedEnded>,
     batch: &Arc<MarketBatch>,
     counters: &[FeedCounters],
-) -> Result<Flow, String> {
+) -> Result<Flow, FeedError> {
     if !batch.events.is_empty() {
         pipeline.signals(&MarketData::whole(batch.clone())).await;
     }
@@ -258,7 +258,7 @@ pub(super) async fn apply_rest_lines(
         if let Err(e) = apply_rest_line(state, pipeline, l.dir, &l.msg).await {
             tracing::error!(actor = "market_feed", error = %e, "could not apply a REST line; ending the run");
             state.borrow_mut().finished = true;
-            let _ = ended.send(FeedEnded::PipelineFailed(e));
+            let _ = ended.send(FeedEnded::PipelineFailed(e.to_string()));
             return Flow::Stop;
         }
     }
@@ -273,11 +273,12 @@ pub(super) async fn apply_rest_line(
     pipeline: &Pipeline,
     dir: &str,
     msg: &str,
-) -> Result<(), String> {
+) -> Result<(), FeedError> {
     let (batch, record) = {
         let mut st = state.borrow_mut();
         let time = st.book.last_time;
-        let applied = crate::sources::rest_startup::parse_line(dir, msg, time)?;
+        let applied =
+            crate::sources::rest_startup::parse_line(dir, msg, time).map_err(FeedError::RestLine)?;
         let first_seq = st.book.next_seq;
         st.book.next_seq += 1;
         let record = applied.warmup_record.map(|r| Entry::new(time, "ohlc_warmup", &r));
@@ -286,7 +287,7 @@ pub(super) async fn apply_rest_line(
     if let Some(r) = record {
         pipeline.journal().do_send(Append { entries: vec![r] });
     }
-    pipeline.run(batch).await.map_err(|e| e.to_string())
+    pipeline.run(batch).await.map_err(FeedError::Pipeline)
 }
 
 /// Live runs: hands frames to the journal for `feed.jsonl`, stamped with the wall time of

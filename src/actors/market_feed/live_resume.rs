@@ -7,10 +7,10 @@ use std::rc::Rc;
 
 use tokio::sync::mpsc;
 
-use super::FeedEnded;
 use super::drive::{apply_rest_line, process_frames, record_frames};
 use super::settings::{FeedSettings, LiveResume};
 use super::state::FeedState;
+use super::{FeedEnded, FeedError};
 use crate::actors::journal::Append;
 use crate::core::time::EventTime;
 use crate::pipeline::Pipeline;
@@ -35,23 +35,26 @@ pub(super) async fn resume_live(
     settings: &FeedSettings,
     pipeline: &Pipeline,
     ended: &mpsc::UnboundedSender<FeedEnded>,
-) -> Result<Flow, String> {
+) -> Result<Flow, FeedError> {
     use crate::sources::recording;
     // Resubscriptions the re-execution asks for were sent (and recorded) long ago.
     let (scratch, _scratch_rx) = mpsc::unbounded_channel::<String>();
     let path = &resume.recording;
     let mut frames_replayed: u64 = 0;
     if path.exists() {
-        let mut rx = crate::sources::replay::spawn_reader(path, 256, 0).map_err(|e| e.to_string())?;
+        let mut rx = crate::sources::replay::spawn_reader(path, 256, 0).map_err(FeedError::Recording)?;
         while let Some(batch) = rx.recv().await {
-            let batch = batch.map_err(|e| e.to_string())?;
+            let batch = batch.map_err(FeedError::Recording)?;
             // Frames go through in batches (results do not depend on batching); a disconnect
             // or gap marker first has the frames before it passed.
             let mut frames = Vec::new();
             for (i, line) in batch.lines.iter().enumerate() {
                 let line = line.text();
-                let rec = recording::split_line(&line)
-                    .map_err(|e| format!("{} line {}: {e}", path.display(), batch.first_line + i as u64))?;
+                let rec = recording::split_line(&line).map_err(|reason| FeedError::RecordLine {
+                    path: path.display().to_string(),
+                    line: batch.first_line + i as u64,
+                    reason,
+                })?;
                 if rec.dir != "recv"
                     && rec.dir != "rest"
                     && !frames.is_empty()
@@ -67,15 +70,14 @@ pub(super) async fn resume_live(
                         frames.push(tokio_tungstenite::tungstenite::Utf8Bytes::from(rec.msg.into_owned()));
                     }
                     "reconnect" => {
-                        let v: serde_json::Value =
-                            serde_json::from_str(&rec.msg).map_err(|e| e.to_string())?;
+                        let v: serde_json::Value = serde_json::from_str(&rec.msg).map_err(FeedError::Json)?;
                         let attempt = v.get("attempt").and_then(|a| a.as_u64()).unwrap_or(0) as u32;
                         let reason = v.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string();
                         replay_reconnect(state, settings, pipeline, attempt, &reason).await?;
                     }
                     "fees" | "ohlc" => apply_rest_line(state, pipeline, &rec.dir, &rec.msg).await?,
                     "gap_end" => {
-                        let review: GapEnd = serde_json::from_str(&rec.msg).map_err(|e| e.to_string())?;
+                        let review: GapEnd = serde_json::from_str(&rec.msg).map_err(FeedError::Json)?;
                         send_gap_review(resume, review).await;
                     }
                     _ => {} // `sent`: requests; the decoder of a live run does not read them either
@@ -133,7 +135,7 @@ pub(super) async fn resume_live(
         }
     }
     let review = GapEnd { since: since_all, until, pairs_unfetched: unfetched };
-    let text = serde_json::to_string(&review).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string(&review).map_err(FeedError::Json)?;
     record_frames(&recorder, "gap_end", std::iter::once(text.as_str()));
     send_gap_review(resume, review).await;
     let marker = serde_json::json!({ "attempt": 1, "reason": "resumed" }).to_string();
@@ -168,7 +170,7 @@ async fn replay_reconnect(
     pipeline: &Pipeline,
     attempt: u32,
     reason: &str,
-) -> Result<(), String> {
+) -> Result<(), FeedError> {
     let (batch, record) = {
         let mut st = state.borrow_mut();
         st.reconnects += 1;
@@ -178,7 +180,7 @@ async fn replay_reconnect(
         st.book.invalidation(&settings.pairs, attempt, reason)
     };
     pipeline.journal().do_send(Append { entries: vec![record] });
-    pipeline.run(batch).await.map_err(|e| e.to_string())
+    pipeline.run(batch).await.map_err(FeedError::Pipeline)
 }
 
 /// Kraken REST `Trades` after `since`, following the `last` cursor while pages are full
@@ -187,11 +189,11 @@ async fn fetch_trades_since(
     rest: &crate::sources::kraken_rest::KrakenRest,
     pair: &str,
     since: EventTime,
-) -> Result<Vec<crate::core::market::TradeEvent>, String> {
+) -> Result<Vec<crate::core::market::TradeEvent>, FeedError> {
     let mut cursor = crate::sources::kraken_rest::trades_since(since);
     let mut out = Vec::new();
     for _ in 0..MAX_GAP_PAGES {
-        let page = rest.trades(pair, Some(&cursor)).await.map_err(|e| e.to_string())?;
+        let page = rest.trades(pair, Some(&cursor)).await.map_err(FeedError::Rest)?;
         let full = page.trades.len() >= 1000;
         out.extend(page.trades);
         if !full || page.last == cursor {
@@ -199,7 +201,7 @@ async fn fetch_trades_since(
         }
         cursor = page.last;
     }
-    Err(format!("more than {MAX_GAP_PAGES} pages of trades missed; the gap is too long to catch up"))
+    Err(FeedError::GapTooLong(MAX_GAP_PAGES))
 }
 
 /// Most `Trades` pages fetched per pair after a downtime (1000 trades each).

@@ -22,9 +22,11 @@
 //! Here: the actor (connection, supervision, handlers). Beside it: `drive` (decoded frames
 //! through the [`Pipeline`], pass by pass; the REST lines), `replay` (playing a recording),
 //! `live_resume` (continuing a live run after a restart of the process), `frames` (decoding
-//! frames into batches), `settings` and `state` (what survives restarts).
+//! frames into batches), `settings` and `state` (what survives restarts), `error` (why the
+//! frame consumer stops: [`FeedError`]).
 
 mod drive;
+mod error;
 mod frames;
 mod live_resume;
 mod replay;
@@ -48,6 +50,7 @@ use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connectio
 use crate::sources::rest_startup::RestStartup;
 
 use crate::pipeline::Pipeline;
+pub use error::FeedError;
 pub use settings::{FeedSettings, LiveResume, ReplayInput};
 
 use drive::{
@@ -220,7 +223,7 @@ impl MarketFeed {
                     Err(e) => {
                         tracing::error!(actor = "market_feed", error = %e, "live resume failed; ending the run");
                         state.borrow_mut().finished = true;
-                        let _ = ended.send(FeedEnded::PipelineFailed(e));
+                        let _ = ended.send(FeedEnded::PipelineFailed(e.to_string()));
                         return Ok(());
                     }
                 }

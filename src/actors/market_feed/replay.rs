@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::FeedEnded;
 use super::drive::{admit_frames, drive_batch};
 use super::frames::{DecodedFrames, Spent, decode_lines};
 use super::settings::{FeedSettings, ReplayInput};
 use super::state::FeedState;
+use super::{FeedEnded, FeedError};
 use crate::core::market::MarketBatch;
 use crate::pipeline::Pipeline;
 use crate::sources::kraken_ws::Flow;
@@ -41,7 +41,7 @@ pub(super) async fn replay_file(
         lines.lines.chunks(batch_lines).map(|frames| decode_lines(&mut decoder, frames, reuse())).collect()
     };
     let mut rx = crate::sources::replay::spawn_reader_with(&replay.path, chunk, 0, decode)
-        .map_err(|e| crate::sources::kraken_ws::ConnectionError::Consumer(e.to_string()))?;
+        .map_err(|e| crate::sources::kraken_ws::ConnectionError::Consumer(Box::new(e)))?;
     while let Some(batches) = rx.recv().await {
         let batches = match batches {
             Ok(b) => b,
@@ -76,7 +76,7 @@ async fn process_decoded(
     ended: &mpsc::UnboundedSender<FeedEnded>,
     decoded: DecodedFrames,
     spent: &std::sync::mpsc::Sender<Spent>,
-) -> Result<Flow, String> {
+) -> Result<Flow, FeedError> {
     let (batch, counters) = admit_frames(state, settings, tx, decoded);
     let batch = Arc::new(batch);
     let flow = drive_batch(state, pipeline, ended, &batch, &counters).await;

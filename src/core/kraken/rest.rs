@@ -120,6 +120,27 @@ impl RestError {
     }
 }
 
+impl crate::core::error::Classified for RestError {
+    /// A failed or refused REST call is logged and the caller carries on (retried when
+    /// [`RestError::is_retryable`], else without the answer); a gone RateLimiter means the
+    /// engine is shutting down.
+    fn disposition(&self) -> crate::core::error::Disposition {
+        use crate::core::error::Disposition;
+        match self {
+            RestError::RateLimited(_)
+            | RestError::InvalidArguments(_)
+            | RestError::UnknownPair(_)
+            | RestError::ServiceUnavailable(_)
+            | RestError::Busy(_)
+            | RestError::Timeout(_)
+            | RestError::Transport(_)
+            | RestError::Decode(_)
+            | RestError::Other(_) => Disposition::Recoverable,
+            RestError::Limiter(_) => Disposition::Halt,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Settings
 // ---------------------------------------------------------------------------------------------
