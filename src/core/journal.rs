@@ -242,8 +242,8 @@ pub fn encode(seq: u64, entry: &Entry, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
-/// Parses one line (without its newline).
-pub fn decode_line(line: &str) -> Result<StoredRecord, String> {
+/// Parses one line (without its newline); the message becomes a [`JournalError`] in [`scan`].
+fn decode_line(line: &str) -> Result<StoredRecord, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let Value::Object(mut m) = v else {
         return Err("not a JSON object".into());

@@ -148,8 +148,7 @@ impl SignalsConfig {
     #[cfg(feature = "onnx")]
     fn check_onnx_model(&self, is: &mut Issues, files: &ModelFiles) {
         if let Err(e) = onnx::OnnxSignal::new(&self.onnx, files.onnx.as_ref()) {
-            let message = e.strip_prefix("signals.onnx.model: ").unwrap_or(&e).to_string();
-            is.push("signals.onnx.model", message);
+            is.push("signals.onnx.model", e.without_key().to_string());
         }
     }
 
@@ -226,7 +225,7 @@ pub enum SignalError {
     },
     /// The `onnx` model cannot be loaded (`signals.onnx.model: …`, naming the file).
     #[error("{0}")]
-    Onnx(String),
+    Onnx(onnx::OnnxError),
 }
 
 impl crate::core::error::Classified for SignalError {

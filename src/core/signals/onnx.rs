@@ -98,6 +98,38 @@ pub const NAME: &str = "onnx";
 pub const NOT_BUILT: &str = "the \"onnx\" signal needs a build with the onnx feature: \
                              cargo build --release --features onnx (or cargo run --release --features onnx -- …)";
 
+/// Why an ONNX model cannot be prepared or run. The text names the key or the file and is the
+/// whole message (tract's own error is folded into it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OnnxError {
+    /// `signals.onnx.model` is unset, unreadable, malformed, or of the wrong shape.
+    #[error("{0}")]
+    Load(String),
+    /// A prediction failed (wrong number of features, tract refused the input).
+    #[error("{0}")]
+    Predict(String),
+}
+
+impl OnnxError {
+    /// The message without the `signals.onnx.model: ` key prefix (config issues name the key
+    /// themselves).
+    pub fn without_key(&self) -> &str {
+        let (OnnxError::Load(m) | OnnxError::Predict(m)) = self;
+        m.strip_prefix("signals.onnx.model: ").unwrap_or(m)
+    }
+}
+
+impl crate::core::error::Classified for OnnxError {
+    /// A model that cannot load refuses the start; a failed prediction is counted and the
+    /// signal skipped.
+    fn disposition(&self) -> crate::core::error::Disposition {
+        match self {
+            OnnxError::Load(_) => crate::core::error::Disposition::Halt,
+            OnnxError::Predict(_) => crate::core::error::Disposition::Recoverable,
+        }
+    }
+}
+
 #[cfg(feature = "onnx")]
 pub use runtime::{OnnxModel, OnnxSignal};
 
@@ -116,6 +148,7 @@ mod runtime {
     use super::super::SignalModel;
     use super::super::common::{hysteresis_side, make_signal};
     use super::super::features::Features;
+    use super::OnnxError;
     use super::*;
 
     /// A loaded ONNX model that maps one feature vector to P(up).
@@ -136,14 +169,16 @@ mod runtime {
         /// Prepares a model from the bytes of an `.onnx` file for vectors of `n_features`
         /// features; `file` names it in errors. Shape errors give the model's and the
         /// features' shapes.
-        pub fn from_bytes(bytes: &[u8], n_features: usize, file: &str) -> Result<OnnxModel, String> {
+        pub fn from_bytes(bytes: &[u8], n_features: usize, file: &str) -> Result<OnnxModel, OnnxError> {
             // tract indexes into the graph while parsing; a malformed file must be an error
             // naming it, not a crash of the engine.
-            std::panic::catch_unwind(|| Self::prepare(bytes, n_features, file)).unwrap_or_else(|_| {
-                Err(format!(
-                    "ONNX model {file}: tract failed while parsing it (a malformed or truncated file?)"
-                ))
-            })
+            std::panic::catch_unwind(|| Self::prepare(bytes, n_features, file))
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "ONNX model {file}: tract failed while parsing it (a malformed or truncated file?)"
+                    ))
+                })
+                .map_err(OnnxError::Load)
         }
 
         fn prepare(bytes: &[u8], n_features: usize, file: &str) -> Result<OnnxModel, String> {
@@ -191,7 +226,7 @@ mod runtime {
                 .map_err(|e| fail("cannot prepare it for input [1, {n_features}]", e))?;
             let loaded = OnnxModel { plan, n_features, input_f64, file: file.to_string() };
             // One run on a zero vector checks the output's shape and range now, not mid-run.
-            loaded.predict(&vec![0.0; n_features])?;
+            loaded.run(&vec![0.0; n_features])?;
             Ok(loaded)
         }
 
@@ -206,7 +241,11 @@ mod runtime {
         }
 
         /// P(up) for one feature vector.
-        pub fn predict(&self, x: &[f64]) -> Result<f64, String> {
+        pub fn predict(&self, x: &[f64]) -> Result<f64, OnnxError> {
+            self.run(x).map_err(OnnxError::Predict)
+        }
+
+        fn run(&self, x: &[f64]) -> Result<f64, String> {
             let file = &self.file;
             if x.len() != self.n_features {
                 return Err(format!(
@@ -287,7 +326,14 @@ mod runtime {
     impl OnnxSignal {
         /// Prepares `cfg.model` from `file`, what the caller's read of it gave (core reads
         /// no files; `None`: not read). Errors name the key and the file.
-        pub fn new(cfg: &OnnxConfig, file: Option<&std::io::Result<Vec<u8>>>) -> Result<OnnxSignal, String> {
+        pub fn new(
+            cfg: &OnnxConfig,
+            file: Option<&std::io::Result<Vec<u8>>>,
+        ) -> Result<OnnxSignal, OnnxError> {
+            Self::prepare(cfg, file).map_err(OnnxError::Load)
+        }
+
+        fn prepare(cfg: &OnnxConfig, file: Option<&std::io::Result<Vec<u8>>>) -> Result<OnnxSignal, String> {
             let Some(path) = &cfg.model else {
                 return Err("signals.onnx.model: set it to the .onnx file of the model".to_string());
             };
@@ -391,7 +437,7 @@ mod tests {
     }
 
     /// The signal as the engine builds it: the caller reads the file, core prepares it.
-    fn signal(c: &OnnxConfig) -> Result<OnnxSignal, String> {
+    fn signal(c: &OnnxConfig) -> Result<OnnxSignal, OnnxError> {
         OnnxSignal::new(c, Some(&read(c)))
     }
 
@@ -401,7 +447,7 @@ mod tests {
     }
 
     /// A model prepared from a file, as `OnnxSignal::new` does.
-    fn load(path: &Path, n_features: usize) -> Result<OnnxModel, String> {
+    fn load(path: &Path, n_features: usize) -> Result<OnnxModel, OnnxError> {
         let bytes = std::fs::read(path).unwrap();
         OnnxModel::from_bytes(&bytes, n_features, &path.display().to_string())
     }
@@ -435,7 +481,7 @@ mod tests {
     fn a_model_for_another_feature_count_is_refused_with_both_shapes() {
         // lags [1, 2] → 6 features; the model takes 7.
         let c = OnnxConfig { lags: vec![1, 2], ..cfg() };
-        let err = signal(&c).err().unwrap();
+        let err = signal(&c).err().unwrap().to_string();
         assert!(err.starts_with("signals.onnx.model: ONNX model "), "{err}");
         assert!(err.contains("signal_model.onnx"), "names the file: {err}");
         assert!(err.contains(", 7]") && err.contains("[1, 6]"), "gives both shapes: {err}");
@@ -451,7 +497,8 @@ mod tests {
     #[test]
     fn missing_unreadable_or_unset_models_are_errors_naming_the_key_and_file() {
         let missing = OnnxConfig { model: Some(PathBuf::from("/nonexistent/m.onnx")), ..cfg() };
-        let err = OnnxSignal::new(&missing, Some(&std::fs::read("/nonexistent/m.onnx"))).err().unwrap();
+        let err =
+            OnnxSignal::new(&missing, Some(&std::fs::read("/nonexistent/m.onnx"))).err().unwrap().to_string();
         assert!(err.starts_with("signals.onnx.model: cannot read ONNX model /nonexistent/m.onnx"), "{err}");
 
         let dir = std::env::temp_dir().join(format!("kp-onnx-{}", std::process::id()));
@@ -463,7 +510,8 @@ mod tests {
             let path = dir.join(name);
             std::fs::write(&path, bytes).unwrap();
             let bytes = std::fs::read(&path).unwrap();
-            let err = OnnxModel::from_bytes(&bytes, 7, &path.display().to_string()).err().unwrap();
+            let err =
+                OnnxModel::from_bytes(&bytes, 7, &path.display().to_string()).err().unwrap().to_string();
             assert!(err.starts_with(&format!("ONNX model {}", path.display())), "{err}");
         }
         let _ = std::fs::remove_dir_all(&dir);
