@@ -45,7 +45,7 @@ impl<V> SymbolMap<V> {
     }
 
     /// Index of `key`.
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &str) -> Option<usize> {
         // The same `Arc` (interned by the decoder): no need to read the name.
         if self.entries.len() <= SCAN
