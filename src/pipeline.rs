@@ -74,6 +74,7 @@ impl JournalSink {
 }
 
 /// The actors a batch goes through, in order ([`Pipeline::new`]).
+#[derive(Clone)]
 pub struct Stages {
     /// PositionBook first: fills and marks for this pass (it may end the pass early).
     pub position_book: Recipient<BookPass>,
@@ -99,15 +100,8 @@ pub struct Stages {
 /// that memory).
 #[derive(Clone)]
 pub struct Pipeline {
-    position_book: Recipient<BookPass>,
-    position_book_barrier: Recipient<Barrier>,
-    risk: Recipient<MarketData>,
-    risk_watch: Recipient<WatchRequest>,
-    signals: Vec<Recipient<MarketData>>,
-    aggregator: Recipient<MarketData>,
-    next_decision: Recipient<NextDecision>,
-    journal_flush: Recipient<Flush>,
-    journal: JournalSink,
+    /// The actors a pass goes through.
+    stages: Stages,
     /// `journal.appends_sent()` at the last Flush: a pass that appended nothing skips it.
     flushed_at: Arc<AtomicU64>,
     /// Flush after every pass even when it appended nothing (live runs: the feed recording
@@ -124,27 +118,8 @@ impl Pipeline {
     /// `always_flush`: flush the journal after every pass, even one that appended nothing
     /// (live runs, whose feed recording is written by the journal's Flush).
     pub fn new(stages: Stages, always_flush: bool) -> Pipeline {
-        let Stages {
-            position_book,
-            position_book_barrier,
-            risk,
-            risk_watch,
-            signals,
-            aggregator,
-            next_decision,
-            journal_flush,
-            journal,
-        } = stages;
         Pipeline {
-            position_book,
-            position_book_barrier,
-            risk,
-            risk_watch,
-            signals,
-            aggregator,
-            next_decision,
-            journal_flush,
-            journal,
+            stages,
             flushed_at: Default::default(),
             always_flush,
             watch: Default::default(),
@@ -155,7 +130,7 @@ impl Pipeline {
     /// The journal handle (records the feed itself appends).
     #[inline]
     pub fn journal(&self) -> &JournalSink {
-        &self.journal
+        &self.stages.journal
     }
 
     /// Drives a batch through every stage as one pass (a disconnect's book invalidation).
@@ -168,7 +143,7 @@ impl Pipeline {
     /// The signal actors see a batch whole, ahead of its passes: they depend on market data
     /// only, and the aggregator holds their signals until their events come.
     pub async fn signals(&self, data: &MarketData) {
-        for s in &self.signals {
+        for s in &self.stages.signals {
             // A signal actor being restarted misses this batch; trading goes on.
             let _ = s.send(data.clone()).await;
         }
@@ -176,7 +151,7 @@ impl Pipeline {
 
     /// The lowest event sequence number at which the aggregator can decide.
     pub async fn next_decision(&self) -> Result<Option<u64>, PipelineError> {
-        Ok(self.next_decision.send(NextDecision).await?)
+        Ok(self.stages.next_decision.send(NextDecision).await?)
     }
 
     /// The last frame a pass starting at frame `first` of `batch` may cover, as far as the
@@ -204,23 +179,23 @@ impl Pipeline {
     pub async fn pass(&self, data: MarketData) -> Result<usize, PipelineError> {
         let watch = self.last_watch().unwrap_or_default();
         let (start, end) = (data.range.start, data.range.end);
-        let applied = self.position_book.send(BookPass { data: data.clone(), watch }).await?;
+        let applied = self.stages.position_book.send(BookPass { data: data.clone(), watch }).await?;
         let data = MarketData { range: start..applied.clamp(start, end), ..data };
-        self.risk.send(data.clone()).await?;
-        self.aggregator.send(data.clone()).await?;
-        let watch = self.risk_watch.send(WatchRequest).await?;
+        self.stages.risk.send(data.clone()).await?;
+        self.stages.aggregator.send(data.clone()).await?;
+        let watch = self.stages.risk_watch.send(WatchRequest).await?;
         if let Ok(mut w) = self.watch.lock() {
             *w = Some(watch);
         }
-        self.position_book_barrier.send(Barrier).await?;
-        let sent = self.journal.appends_sent();
+        self.stages.position_book_barrier.send(Barrier).await?;
+        let sent = self.stages.journal.appends_sent();
         if self.flushed_at.swap(sent, Ordering::Relaxed) != sent || self.always_flush {
             // Group commit beside the data path: this pass's Flush is queued now (behind its
             // records) and awaited before the next one, so the journal's thread syncs while
             // the next pass is computed. At most one pass is unsynced; a failed write or sync
             // ends the run at the next pass (and `Close` reports it again).
             self.settle().await?;
-            let flush = self.journal_flush.send(Flush);
+            let flush = self.stages.journal_flush.send(Flush);
             if let Ok(mut pending) = self.pending_flush.lock() {
                 *pending = Some(flush);
             }

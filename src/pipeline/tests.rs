@@ -225,7 +225,7 @@ async fn a_stopped_stage_fails_the_pass_with_the_logged_wording() {
             0
         }
     }
-    p.position_book = Gone.start().recipient();
+    p.stages.position_book = Gone.start().recipient();
     tokio::task::yield_now().await;
     let e = p.pass(MarketData { batch: batch(0, 1), range: 0..1 }).await.unwrap_err();
     assert!(e.to_string().starts_with("pipeline stage stopped: "), "{e}");
