@@ -71,8 +71,6 @@ struct Market {
     /// Updates sent so far; event time = START + 2 s × step.
     step: i64,
     book: L2Book,
-    /// Connections so far.
-    connections: usize,
     /// Trades to print in the gap, relative to the time of the REST request: (ms after, price, qty).
     gap: Vec<(i64, &'static str, &'static str)>,
     /// `since` of every Trades request.
@@ -88,14 +86,7 @@ impl Market {
             book.apply(Side::Buy, Decimal::new(499_995 - 5 * k, 1), Decimal::new(5, 0));
             book.apply(Side::Sell, Decimal::new(500_000 + 5 * k, 1), Decimal::new(1, 1));
         }
-        Market {
-            step: 0,
-            book,
-            connections: 0,
-            gap: Vec::new(),
-            trades_since: Vec::new(),
-            next_trade_id: 100,
-        }
+        Market { step: 0, book, gap: Vec::new(), trades_since: Vec::new(), next_trade_id: 100 }
     }
 
     fn time_us(&self) -> i64 {
@@ -117,8 +108,15 @@ impl Market {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
 
-    fn snapshot(&mut self) -> String {
+/// The WebSocket half is the shared mock ([`MockKraken::start_with`]) streaming this market.
+impl MockMarket for Market {
+    fn now(&self) -> kraken_paper::core::time::EventTime {
+        kraken_paper::core::time::EventTime::from_micros(self.time_us())
+    }
+
+    fn snapshot_frame(&mut self) -> String {
         let (b, a) = (self.levels(Side::Buy), self.levels(Side::Sell));
         format!(
             r#"{{"channel":"book","type":"snapshot","data":[{{"symbol":"BTC/USD","bids":[{b}],"asks":[{a}],"checksum":{},"timestamp":"{}"}}]}}"#,
@@ -128,7 +126,7 @@ impl Market {
     }
 
     /// The deepest bid's size changes; the touch never moves.
-    fn update(&mut self) -> String {
+    fn update_frame(&mut self, _corrupt: bool) -> String {
         self.step += 1;
         let price = Decimal::new(499_995 - 5 * 9, 1);
         let mut qty = Decimal::new(5 + self.step % 3, 0);
@@ -140,76 +138,6 @@ impl Market {
             Self::rfc3339(self.time_us())
         )
     }
-}
-
-/// The WebSocket half: status, acks, the instrument snapshot, a book snapshot, then one
-/// update every `pace` while a client is subscribed.
-fn start_ws(market: Arc<Mutex<Market>>, pace: Duration) -> (String, std::thread::JoinHandle<()>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            use futures_util::{SinkExt, StreamExt};
-            use tokio_tungstenite::tungstenite::Message;
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { continue };
-                market.lock().unwrap().connections += 1;
-                let (mut tx, mut rx) = ws.split();
-                let status = r#"{"channel":"status","data":[{"api_version":"v2","connection_id":1,"system":"online","version":"2.0.10"}],"type":"update"}"#;
-                if tx.send(Message::text(status)).await.is_err() {
-                    continue;
-                }
-                let mut book_on = false;
-                let mut tick = tokio::time::interval(pace);
-                loop {
-                    tokio::select! {
-                        msg = rx.next() => {
-                            let Some(Ok(Message::Text(t))) = msg else { break };
-                            let r: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-                            let (method, channel) = (r["method"].as_str().unwrap_or(""), r["params"]["channel"].as_str().unwrap_or(""));
-                            let now = Market::rfc3339(market.lock().unwrap().time_us());
-                            let mut out = Vec::new();
-                            if method == "ping" {
-                                out.push(serde_json::json!({"method":"pong","req_id":r["req_id"],"time_in":now,"time_out":now}).to_string());
-                            } else if method == "subscribe" {
-                                let mut result = serde_json::json!({"channel": channel});
-                                if channel != "instrument" {
-                                    result["symbol"] = serde_json::json!("BTC/USD");
-                                }
-                                out.push(serde_json::json!({"method":"subscribe","req_id":r["req_id"],"result":result,"success":true,"time_in":now,"time_out":now}).to_string());
-                                match channel {
-                                    "instrument" => out.push(mock_instrument_frame()),
-                                    "book" => {
-                                        book_on = true;
-                                        out.push(market.lock().unwrap().snapshot());
-                                    }
-                                    _ => {}
-                                }
-                            }
-                            for f in out {
-                                if tx.send(Message::text(f)).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                        _ = tick.tick() => {
-                            if book_on {
-                                let f = market.lock().unwrap().update();
-                                if tx.send(Message::text(f)).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    });
-    (url, handle)
 }
 
 /// The REST half (HTTP/1.1, one request per connection): AssetPairs and Trades `since`.
@@ -265,7 +193,11 @@ run:
 #[test]
 fn live_run_killed_then_resumed_fills_from_the_trades_it_missed() {
     let market = Arc::new(Mutex::new(Market::new()));
-    let (ws_url, _ws) = start_ws(market.clone(), Duration::from_millis(40));
+    let ws = MockKraken::start_with(
+        MockScript { pace: Duration::from_millis(40), ..MockScript::default() },
+        market.clone(),
+    );
+    let ws_url = ws.url.clone();
     let rest_url = start_rest(market.clone());
     let dir = TempDir::new("live-resume");
     let config = write_config(dir.path(), LIVE_CONFIG);
@@ -324,7 +256,7 @@ fn live_run_killed_then_resumed_fills_from_the_trades_it_missed() {
     let mut child = spawn_cli(&resume, &[], &log);
     let filled = || std::fs::read_to_string(&journal).unwrap_or_default().contains(r#""type":"fill""#);
     assert!(
-        wait_until(Duration::from_secs(60), || filled() && market.lock().unwrap().connections >= 2),
+        wait_until(Duration::from_secs(60), || filled() && ws.log().connections.len() >= 2),
         "no fill after the resume:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );

@@ -510,6 +510,30 @@ impl MockBook {
     }
 }
 
+/// The market a [`MockKraken`] streams: its clock, its `book` snapshot and its next update.
+/// [`MockBook`] is the default; a test that needs another market (or shares it with a REST
+/// mock) passes its own to [`MockKraken::start_with`].
+pub trait MockMarket: Send + 'static {
+    /// Current event time (acks and pongs carry it).
+    fn now(&self) -> EventTime;
+    /// The `book` snapshot frame at the current time.
+    fn snapshot_frame(&mut self) -> String;
+    /// The next `book` update frame; with `corrupt`, its checksum is off.
+    fn update_frame(&mut self, corrupt: bool) -> String;
+}
+
+impl MockMarket for MockBook {
+    fn now(&self) -> EventTime {
+        MockBook::now(self)
+    }
+    fn snapshot_frame(&mut self) -> String {
+        MockBook::snapshot_frame(self)
+    }
+    fn update_frame(&mut self, corrupt: bool) -> String {
+        MockBook::update_frame(self, corrupt)
+    }
+}
+
 /// What the mock does besides streaming updates.
 #[derive(Clone, Debug)]
 pub struct MockScript {
@@ -575,8 +599,13 @@ pub struct MockKraken {
 }
 
 impl MockKraken {
-    /// Starts the server on 127.0.0.1:0.
+    /// Starts the server on 127.0.0.1:0, streaming a [`MockBook`].
     pub fn start(script: MockScript) -> MockKraken {
+        MockKraken::start_with(script, Arc::new(Mutex::new(MockBook::new())))
+    }
+
+    /// Starts the server on 127.0.0.1:0, streaming `market` (which the caller may share).
+    pub fn start_with<M: MockMarket>(script: MockScript, market: Arc<Mutex<M>>) -> MockKraken {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind mock");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("ws://{}", listener.local_addr().expect("addr"));
@@ -585,7 +614,7 @@ impl MockKraken {
         let log2 = log.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(mock_accept_loop(listener, script, log2, stop_rx));
+            rt.block_on(mock_accept_loop(listener, script, market, log2, stop_rx));
         });
         MockKraken { url, log, stop: Some(stop_tx), thread: Some(thread) }
     }
@@ -609,14 +638,14 @@ impl Drop for MockKraken {
 
 /// Connections are served one after the other: a client reconnects only after dropping the
 /// previous connection, and a pending connection waits in the listen backlog.
-async fn mock_accept_loop(
+async fn mock_accept_loop<M: MockMarket>(
     listener: std::net::TcpListener,
     script: MockScript,
+    market: Arc<Mutex<M>>,
     log: Arc<Mutex<MockLog>>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    let mut book = MockBook::new();
     let mut conn = 0usize;
     loop {
         let stream = tokio::select! {
@@ -630,7 +659,7 @@ async fn mock_accept_loop(
         log.lock().expect("mock log").connections.push(Vec::new());
         tokio::select! {
             _ = &mut stop => return,
-            _ = mock_serve(ws, conn, &mut book, &script, &log) => {}
+            _ = mock_serve(ws, conn, &market, &script, &log) => {}
         }
         conn += 1;
     }
@@ -646,7 +675,7 @@ fn mock_ack(method: &str, req_id: &serde_json::Value, result: serde_json::Value,
 }
 
 /// Answers to one request (and whether it (un)subscribes the book).
-fn mock_answer(text: &str, book: &mut MockBook, book_on: &mut bool) -> Vec<String> {
+fn mock_answer(text: &str, book: &mut impl MockMarket, book_on: &mut bool) -> Vec<String> {
     let Ok(r) = serde_json::from_str::<serde_json::Value>(text) else { return Vec::new() };
     let now = book.now();
     let method = r["method"].as_str().unwrap_or_default();
@@ -696,10 +725,10 @@ fn mock_answer(text: &str, book: &mut MockBook, book_on: &mut bool) -> Vec<Strin
     out
 }
 
-async fn mock_serve(
+async fn mock_serve<M: MockMarket>(
     ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
     conn: usize,
-    book: &mut MockBook,
+    market: &Mutex<M>,
     script: &MockScript,
     log: &Arc<Mutex<MockLog>>,
 ) {
@@ -726,7 +755,8 @@ async fn mock_serve(
                 if silent {
                     continue;
                 }
-                for f in mock_answer(&text, book, &mut book_on) {
+                let answers = mock_answer(&text, &mut *market.lock().expect("mock market"), &mut book_on);
+                for f in answers {
                     if f.contains(r#""type":"snapshot""#) && f.contains(r#""channel":"book""#) {
                         log.lock().expect("mock log").snapshots_sent += 1;
                     }
@@ -739,13 +769,13 @@ async fn mock_serve(
                 if silent || !book_on {
                     continue;
                 }
-                let step = book.step + 1;
+                let step = log.lock().expect("mock log").updates_sent + 1;
                 for (_, junk) in script.junk.iter().filter(|(n, _)| *n == step) {
                     if tx.send(Message::text(junk.clone())).await.is_err() {
                         return;
                     }
                 }
-                let frame = book.update_frame(script.corrupt_update == Some(step));
+                let frame = market.lock().expect("mock market").update_frame(script.corrupt_update == Some(step));
                 if tx.send(Message::text(frame)).await.is_err() {
                     return;
                 }

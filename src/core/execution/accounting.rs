@@ -3,17 +3,19 @@
 //! equity (remembered between changes) and the identity check that proves all records agree.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
 use super::events::{ClosedTrade, ExecEvent};
 use super::{OpenTrade, Order, PairState, PaperExchange, Position, Stage, mark_of};
-use crate::core::fees;
+use crate::core::fees::{self, VolumeTracker};
 use crate::core::instrument::{Instrument, PairStatus, Symbol};
 use crate::core::market::{Side, SystemStatus};
 use crate::core::money::{Cash, Price, Qty};
 use crate::core::orders::{Fill, FillCause, Liquidity, OrderId, OrderOrigin, OrderSpec, OrderType};
 use crate::core::portfolio::{MarginView, PortfolioView, PositionView, Quote};
+use crate::core::symbol_map::SymbolMap;
 use crate::core::time::EventTime;
 
 /// Tolerance of the equity identity: conversions through an inverted mid are inexact in
@@ -120,15 +122,66 @@ impl crate::core::error::Classified for IdentityError {
     }
 }
 
+/// The account: its currency, balances (initial and now), positions per pair, the 30-day
+/// volume that sets the fee tier, and the numbering of fills and round trips.
+pub(super) struct Account {
+    pub(super) currency: Arc<str>,
+    pub(super) initial: BTreeMap<String, Decimal>,
+    pub(super) balances: BTreeMap<String, Decimal>,
+    pub(super) positions: SymbolMap<Position>,
+    pub(super) volume: VolumeTracker,
+    next_fill: u64,
+    /// The id the next closed round trip gets (taken while a position is borrowed).
+    pub(super) next_trade: u64,
+}
+
+impl Account {
+    pub(super) fn new(
+        currency: &str,
+        balances: &BTreeMap<String, Decimal>,
+        fee_tier_volume: Decimal,
+    ) -> Account {
+        Account {
+            currency: currency.into(),
+            initial: balances.clone(),
+            balances: balances.clone(),
+            positions: SymbolMap::new(),
+            volume: VolumeTracker::new(fee_tier_volume),
+            next_fill: 1,
+            next_trade: 1,
+        }
+    }
+
+    /// The balance of `asset` (zero when never held).
+    #[inline]
+    pub(super) fn balance(&self, asset: &str) -> Decimal {
+        self.balances.get(asset).copied().unwrap_or_default()
+    }
+
+    /// The signed base quantity held on `pair`.
+    #[inline]
+    pub(super) fn position_qty(&self, pair: &str) -> Qty {
+        self.positions.get(pair).map(|p| p.qty).unwrap_or_default()
+    }
+
+    /// Takes the next fill id.
+    #[inline]
+    fn take_fill_id(&mut self) -> u64 {
+        let id = self.next_fill;
+        self.next_fill += 1;
+        id
+    }
+}
+
 impl PaperExchange {
     /// The account for RiskManager and the dashboard.
     pub fn portfolio(&self) -> PortfolioView {
         let mut positions = Vec::new();
-        for (pair, p) in &self.positions {
+        for (pair, p) in &self.account.positions {
             if p.qty.is_zero() {
                 continue;
             }
-            let Some(st) = self.pairs.get(pair) else { continue };
+            let Some(st) = self.markets.pairs.get(pair) else { continue };
             let Some(inst) = &st.inst else { continue };
             let mark = self.pair_mark(pair, p.qty > Decimal::ZERO).unwrap_or_else(|| p.avg_price());
             let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ZERO);
@@ -142,11 +195,11 @@ impl PaperExchange {
             });
         }
         let mut counts: BTreeMap<Symbol, usize> = BTreeMap::new();
-        for o in self.orders.values() {
+        for o in self.desk.orders.values() {
             *counts.entry(o.spec.pair.clone()).or_default() += 1;
         }
         let mut quotes = Vec::new();
-        for (pair, st) in &self.pairs {
+        for (pair, st) in &self.markets.pairs {
             let Some(inst) = &st.inst else { continue };
             quotes.push(Quote {
                 instrument: inst.clone(),
@@ -156,8 +209,8 @@ impl PaperExchange {
                 tradable: self.tradable(pair),
             });
         }
-        let cash = self.balance(&self.currency);
-        let held = self.held(&self.currency, None, false) + self.locked(&self.currency, None);
+        let cash = self.account.balance(&self.account.currency);
+        let held = self.held(&self.account.currency, None, false) + self.locked(&self.account.currency, None);
         let margin = self.cfg.margin.enabled.then(|| {
             let a = self.margin_account(None);
             MarginView {
@@ -165,12 +218,12 @@ impl PaperExchange {
                 used_margin: a.used,
                 free_margin: a.equity - a.used - a.reserved,
                 margin_level: a.level.map(|l| l.round_dp(2)),
-                positions: self.margin.len(),
+                positions: self.shorts.positions.len(),
             }
         });
         PortfolioView {
             time: self.now,
-            currency: self.currency.clone(),
+            currency: self.account.currency.clone(),
             equity: self.equity(),
             available_cash: cash - held,
             positions,
@@ -198,10 +251,10 @@ impl PaperExchange {
     pub(super) fn equity_from_balances(&self) -> Cash {
         // Which pairs it reads (marks and mids set `valued` again) decides which pairs' moves
         // make the result stale.
-        for st in self.pairs.values() {
+        for st in self.markets.pairs.values() {
             st.memo.valued.set(false);
         }
-        self.balances.iter().fold(Decimal::ZERO, |sum, (a, b)| {
+        self.account.balances.iter().fold(Decimal::ZERO, |sum, (a, b)| {
             add_holding(sum, *b, || self.asset_value(a, *b >= Decimal::ZERO).unwrap_or_default())
         })
     }
@@ -213,9 +266,9 @@ impl PaperExchange {
     /// inverted-mid conversions (tolerance 1e-8 in the account currency).
     pub fn verify_identity(&self) -> Result<(), IdentityError> {
         // 1. Balances = initial + Σ fills' flows, per asset.
-        let mut expect = self.initial.clone();
-        for (pair, p) in &self.positions {
-            let inst = self.pairs.get(pair).and_then(|s| s.inst.clone());
+        let mut expect = self.account.initial.clone();
+        for (pair, p) in &self.account.positions {
+            let inst = self.markets.pairs.get(pair).and_then(|s| s.inst.clone());
             let Some(inst) = inst else {
                 return Err(IdentityError::NoInstrument { pair: pair.clone() });
             };
@@ -223,7 +276,7 @@ impl PaperExchange {
             *expect.entry(inst.quote.to_string()).or_default() += p.quote_flow;
             // 2. The position's own records agree with its flows; what is borrowed on the
             //    pair is never more than its short.
-            if let Some(m) = self.margin.get(pair)
+            if let Some(m) = self.shorts.positions.get(pair)
                 && (m.qty <= Decimal::ZERO || m.qty > (-p.qty).max(Decimal::ZERO))
             {
                 return Err(IdentityError::MarginBeyondShort {
@@ -246,20 +299,21 @@ impl PaperExchange {
             }
         }
         for (asset, want) in &expect {
-            let have = self.balance(asset);
+            let have = self.account.balance(asset);
             if have != *want {
                 return Err(IdentityError::Balance { asset: asset.clone(), have, want: *want });
             }
-            let initial = self.initial.get(asset).copied().unwrap_or_default();
+            let initial = self.account.initial.get(asset).copied().unwrap_or_default();
             // A negative balance is base borrowed for short margin positions, or margin fees
             // the balance could not pay; never more.
             let borrowed: Decimal = self
-                .margin
+                .shorts
+                .positions
                 .iter()
-                .filter(|(p, _)| self.inst(p).is_some_and(|i| &*i.base == asset))
+                .filter(|(p, _)| self.markets.inst(p).is_some_and(|i| &*i.base == asset))
                 .map(|(_, m)| m.qty)
                 .sum::<Decimal>()
-                + self.margin_fees_owed.get(asset).copied().unwrap_or_default();
+                + self.shorts.fees_owed.get(asset).copied().unwrap_or_default();
             if have < Decimal::ZERO && initial >= Decimal::ZERO && -have > borrowed {
                 return Err(if self.cfg.margin.enabled {
                     IdentityError::BeyondBorrowed { asset: asset.clone(), have, borrowed }
@@ -270,12 +324,16 @@ impl PaperExchange {
         }
         // 3. Equity from balances = initial holdings + Σ (realized − fees + unrealized).
         let value = |a: &str, long: bool| self.asset_value(a, long).unwrap_or_default();
-        let mut eq2: Decimal =
-            self.initial.iter().map(|(a, b)| *b * value(a, self.balance(a) >= Decimal::ZERO)).sum();
-        for (pair, p) in &self.positions {
-            if let Some(inst) = self.pairs.get(pair).and_then(|s| s.inst.clone()) {
-                let vb = value(&inst.base, self.balance(&inst.base) >= Decimal::ZERO);
-                let vq = value(&inst.quote, self.balance(&inst.quote) >= Decimal::ZERO);
+        let mut eq2: Decimal = self
+            .account
+            .initial
+            .iter()
+            .map(|(a, b)| *b * value(a, self.account.balance(a) >= Decimal::ZERO))
+            .sum();
+        for (pair, p) in &self.account.positions {
+            if let Some(inst) = self.markets.pairs.get(pair).and_then(|s| s.inst.clone()) {
+                let vb = value(&inst.base, self.account.balance(&inst.base) >= Decimal::ZERO);
+                let vq = value(&inst.quote, self.account.balance(&inst.quote) >= Decimal::ZERO);
                 eq2 += vb * p.qty + vq * (p.realized - p.fees - p.basis);
             }
         }
@@ -284,16 +342,6 @@ impl PaperExchange {
             return Err(IdentityError::Equity { equity: eq, expected: eq2 });
         }
         Ok(())
-    }
-
-    #[inline]
-    pub(super) fn balance(&self, asset: &str) -> Decimal {
-        self.balances.get(asset).copied().unwrap_or_default()
-    }
-
-    #[inline]
-    pub(super) fn position_qty(&self, pair: &str) -> Qty {
-        self.positions.get(pair).map(|p| p.qty).unwrap_or_default()
     }
 
     /// Books one fill: balances, fees, position, trade, stats, protective children.
@@ -308,8 +356,8 @@ impl PaperExchange {
         time: EventTime,
         out: &mut Vec<ExecEvent>,
     ) {
-        let Some(o) = self.orders.get(&id).cloned() else { return };
-        let Some(inst) = self.inst(&o.spec.pair) else { return };
+        let Some(o) = self.desk.orders.get(&id).cloned() else { return };
+        let Some(inst) = self.markets.inst(&o.spec.pair) else { return };
         let pair = o.spec.pair.clone();
         let side = o.spec.side;
         let sign = Decimal::from(side.sign());
@@ -318,8 +366,8 @@ impl PaperExchange {
         let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
 
         // Cash moves by exactly price × qty ± fee; base by exactly qty.
-        *self.balances.entry(inst.quote.to_string()).or_default() += -sign * notional - fee;
-        *self.balances.entry(inst.base.to_string()).or_default() += sign * qty;
+        *self.account.balances.entry(inst.quote.to_string()).or_default() += -sign * notional - fee;
+        *self.account.balances.entry(inst.base.to_string()).or_default() += sign * qty;
         self.memo.equity.set(None);
 
         let filled = o.filled + qty;
@@ -336,10 +384,9 @@ impl PaperExchange {
         self.stats.fees_paid += fee * q2a;
         self.stats.slippage_paid += slippage * q2a;
         if !fees::is_stable_or_fiat(&inst.base) {
-            self.volume.add(time, notional * q2a);
+            self.account.volume.add(time, notional * q2a);
         }
-        let fill_id = self.next_fill;
-        self.next_fill += 1;
+        let fill_id = self.account.take_fill_id();
         out.push(ExecEvent::Fill(Fill {
             fill_id,
             order_id: id,
@@ -356,17 +403,17 @@ impl PaperExchange {
             partial,
         }));
         if partial {
-            if let Some(m) = self.orders.get_mut(&id) {
+            if let Some(m) = self.desk.orders.get_mut(&id) {
                 m.filled = filled;
             }
         } else {
-            self.orders.remove(&id);
+            self.desk.orders.remove(&id);
         }
 
-        let pos_before = self.position_qty(&pair);
+        let pos_before = self.account.position_qty(&pair);
         let closed = self.book_position(&o, &inst, price, qty, fee, time);
         self.margin_after_fill(&o, &inst, price, qty, pos_before, time, out);
-        let p = self.positions.get(&pair).cloned().unwrap_or_default();
+        let p = self.account.positions.get(&pair).cloned().unwrap_or_default();
         out.push(ExecEvent::Position {
             time,
             pair: pair.clone(),
@@ -388,6 +435,7 @@ impl PaperExchange {
         // A flat position leaves nothing for reduce-only orders to do.
         if p.qty.is_zero() {
             let ids: Vec<OrderId> = self
+                .desk
                 .orders
                 .values()
                 .filter(|x| x.spec.pair == pair && x.spec.reduce_only)
@@ -410,9 +458,9 @@ impl PaperExchange {
         time: EventTime,
     ) -> Option<ClosedTrade> {
         let q2a = self.quote_to_account(&inst.quote).unwrap_or(Decimal::ONE);
-        let mark = self.pairs.get(&inst.symbol).and_then(|s| s.book.mid()).unwrap_or(price);
+        let mark = self.markets.pairs.get(&inst.symbol).and_then(|s| s.book.mid()).unwrap_or(price);
         self.memo.positions_changed += 1;
-        let p = self.positions.get_or_insert_with(&inst.symbol, Position::default);
+        let p = self.account.positions.get_or_insert_with(&inst.symbol, Position::default);
         let sign = Decimal::from(o.spec.side.sign());
         p.base_flow += sign * qty;
         p.quote_flow += -sign * price * qty - fee;
@@ -453,7 +501,7 @@ impl PaperExchange {
                 let pnl = t.realized - t.fees;
                 let dp = inst.price_precision + 4;
                 closed = Some(ClosedTrade {
-                    trade_id: self.next_trade,
+                    trade_id: self.account.next_trade,
                     pair: inst.symbol.clone(),
                     side: t.side,
                     qty: t.entry_qty,
@@ -473,7 +521,7 @@ impl PaperExchange {
                     tags: t.tags,
                     exit_reason: t.exit_reason.to_string(),
                 });
-                self.next_trade += 1;
+                self.account.next_trade += 1;
             }
         }
         if open_qty > Decimal::ZERO {
@@ -508,15 +556,17 @@ impl PaperExchange {
     /// Tracks the open trade's best and worst running P&L at the current mark.
     #[inline]
     pub(super) fn update_excursion(&mut self, pair: &Symbol) {
-        if let Some(st) = self.pairs.get_mut(pair) {
+        if let Some(st) = self.markets.pairs.get_mut(pair) {
             st.memo.excursion_at = Some(self.memo.positions_changed);
         }
-        let Some(p) = self.positions.get_mut_adopting(pair) else { return };
+        let Some(p) = self.account.positions.get_mut_adopting(pair) else { return };
         if p.qty.is_zero() || p.trade.is_none() {
             return;
         }
         let long = p.qty > Decimal::ZERO;
-        let Some(mark) = self.pairs.get(pair).and_then(|st| mark_of(st, self.cfg.mark, long)) else { return };
+        let Some(mark) = self.markets.pairs.get(pair).and_then(|st| mark_of(st, self.cfg.mark, long)) else {
+            return;
+        };
         let unrealized = p.qty * mark - p.basis;
         if let Some(t) = p.trade.as_mut() {
             let running = t.realized - t.fees + unrealized;
@@ -535,7 +585,7 @@ impl PaperExchange {
         time: EventTime,
         out: &mut Vec<ExecEvent>,
     ) {
-        let Some(group) = self.groups.get_mut(&g) else { return };
+        let Some(group) = self.desk.groups.get_mut(&g) else { return };
         group.filled += qty;
         if group.triggered {
             return;
@@ -554,22 +604,22 @@ impl PaperExchange {
             if price.is_none() && trailing.is_none() {
                 continue;
             }
-            if let Some(cid) = existing.filter(|c| self.orders.contains_key(c)) {
+            if let Some(cid) = existing.filter(|c| self.desk.orders.contains_key(c)) {
                 // Resize (Kraken's amend) unless it already triggered.
-                let Some(c) = self.orders.get_mut(&cid) else { continue };
+                let Some(c) = self.desk.orders.get_mut(&cid) else { continue };
                 if matches!(c.stage, Stage::Pending | Stage::Waiting) && c.spec.qty != size {
                     c.spec.qty = size;
                     let (placed, at_ex) = (c.placed_at, c.at_exchange());
                     if at_ex {
                         let pen = fees::amend_penalty(time.micros_since(placed));
-                        self.pair_mut(&inst.symbol).rate.force_add(time, tier, pen);
+                        self.markets.pair_mut(&inst.symbol).rate.force_add(time, tier, pen);
                     }
                 }
                 continue;
             }
             // Kraken refuses children below the minimums: wait until the entry is big enough.
             let ref_price =
-                price.or(self.pairs.get(&inst.symbol).and_then(|s| s.book.mid())).unwrap_or_default();
+                price.or(self.markets.pairs.get(&inst.symbol).and_then(|s| s.book.mid())).unwrap_or_default();
             if size < inst.qty_min || size * ref_price < inst.cost_min {
                 continue;
             }
@@ -582,7 +632,7 @@ impl PaperExchange {
             };
             let origin = OrderOrigin::Protective { parent: group.entry };
             let cid = self.new_order(spec, origin, time, arrive, Some(g), Vec::new(), Vec::new(), out);
-            if let Some(gm) = self.groups.get_mut(&g) {
+            if let Some(gm) = self.desk.groups.get_mut(&g) {
                 match ty {
                     OrderType::StopLoss => gm.stop = Some(cid),
                     OrderType::TakeProfit => gm.take = Some(cid),
@@ -593,44 +643,44 @@ impl PaperExchange {
     }
 
     pub(super) fn tradable(&self, pair: &str) -> bool {
-        let Some(st) = self.pairs.get(pair) else { return false };
+        let Some(st) = self.markets.pairs.get(pair) else { return false };
         let Some(inst) = &st.inst else { return false };
         let mode_ok =
             matches!(inst.status, PairStatus::Online | PairStatus::LimitOnly | PairStatus::PostOnly)
-                && matches!(self.system, SystemStatus::Online | SystemStatus::PostOnly);
+                && matches!(self.markets.system, SystemStatus::Online | SystemStatus::PostOnly);
         st.book.valid && st.book.bid().is_some() && st.book.ask().is_some() && mode_ok
     }
 
     /// The pair's mark per the configured convention (`long`: the side of the holding).
     #[inline]
     pub(super) fn pair_mark(&self, pair: &str, long: bool) -> Option<Price> {
-        mark_of(self.pairs.get(pair)?, self.cfg.mark, long)
+        mark_of(self.markets.pairs.get(pair)?, self.cfg.mark, long)
     }
 
     #[inline]
     pub(super) fn mid_of(&self, pair: &str) -> Option<Price> {
-        let st = self.pairs.get(pair)?;
+        let st = self.markets.pairs.get(pair)?;
         st.book.mid().or(st.last_trade)
     }
 
     /// Value of one unit of a currency in the account currency, through mids (1 for the
     /// account currency; via `X/ACC`, or the inverse of `ACC/X`).
     pub(super) fn quote_to_account(&self, asset: &str) -> Option<Decimal> {
-        if asset == &*self.currency {
+        if asset == &*self.account.currency {
             return Some(Decimal::ONE);
         }
-        for st in self.pairs.values() {
+        for st in self.markets.pairs.values() {
             let Some(inst) = &st.inst else { continue };
             if &*inst.base == asset
-                && inst.quote == self.currency
+                && inst.quote == self.account.currency
                 && let Some(m) = valued_mid(st)
             {
                 return Some(m);
             }
         }
-        for st in self.pairs.values() {
+        for st in self.markets.pairs.values() {
             let Some(inst) = &st.inst else { continue };
-            if inst.base == self.currency
+            if inst.base == self.account.currency
                 && &*inst.quote == asset
                 && let Some(m) = valued_mid(st).filter(|m| !m.is_zero())
             {
@@ -644,18 +694,18 @@ impl PaperExchange {
     /// pair against the account currency, else its mark against another currency times that
     /// currency's value through mids (ETH in a USD account via ETH/BTC × BTC/USD).
     pub(super) fn asset_value(&self, asset: &str, long: bool) -> Option<Decimal> {
-        if asset == &*self.currency {
+        if asset == &*self.account.currency {
             return Some(Decimal::ONE);
         }
         let mut via = None;
-        for st in self.pairs.values() {
+        for st in self.markets.pairs.values() {
             let Some(inst) = &st.inst else { continue };
             if &*inst.base != asset {
                 continue;
             }
             st.memo.valued.set(true);
             let Some(m) = mark_of(st, self.cfg.mark, long) else { continue };
-            if inst.quote == self.currency {
+            if inst.quote == self.account.currency {
                 return Some(m);
             }
             if via.is_none() {

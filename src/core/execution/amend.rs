@@ -10,17 +10,16 @@ use crate::core::time::EventTime;
 
 impl PaperExchange {
     pub(super) fn queue_amend(&mut self, req: AmendRequest) -> u64 {
-        let aid = self.next_amend;
-        self.next_amend += 1;
+        let aid = self.desk.take_amend();
         let due = req.decided_at.plus_micros(self.cfg.latency.as_micros());
-        self.amends.insert(aid, PendingAmend { req, due });
+        self.desk.amends.insert(aid, PendingAmend { req, due });
         aid
     }
 
     /// When an amend can be handled: after its latency, and not before the order itself has
     /// reached the exchange (FIFO); at once if the order is gone.
     pub(super) fn amend_due(&self, a: &PendingAmend, now: EventTime) -> Option<EventTime> {
-        let t = match self.orders.get(&a.req.order_id) {
+        let t = match self.desk.orders.get(&a.req.order_id) {
             None => a.due,
             Some(o) if o.at_exchange() => a.due,
             Some(_) => return None,
@@ -98,10 +97,10 @@ impl PaperExchange {
     /// An amend reaches the exchange: rate counter, then the order is changed in place or
     /// the amend refused with Kraken's error.
     pub(super) fn apply_amend(&mut self, aid: u64, time: EventTime, out: &mut Vec<ExecEvent>) {
-        let Some(a) = self.amends.remove(&aid) else { return };
+        let Some(a) = self.desk.amends.remove(&aid) else { return };
         let req = a.req;
         let id = req.order_id;
-        let Some(o) = self.orders.get(&id).cloned() else {
+        let Some(o) = self.desk.orders.get(&id).cloned() else {
             let why = format!("order {id} is no longer open (filled or cancelled before the amend arrived)");
             self.amend_rejected(aid, id, time, "EOrder:Unknown order", why, out);
             return;
@@ -112,7 +111,7 @@ impl PaperExchange {
         let pen = if below_fill { fees::cancel_penalty(age) } else { fees::amend_penalty(age) };
         let tier = self.cfg.tier;
         let pair = o.spec.pair.clone();
-        if let Err(v) = self.pair_mut(&pair).rate.try_add(time, tier, pen) {
+        if let Err(v) = self.markets.pair_mut(&pair).rate.try_add(time, tier, pen) {
             let why = format!("amend refused: counter {v} + {pen} > {} ({tier:?})", tier.rate_threshold());
             self.amend_rejected(aid, id, time, "EOrder:Rate limit exceeded", why, out);
             return;
@@ -144,7 +143,7 @@ impl PaperExchange {
         let queue_kept = !price_changed && n.spec.qty <= o.spec.qty;
         let trigger_changed = n.spec.price != o.spec.price && o.spec.order_type.is_triggered();
         let (qty, price, price2) = (n.spec.qty, n.spec.price, n.spec.price2);
-        if let Some(m) = self.orders.get_mut(&id) {
+        if let Some(m) = self.desk.orders.get_mut(&id) {
             m.spec = n.spec;
             m.amended_at = Some(time);
             if !queue_kept {
@@ -167,7 +166,7 @@ impl PaperExchange {
             // marketable at the new price takes at once.
             Stage::Resting if !queue_kept => self.start_limit(id, time, out),
             Stage::Waiting if trigger_changed => {
-                if let Some(last) = self.pairs.get(&pair).and_then(|s| s.last_trade) {
+                if let Some(last) = self.markets.pairs.get(&pair).and_then(|s| s.last_trade) {
                     self.check_trigger(id, last, time, out);
                 }
             }

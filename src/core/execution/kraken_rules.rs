@@ -18,7 +18,7 @@ impl PaperExchange {
     /// mode, arguments, minimums, placement, leverage, funds. The first refusal wins.
     pub(super) fn validate(&self, o: &Order, time: EventTime) -> Result<(), Rejection> {
         let s = &o.spec;
-        let Some(inst) = self.inst(&s.pair) else {
+        let Some(inst) = self.markets.inst(&s.pair) else {
             return Err(reject("EQuery:Unknown asset pair", format!("no instrument data for {}", s.pair)));
         };
         self.check_status(s, &inst)?;
@@ -33,7 +33,7 @@ impl PaperExchange {
 
     /// Trading mode: the pair's status, overlaid by the exchange-wide status.
     fn check_status(&self, s: &OrderSpec, inst: &Instrument) -> Result<(), Rejection> {
-        let mode = match self.system {
+        let mode = match self.markets.system {
             SystemStatus::Maintenance => PairStatus::Maintenance,
             SystemStatus::CancelOnly => PairStatus::CancelOnly,
             SystemStatus::PostOnly if inst.status == PairStatus::Online => PairStatus::PostOnly,
@@ -162,7 +162,7 @@ impl PaperExchange {
         let s = &o.spec;
         let is_post_limit = s.order_type == OrderType::Limit && s.post_only;
         // Reduce-only against the pair's position.
-        let pos = self.position_qty(&s.pair);
+        let pos = self.account.position_qty(&s.pair);
         if s.reduce_only {
             if pos.is_zero() {
                 return Err(reject(
@@ -179,7 +179,7 @@ impl PaperExchange {
         }
         // Post-only that would take: Kraken cancels it at once ("Post only order").
         if is_post_limit {
-            let book = self.pairs.get(&s.pair).map(|st| &st.book);
+            let book = self.markets.pairs.get(&s.pair).map(|st| &st.book);
             let price = s.price.unwrap_or_default();
             let touch = match s.side {
                 Side::Buy => book.and_then(|b| b.ask()).filter(|a| *a <= price),
@@ -193,8 +193,12 @@ impl PaperExchange {
             }
         }
         // Open orders on the pair.
-        let open =
-            self.orders.values().filter(|x| x.spec.pair == s.pair && x.at_exchange() && x.id != o.id).count();
+        let open = self
+            .desk
+            .orders
+            .values()
+            .filter(|x| x.spec.pair == s.pair && x.at_exchange() && x.id != o.id)
+            .count();
         let limit = self.cfg.open_order_limit();
         if open >= limit as usize {
             return Err(reject(
@@ -213,7 +217,7 @@ impl PaperExchange {
             match s.side {
                 Side::Buy => {
                     let need = self.buy_cost_estimate(o, inst);
-                    let bal = self.balance(&inst.quote);
+                    let bal = self.account.balance(&inst.quote);
                     // Proceeds of short sales back their margin positions: not spendable.
                     let held =
                         self.held(&inst.quote, Some(o.id), true) + self.locked(&inst.quote, Some(&s.pair));
@@ -231,7 +235,7 @@ impl PaperExchange {
                 }
                 Side::Sell if s.leverage.is_some() => self.check_margin_sell(o, inst, time)?,
                 Side::Sell => {
-                    let bal = self.balance(&inst.base);
+                    let bal = self.account.balance(&inst.base);
                     let held = self.held(&inst.base, Some(o.id), true);
                     if s.qty > bal - held {
                         let why = if !self.cfg.margin.enabled {
@@ -284,7 +288,7 @@ impl PaperExchange {
 
     /// Price used for the cost minimum and fund holds: the limit, the trigger, or the touch.
     pub(super) fn reference_price(&self, o: &Order) -> Option<Price> {
-        let st = self.pairs.get(&o.spec.pair)?;
+        let st = self.markets.pairs.get(&o.spec.pair)?;
         let touch = match o.spec.side {
             Side::Buy => st.book.ask(),
             Side::Sell => st.book.bid(),
@@ -306,7 +310,7 @@ impl PaperExchange {
         if o.spec.order_type != OrderType::Market {
             return qty * self.reference_price(o).unwrap_or_default() * rate;
         }
-        let Some(st) = self.pairs.get(&o.spec.pair) else { return Decimal::ZERO };
+        let Some(st) = self.markets.pairs.get(&o.spec.pair) else { return Decimal::ZERO };
         let (mut left, mut cost, mut last) = (qty, Decimal::ZERO, Decimal::ZERO);
         for (price, _, avail) in st.book.levels(Side::Sell) {
             let take = left.min(avail);
@@ -324,7 +328,7 @@ impl PaperExchange {
     /// orders already at the exchange).
     pub(super) fn held(&self, asset: &str, except: Option<OrderId>, at_exchange_only: bool) -> Decimal {
         let mut sum = Decimal::ZERO;
-        for o in self.orders.values() {
+        for o in self.desk.orders.values() {
             if Some(o.id) == except
                 || o.spec.reduce_only
                 || o.is_margin_sell()
@@ -332,7 +336,7 @@ impl PaperExchange {
             {
                 continue;
             }
-            let Some(inst) = self.inst(&o.spec.pair) else { continue };
+            let Some(inst) = self.markets.inst(&o.spec.pair) else { continue };
             match o.spec.side {
                 Side::Buy if &*inst.quote == asset => sum += self.buy_cost_estimate(o, &inst),
                 Side::Sell if &*inst.base == asset => sum += o.remaining(),
@@ -380,9 +384,9 @@ impl PaperExchange {
     ) -> Result<(), Rejection> {
         let s = &o.spec;
         let rem = o.remaining();
-        let closing = rem.min(self.position_qty(&s.pair).max(Decimal::ZERO));
+        let closing = rem.min(self.account.position_qty(&s.pair).max(Decimal::ZERO));
         if closing > Decimal::ZERO {
-            let avail = self.balance(&inst.base) - self.held(&inst.base, Some(o.id), true);
+            let avail = self.account.balance(&inst.base) - self.held(&inst.base, Some(o.id), true);
             if closing > avail {
                 return Err(reject(
                     "EOrder:Insufficient funds",
@@ -445,7 +449,7 @@ impl PaperExchange {
                     acct.equity.round_dp(8),
                     acct.used.round_dp(8),
                     acct.reserved.round_dp(8),
-                    c = self.currency
+                    c = self.account.currency
                 ),
             ));
         }

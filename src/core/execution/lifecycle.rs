@@ -5,15 +5,12 @@
 //! The scan is skipped on most events: `Memo::timers` remembers the earliest timer as of
 //! the orders' change counter (the invariant is in `memo`).
 
-use std::sync::Arc;
-
 use rust_decimal::Decimal;
 
 use super::events::ExecEvent;
-use super::{Order, PairState, PaperExchange, Stage, reject};
+use super::{Order, PaperExchange, Stage, reject};
 use crate::core::decisions::Contribution;
 use crate::core::fees;
-use crate::core::instrument::{Instrument, Symbol};
 use crate::core::market::Side;
 use crate::core::orders::{AmendRequest, OrderId, OrderOrigin, OrderSpec, OrderType, TimeInForce};
 use crate::core::time::EventTime;
@@ -29,16 +26,6 @@ pub(super) enum Due {
 }
 
 impl PaperExchange {
-    #[inline]
-    pub(super) fn pair_mut(&mut self, pair: &Symbol) -> &mut PairState {
-        self.pairs.get_or_insert_with(pair, PairState::default)
-    }
-
-    #[inline]
-    pub(super) fn inst(&self, pair: &str) -> Option<Arc<Instrument>> {
-        self.pairs.get(pair).and_then(|s| s.inst.clone())
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new_order(
         &mut self,
@@ -51,11 +38,10 @@ impl PaperExchange {
         tags: Vec<String>,
         out: &mut Vec<ExecEvent>,
     ) -> OrderId {
-        let id = OrderId(self.next_order);
-        self.next_order += 1;
+        let id = self.desk.take_order_id();
         out.push(ExecEvent::OrderAccepted { time, order_id: id, spec: spec.clone(), origin: origin.clone() });
         let is_child = matches!(origin, OrderOrigin::Protective { .. });
-        self.orders.insert(
+        self.desk.orders.insert(
             id,
             Order {
                 id,
@@ -90,7 +76,7 @@ impl PaperExchange {
         reason: &str,
         out: &mut Vec<ExecEvent>,
     ) {
-        if self.orders.remove(&id).is_some() {
+        if self.desk.orders.remove(&id).is_some() {
             out.push(ExecEvent::OrderCanceled { time, order_id: id, reason: reason.to_string() });
         }
     }
@@ -103,7 +89,7 @@ impl PaperExchange {
         if o.stage == Stage::Pending {
             // A known pair whose book is untrusted holds arrivals until its next snapshot;
             // an unknown pair arrives at once (and is refused by validation).
-            match self.pairs.get(&o.spec.pair) {
+            match self.markets.pairs.get(&o.spec.pair) {
                 _ if floor => f(o.arrive_at, Due::Arrive),
                 Some(st) if st.inst.is_some() && !st.book.valid => {}
                 Some(st) if st.inst.is_some() => f(o.arrive_at.max(st.book.valid_since), Due::Arrive),
@@ -146,7 +132,7 @@ impl PaperExchange {
     /// orders are as they were at `version`.
     pub(super) fn timer_floor(&self) -> Option<EventTime> {
         let mut floor: Option<EventTime> = None;
-        for o in self.orders.values() {
+        for o in self.desk.orders.values() {
             self.each_timer(o, true, |t, _| floor = Some(floor.map_or(t, |f| f.min(t))));
         }
         floor
@@ -156,11 +142,11 @@ impl PaperExchange {
     /// since their earliest timer was found to lie after `now`.
     #[inline(always)]
     pub(super) fn no_timer_due(&self, now: EventTime) -> bool {
-        self.amends.is_empty()
+        self.desk.amends.is_empty()
             && self
                 .memo
                 .timers
-                .is_some_and(|(v, floor)| v == self.orders.version() && floor.is_none_or(|f| now < f))
+                .is_some_and(|(v, floor)| v == self.desk.orders.version() && floor.is_none_or(|f| now < f))
     }
 
     /// Runs every due arrival, cancel, expiry and chase in time order.
@@ -176,14 +162,14 @@ impl PaperExchange {
         let now = self.now;
         loop {
             let mut best: Option<(EventTime, Due, OrderId)> = None;
-            for o in self.orders.values() {
+            for o in self.desk.orders.values() {
                 if let Some((t, d)) = self.due_of(o, now)
                     && best.is_none_or(|b| (t, d, o.id) < b)
                 {
                     best = Some((t, d, o.id));
                 }
             }
-            for (aid, a) in &self.amends {
+            for (aid, a) in &self.desk.amends {
                 if let Some(t) = self.amend_due(a, now)
                     && best.is_none_or(|b| (t, Due::Amend, OrderId(*aid)) < b)
                 {
@@ -200,17 +186,17 @@ impl PaperExchange {
                 Due::Amend => self.apply_amend(id.0, t, out),
             }
         }
-        self.memo.timers = Some((self.orders.version(), self.timer_floor()));
+        self.memo.timers = Some((self.desk.orders.version(), self.timer_floor()));
     }
 
     pub(super) fn requested_cancel(&mut self, id: OrderId, time: EventTime, out: &mut Vec<ExecEvent>) {
-        let Some(o) = self.orders.get_mut(&id) else { return };
+        let Some(o) = self.desk.orders.get_mut(&id) else { return };
         let Some((_, reason)) = o.cancel_due.take() else { return };
         if o.at_exchange() {
             let pen = fees::cancel_penalty(o.rest_age(time));
             let (pair, spec) = (o.spec.pair.clone(), o.spec.clone());
             let tier = self.cfg.tier;
-            let rate = &mut self.pair_mut(&pair).rate;
+            let rate = &mut self.markets.pair_mut(&pair).rate;
             if let Err(v) = rate.try_add(time, tier, pen) {
                 self.stats.rejected_orders += 1;
                 let rejection = reject(
@@ -228,14 +214,14 @@ impl PaperExchange {
     /// `chase_reprices` allows, else cancel the resting remainder and send it as a market
     /// order.
     pub(super) fn chase(&mut self, id: OrderId, time: EventTime, out: &mut Vec<ExecEvent>) {
-        let Some(o) = self.orders.get(&id).cloned() else { return };
+        let Some(o) = self.desk.orders.get(&id).cloned() else { return };
         let pair = o.spec.pair.clone();
         if o.reprices < self.cfg.chase_reprices {
-            let touch = self.pairs.get(&pair).and_then(|s| match o.spec.side {
+            let touch = self.markets.pairs.get(&pair).and_then(|s| match o.spec.side {
                 Side::Buy => s.book.bid(),
                 Side::Sell => s.book.ask(),
             });
-            if let Some(m) = self.orders.get_mut(&id) {
+            if let Some(m) = self.desk.orders.get_mut(&id) {
                 m.reprices += 1;
                 m.chase_from = time;
             }
@@ -254,11 +240,12 @@ impl PaperExchange {
         }
         let tier = self.cfg.tier;
         let pen = fees::cancel_penalty(o.rest_age(time));
-        self.pair_mut(&pair).rate.force_add(time, tier, pen);
+        self.markets.pair_mut(&pair).rate.force_add(time, tier, pen);
         let rem = o.remaining();
         self.drop_order(id, time, "chase", out);
-        let Some(inst) = self.inst(&pair) else { return };
-        let ref_price = self.pairs.get(&pair).and_then(|s| s.book.mid()).or(o.spec.price).unwrap_or_default();
+        let Some(inst) = self.markets.inst(&pair) else { return };
+        let ref_price =
+            self.markets.pairs.get(&pair).and_then(|s| s.book.mid()).or(o.spec.price).unwrap_or_default();
         if rem < inst.qty_min || rem * ref_price < inst.cost_min {
             // Kraken would refuse the remainder as an order: leave it unfilled.
             out.push(ExecEvent::OrderCanceled {
@@ -273,20 +260,20 @@ impl PaperExchange {
         spec.leverage = o.spec.leverage;
         let arrive = time.plus_micros(self.cfg.latency.as_micros());
         let nid = self.new_order(spec, o.origin.clone(), time, arrive, o.group, o.contributions, o.tags, out);
-        if let Some(n) = self.orders.get_mut(&nid) {
+        if let Some(n) = self.desk.orders.get_mut(&nid) {
             n.chased = true;
         }
     }
 
     /// The order reaches the exchange: rate counter, Kraken's checks, then execution.
     pub(super) fn arrive(&mut self, id: OrderId, time: EventTime, out: &mut Vec<ExecEvent>) {
-        let Some(o) = self.orders.get(&id).cloned() else { return };
+        let Some(o) = self.desk.orders.get(&id).cloned() else { return };
         let pair = o.spec.pair.clone();
         let tier = self.cfg.tier;
         // Every add counts on receipt; our own safety orders are counted but never refused.
         let safety =
             o.is_child || o.chased || matches!(o.origin, OrderOrigin::Flatten | OrderOrigin::Liquidation);
-        let rate = &mut self.pair_mut(&pair).rate;
+        let rate = &mut self.markets.pair_mut(&pair).rate;
         let verdict = if safety {
             rate.force_add(time, tier, Decimal::ONE);
             Ok(())
@@ -299,14 +286,14 @@ impl PaperExchange {
             })
         };
         if let Err(rejection) = verdict.and_then(|_| self.validate(&o, time)) {
-            self.orders.remove(&id);
+            self.desk.orders.remove(&id);
             self.stats.rejected_orders += 1;
             out.push(ExecEvent::OrderRejected { time, order_id: id, spec: o.spec, rejection });
             return;
         }
-        let mid = self.pairs.get(&pair).and_then(|s| s.book.mid());
-        let last = self.pairs.get(&pair).and_then(|s| s.last_trade);
-        if let Some(o) = self.orders.get_mut(&id) {
+        let mid = self.markets.pairs.get(&pair).and_then(|s| s.book.mid());
+        let last = self.markets.pairs.get(&pair).and_then(|s| s.last_trade);
+        if let Some(o) = self.desk.orders.get_mut(&id) {
             o.placed_at = time;
             o.chase_from = time;
             o.ref_mid = mid;
@@ -329,7 +316,7 @@ impl PaperExchange {
     }
 
     pub(super) fn set_stage(&mut self, id: OrderId, stage: Stage) {
-        if let Some(o) = self.orders.get_mut(&id) {
+        if let Some(o) = self.desk.orders.get_mut(&id) {
             o.stage = stage;
         }
     }

@@ -38,7 +38,7 @@ impl PaperExchange {
         if !o.spec.reduce_only {
             return rem;
         }
-        let pos = self.position_qty(&o.spec.pair);
+        let pos = self.account.position_qty(&o.spec.pair);
         let reducing = (pos > Decimal::ZERO && o.spec.side == Side::Sell)
             || (pos < Decimal::ZERO && o.spec.side == Side::Buy);
         if reducing { rem.min(pos.abs()) } else { Decimal::ZERO }
@@ -57,11 +57,11 @@ impl PaperExchange {
         match o.spec.side {
             Side::Sell if o.is_margin_sell() => self.margin_sell_affordable(o, inst, want),
             Side::Sell => {
-                let avail = self.balance(&inst.base) - self.held(&inst.base, Some(o.id), true);
+                let avail = self.account.balance(&inst.base) - self.held(&inst.base, Some(o.id), true);
                 want.min(inst.round_qty_down(avail.max(Decimal::ZERO)))
             }
             Side::Buy => {
-                let avail = self.balance(&inst.quote)
+                let avail = self.account.balance(&inst.quote)
                     - self.held(&inst.quote, Some(o.id), true)
                     - self.locked(&inst.quote, Some(&o.spec.pair));
                 if avail <= Decimal::ZERO || price <= Decimal::ZERO {
@@ -86,8 +86,8 @@ impl PaperExchange {
     /// The pair's rate at the 30-day volume: Kraken's published schedule for the pair when
     /// one arrived (`MarketEvent::FeeSchedule`), else the built-in table.
     pub(super) fn fee_rate(&self, inst: &Instrument, liq: Liquidity) -> Decimal {
-        let volume = self.volume.total(self.now);
-        match self.fee_schedules.get(&inst.symbol) {
+        let volume = self.account.volume.total(self.now);
+        match self.markets.fee_schedules.get(&inst.symbol) {
             Some(f) => f.rate(volume, liq),
             None => fees::fee_rate(volume, liq, fees::is_stable_or_fiat(&inst.base)),
         }
@@ -95,10 +95,11 @@ impl PaperExchange {
 
     /// A limit order at the book: the marketable part takes, the rest rests (IOC: cancelled).
     pub(super) fn start_limit(&mut self, id: OrderId, time: EventTime, out: &mut Vec<ExecEvent>) {
-        let Some(limit) = self.orders.get(&id).and_then(|o| o.limit_price()) else { return };
-        let seq = self.orders.get(&id).and_then(|o| self.pairs.get(&o.spec.pair)).map(|s| s.book.seq);
+        let Some(limit) = self.desk.orders.get(&id).and_then(|o| o.limit_price()) else { return };
+        let seq =
+            self.desk.orders.get(&id).and_then(|o| self.markets.pairs.get(&o.spec.pair)).map(|s| s.book.seq);
         self.take(id, time, Some(limit), seq.unwrap_or_default(), out);
-        let Some(o) = self.orders.get(&id) else { return };
+        let Some(o) = self.desk.orders.get(&id) else { return };
         if o.spec.time_in_force == TimeInForce::Ioc {
             self.drop_order(id, time, "ioc_remainder", out);
             return;
@@ -109,8 +110,8 @@ impl PaperExchange {
         }
         // Join the queue behind everything displayed at our price.
         let (pair, side) = (o.spec.pair.clone(), o.spec.side);
-        let queue = self.pairs.get(&pair).map(|s| s.book.qty_at(side, limit)).unwrap_or_default();
-        if let Some(o) = self.orders.get_mut(&id) {
+        let queue = self.markets.pairs.get(&pair).map(|s| s.book.qty_at(side, limit)).unwrap_or_default();
+        if let Some(o) = self.desk.orders.get_mut(&id) {
             o.stage = Stage::Resting;
             o.queue_ahead = queue;
         }
@@ -119,8 +120,8 @@ impl PaperExchange {
     /// A market-like order executes against the current book; what the book cannot take is
     /// cancelled, except for reduce-only orders (stops, flatten) which keep working.
     pub(super) fn work(&mut self, id: OrderId, time: EventTime, out: &mut Vec<ExecEvent>) {
-        let Some(o) = self.orders.get(&id) else { return };
-        if !self.pairs.get(&o.spec.pair).is_some_and(|s| s.book.valid) {
+        let Some(o) = self.desk.orders.get(&id) else { return };
+        if !self.markets.pairs.get(&o.spec.pair).is_some_and(|s| s.book.valid) {
             return; // retried at the next trusted book
         }
         if o.limit_price().is_some() {
@@ -128,9 +129,9 @@ impl PaperExchange {
             self.start_limit(id, time, out);
             return;
         }
-        let seq = self.pairs.get(&o.spec.pair).map(|s| s.book.seq).unwrap_or_default();
+        let seq = self.markets.pairs.get(&o.spec.pair).map(|s| s.book.seq).unwrap_or_default();
         let stopped = self.take(id, time, None, seq, out);
-        let Some(o) = self.orders.get(&id) else { return };
+        let Some(o) = self.desk.orders.get(&id) else { return };
         if o.spec.reduce_only {
             if self.executable(o).is_zero() {
                 self.drop_order(id, time, "position_closed", out);
@@ -154,13 +155,13 @@ impl PaperExchange {
         out: &mut Vec<ExecEvent>,
     ) -> Option<&'static str> {
         loop {
-            let o = self.orders.get(&id)?;
+            let o = self.desk.orders.get(&id)?;
             let want = self.executable(o);
             if want.is_zero() {
                 return None;
             }
-            let inst = self.inst(&o.spec.pair)?;
-            let st = self.pairs.get(&o.spec.pair)?;
+            let inst = self.markets.inst(&o.spec.pair)?;
+            let st = self.markets.pairs.get(&o.spec.pair)?;
             let book_side = o.spec.side.opposite();
             let level = st.book.levels(book_side).find(|l| l.2 > Decimal::ZERO);
             let (price, displayed, avail) = level?;
@@ -177,7 +178,7 @@ impl PaperExchange {
                 return Some("insufficient_funds");
             }
             let pair = o.spec.pair.clone();
-            self.pair_mut(&pair).book.consume(book_side, price, qty);
+            self.markets.pair_mut(&pair).book.consume(book_side, price, qty);
             let cause = FillCause::BookLevel { event_seq: seq, level_price: price, level_qty: displayed };
             self.apply_fill(id, price, qty, Liquidity::Taker, cause, time, out);
         }
@@ -187,7 +188,7 @@ impl PaperExchange {
     pub(super) fn on_book(&mut self, seq: u64, b: &BookEvent, out: &mut Vec<ExecEvent>) {
         let time = self.now;
         let pair = &b.symbol;
-        let st = self.pairs.get_or_insert_with(pair, PairState::default);
+        let st = self.markets.pairs.get_or_insert_with(pair, PairState::default);
         let touch_moved = st.book.apply(seq, b);
         let valid = st.book.valid;
         // Nothing new for the excursion unless the marks moved or a position changes here.
@@ -199,10 +200,10 @@ impl PaperExchange {
         let ids = self.pair_orders(pair, Stage::Resting);
         // Queue ahead of our resting orders can only shrink to what is displayed now.
         for id in &ids {
-            let Some(o) = self.orders.get(id) else { continue };
+            let Some(o) = self.desk.orders.get(id) else { continue };
             let Some(price) = o.limit_price() else { continue };
             let side = o.spec.side;
-            let Some(st) = self.pairs.get(pair) else { continue };
+            let Some(st) = self.markets.pairs.get(pair) else { continue };
             let touched = match side {
                 Side::Buy => &b.bids,
                 Side::Sell => &b.asks,
@@ -214,7 +215,7 @@ impl PaperExchange {
             };
             if changed {
                 let displayed = st.book.qty_at(side, price);
-                if let Some(o) = self.orders.get_mut(id) {
+                if let Some(o) = self.desk.orders.get_mut(id) {
                     o.queue_ahead = fill_model::queue_after_level_change(o.queue_ahead, displayed);
                 }
             }
@@ -226,7 +227,7 @@ impl PaperExchange {
             }
             // Triggered orders and reduce-only remainders execute on this book.
             for id in self.pair_orders(pair, Stage::Working) {
-                if self.orders.get(&id).is_some_and(|o| o.stage == Stage::Working) {
+                if self.desk.orders.get(&id).is_some_and(|o| o.stage == Stage::Working) {
                     self.work(id, time, out);
                 }
             }
@@ -243,7 +244,7 @@ impl PaperExchange {
     /// leaving the others out changes nothing but the work of listing them.
     #[inline]
     pub(super) fn pair_orders(&self, pair: &str, stage: Stage) -> PairOrders {
-        if !self.orders.any_at(stage) {
+        if !self.desk.orders.any_at(stage) {
             return PairOrders::new(); // most events: only the protective children, waiting
         }
         self.list_pair_orders(pair, stage)
@@ -253,7 +254,7 @@ impl PaperExchange {
     pub(super) fn list_pair_orders(&self, pair: &str, stage: Stage) -> PairOrders {
         let mut ids = PairOrders::new();
         let mut keyed: SmallVec<[_; 8]> = SmallVec::new();
-        for o in self.orders.values() {
+        for o in self.desk.orders.values() {
             if o.stage == stage && same_pair(&o.spec.pair, pair) {
                 let p = o.limit_price().unwrap_or_default();
                 keyed.push((o.spec.side, if o.spec.side == Side::Buy { -p } else { p }, o.placed_at, o.id));
@@ -276,14 +277,14 @@ impl PaperExchange {
         out: &mut Vec<ExecEvent>,
     ) {
         for &id in ids {
-            while let Some(o) = self.orders.get(&id) {
+            while let Some(o) = self.desk.orders.get(&id) {
                 if o.stage != Stage::Resting {
                     break;
                 }
                 let Some(ours) = o.limit_price() else { break };
                 let want = self.executable(o);
-                let Some(inst) = self.inst(pair) else { break };
-                let Some(st) = self.pairs.get(pair) else { break };
+                let Some(inst) = self.markets.inst(pair) else { break };
+                let Some(st) = self.markets.pairs.get(pair) else { break };
                 let book_side = o.spec.side.opposite();
                 let Some((price, displayed, avail)) = st.book.levels(book_side).find(|l| l.2 > Decimal::ZERO)
                 else {
@@ -300,7 +301,7 @@ impl PaperExchange {
                 if qty <= Decimal::ZERO {
                     break;
                 }
-                self.pair_mut(pair).book.consume(book_side, price, qty);
+                self.markets.pair_mut(pair).book.consume(book_side, price, qty);
                 let cause = FillCause::BookLevel { event_seq: seq, level_price: price, level_qty: displayed };
                 self.apply_fill(id, ours, qty, Liquidity::Maker, cause, time, out);
             }
@@ -315,8 +316,9 @@ impl PaperExchange {
         // changes here. Only an open trade is worth the comparison (and the mid it reads):
         // without one, taking the excursion in ends at once.
         let positions_at = self.memo.positions_changed;
-        let trade_open = self.positions.get(pair).is_some_and(|p| p.trade.is_some() && !p.qty.is_zero());
-        let st = self.pairs.get_or_insert_with(pair, PairState::default);
+        let trade_open =
+            self.account.positions.get(pair).is_some_and(|p| p.trade.is_some() && !p.qty.is_zero());
+        let st = self.markets.pairs.get_or_insert_with(pair, PairState::default);
         let marks = |st: &PairState| {
             [true, false].map(|long| mark_of(st, self.cfg.mark, long).map(|m| m.serialize()))
         };
@@ -334,7 +336,7 @@ impl PaperExchange {
         // Triggers read the last trade even while our book copy is untrusted (the trade is
         // a fact); the triggered order then waits for a trusted book.
         for id in self.pair_orders(pair, Stage::Waiting) {
-            if self.orders.get(&id).is_some_and(|o| o.stage == Stage::Waiting) {
+            if self.desk.orders.get(&id).is_some_and(|o| o.stage == Stage::Waiting) {
                 self.check_trigger(id, t.price, time, out);
             }
         }
@@ -357,7 +359,7 @@ impl PaperExchange {
         let mut left_buy = t.qty;
         let mut left_sell = t.qty;
         for id in self.pair_orders(pair, Stage::Resting) {
-            let Some(o) = self.orders.get(&id) else { continue };
+            let Some(o) = self.desk.orders.get(&id) else { continue };
             if o.stage != Stage::Resting {
                 continue;
             }
@@ -366,11 +368,11 @@ impl PaperExchange {
             let left = if o.spec.side == Side::Buy { &mut left_buy } else { &mut left_sell };
             let (eaten, avail) = fill_model::split_trade(*left, o.queue_ahead, self.cfg.fill_at_touch);
             let want = self.executable(o);
-            let Some(inst) = self.inst(pair) else { continue };
+            let Some(inst) = self.markets.inst(pair) else { continue };
             let qty = self.affordable(o, &inst, ours, want.min(avail), Liquidity::Maker);
             let left = if o.spec.side == Side::Buy { &mut left_buy } else { &mut left_sell };
             *left -= eaten + qty.max(Decimal::ZERO);
-            if let Some(o) = self.orders.get_mut(&id) {
+            if let Some(o) = self.desk.orders.get_mut(&id) {
                 o.queue_ahead -= eaten;
             }
             if qty > Decimal::ZERO {
@@ -393,7 +395,7 @@ impl PaperExchange {
         time: EventTime,
         out: &mut Vec<ExecEvent>,
     ) {
-        let Some(o) = self.orders.get_mut(&id) else { return };
+        let Some(o) = self.desk.orders.get_mut(&id) else { return };
         if o.stage != Stage::Waiting {
             return;
         }
@@ -429,11 +431,11 @@ impl PaperExchange {
         }
         o.stage = Stage::Working;
         let (pair, group) = (o.spec.pair.clone(), o.group);
-        o.ref_mid = self.pairs.get(&pair).and_then(|s| s.book.mid());
+        o.ref_mid = self.markets.pairs.get(&pair).and_then(|s| s.book.mid());
         self.stats.stops_triggered += 1;
         out.push(ExecEvent::OrderTriggered { time, order_id: id, trigger_price: last });
         // One cancels the other: the siblings go, and so does what is left of the entry.
-        if let Some(g) = group.and_then(|g| self.groups.get_mut(&g)) {
+        if let Some(g) = group.and_then(|g| self.desk.groups.get_mut(&g)) {
             g.triggered = true;
             let others: Vec<OrderId> = g.children().filter(|c| *c != id).collect();
             let entry = g.entry;
@@ -441,6 +443,7 @@ impl PaperExchange {
                 self.drop_order(c, time, "oco", out);
             }
             let entries: Vec<OrderId> = self
+                .desk
                 .orders
                 .values()
                 .filter(|x| x.group == group && !x.is_child && (x.id == entry || x.chased))

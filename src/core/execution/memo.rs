@@ -61,9 +61,9 @@ impl PaperExchange {
     /// in already. (The remembered equity is checked against a fresh one by the rig.)
     pub(super) fn check_shortcuts(&self) {
         if let Some((v, floor)) = self.memo.timers
-            && v == self.orders.version()
+            && v == self.desk.orders.version()
         {
-            for o in self.orders.values() {
+            for o in self.desk.orders.values() {
                 self.each_timer(o, false, |t, d| {
                     assert!(
                         floor.is_some_and(|f| f <= t),
@@ -74,11 +74,11 @@ impl PaperExchange {
             }
         }
         // Where the excursion counts as taken in, taking it in again changes no extreme.
-        for (pair, st) in &self.pairs {
+        for (pair, st) in &self.markets.pairs {
             if st.memo.excursion_at != Some(self.memo.positions_changed) {
                 continue;
             }
-            let Some(p) = self.positions.get(pair) else { continue };
+            let Some(p) = self.account.positions.get(pair) else { continue };
             let (Some(t), false) = (&p.trade, p.qty.is_zero()) else { continue };
             let Some(mark) = mark_of(st, self.cfg.mark, p.qty > Decimal::ZERO) else { continue };
             let running = t.realized - t.fees + (p.qty * mark - p.basis);

@@ -22,15 +22,18 @@
 //!   quantity reduction, lost on a price change, counted on the pair's rate counter.
 //!
 //! Files: this one holds the `PaperExchange` facade (the public calls, which coordinate the
-//! parts) and its state types; `memo` the event path's shortcuts with their invariant;
-//! `config` (`execution.*`), `events`
-//! (what it reports), `lifecycle` (orders and timers), `matching` (book and trade events,
-//! triggers, the taker walk), `accounting` (fills, positions, portfolio, equity, identity),
-//! `kraken_rules` (AddOrder checks by rule group), `amend` (AmendOrder), `shorts` (margin
-//! positions of the account), and the plain parts `fill_model` (our book copy, consumed
-//! liquidity, queue rules), `margin` (margin config, fees, allowances, margin level) and
-//! `open_orders` (the orders, with a change counter so that most events need not scan their
-//! timers). Fees, the 30-day volume and the trading rate counter are `core::fees`.
+//! parts) and the order/trade types the parts share. Each part owns its state:
+//! `markets` (`Markets`: per-pair instrument, book copy, last trade, rate counter; system
+//! status; published fee schedules), `open_orders` (`OrderDesk`: open orders with a change
+//! counter, protection groups, amends in flight, their numbering), `accounting` (`Account`:
+//! balances, positions, 30-day volume; fills, portfolio, equity, identity) and `shorts`
+//! (`ShortBook`: short margin positions, the margin watch, fees owed). The behaviour parts
+//! are `lifecycle` (orders and timers), `matching` (book and trade events, triggers, the
+//! taker walk), `kraken_rules` (AddOrder checks by rule group) and `amend` (AmendOrder);
+//! `memo` holds the event path's shortcuts with their invariant; the plain parts are
+//! `config` (`execution.*`), `events` (what it reports), `fill_model` (our book copy,
+//! consumed liquidity, queue rules) and `margin` (margin config, fees, allowances, margin
+//! level). Fees, the 30-day volume and the trading rate counter are `core::fees`.
 
 mod accounting;
 mod amend;
@@ -40,6 +43,7 @@ mod fill_model;
 mod kraken_rules;
 mod lifecycle;
 mod margin;
+mod markets;
 mod matching;
 mod memo;
 mod open_orders;
@@ -48,29 +52,28 @@ mod shorts;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
-use crate::core::fees::{self, RateCounter, VolumeTracker};
+use crate::core::fees;
 pub use crate::core::fees::{PairFees, Tier};
+use accounting::Account;
 pub use accounting::IdentityError;
 pub use config::{ExecutionConfig, MarkConvention};
 pub use events::{ClosedTrade, ExecEvent, ExecStats};
-use fill_model::PairBook;
 pub use margin::MarginConfig;
-use margin::MarginPosition;
-use memo::{Memo, PairMemo};
-use open_orders::OpenOrders;
+use markets::{Markets, PairState, mark_of};
+use memo::Memo;
+use open_orders::OrderDesk;
+use shorts::ShortBook;
 
 use super::decisions::Contribution;
-use super::instrument::{Instrument, Symbol};
-use super::market::{MarketEvent, Side, SystemStatus};
+use super::instrument::Symbol;
+use super::market::{MarketEvent, Side};
 use super::money::{Cash, Price, Qty};
 use super::orders::{
     AmendRequest, Liquidity, OrderId, OrderOrigin, OrderRequest, OrderSpec, OrderType, Protection, Rejection,
 };
-use super::symbol_map::SymbolMap;
 use super::time::EventTime;
 
 /// Where an order is in its life.
@@ -228,17 +231,6 @@ impl Position {
     }
 }
 
-/// Per-pair market state.
-#[derive(Clone, Debug, Default)]
-struct PairState {
-    inst: Option<Arc<Instrument>>,
-    book: PairBook,
-    last_trade: Option<Price>,
-    rate: RateCounter,
-    /// What the event path remembers of this pair (see `memo`).
-    memo: PairMemo,
-}
-
 /// An AmendOrder travelling to the exchange.
 #[derive(Clone, Debug)]
 struct PendingAmend {
@@ -255,36 +247,21 @@ struct MarginAccount {
     level: Option<Decimal>,
 }
 
-/// The paper exchange and account.
+/// The paper exchange and account: a facade over its parts, each owning its state. The
+/// public calls coordinate them; `cfg`, the event clock, the counters and the shortcuts
+/// (`memo`) are shared by all.
 pub struct PaperExchange {
     cfg: ExecutionConfig,
-    currency: Arc<str>,
-    initial: BTreeMap<String, Decimal>,
-    balances: BTreeMap<String, Decimal>,
-    pairs: SymbolMap<PairState>,
-    orders: OpenOrders,
-    groups: BTreeMap<u64, Group>,
-    positions: SymbolMap<Position>,
-    system: SystemStatus,
-    volume: VolumeTracker,
-    stats: ExecStats,
     now: EventTime,
-    next_order: u64,
-    next_fill: u64,
-    next_trade: u64,
-    next_group: u64,
-    /// Short margin positions per pair.
-    margin: BTreeMap<Symbol, MarginPosition>,
-    /// The margin level is below the margin call level (re-armed when it recovers).
-    margin_call_active: bool,
-    amends: BTreeMap<u64, PendingAmend>,
-    next_amend: u64,
-    /// Σ margin fees charged per currency: they are owed even when the balance cannot pay
-    /// them, so they are the only thing that can take a quote balance below zero.
-    margin_fees_owed: BTreeMap<String, Decimal>,
-    /// Fee schedules published by Kraken (REST AssetPairs) per pair: they replace the
-    /// built-in tables for those pairs.
-    fee_schedules: BTreeMap<Symbol, Arc<fees::PairFees>>,
+    stats: ExecStats,
+    /// Pairs (instrument, book copy, last trade, rate counter), system status, fee schedules.
+    markets: Markets,
+    /// Open orders, protection groups, amends in flight.
+    desk: OrderDesk,
+    /// Balances, positions, 30-day volume.
+    account: Account,
+    /// Short margin positions and the margin watch.
+    shorts: ShortBook,
     /// What the event path remembers to skip work (equity, timer floor, position changes),
     /// with the invariant that makes it safe (see `memo`).
     memo: Memo,
@@ -294,46 +271,17 @@ fn reject(error: &str, reason: String) -> Rejection {
     Rejection { error: error.to_string(), reason }
 }
 
-/// A pair's mark under `convention` (`long`: the side of the holding).
-#[inline]
-fn mark_of(st: &PairState, convention: MarkConvention, long: bool) -> Option<Price> {
-    // The mid only when it is needed: computed on first read after a touch change.
-    let mid = || st.book.mid();
-    match convention {
-        MarkConvention::Mid => mid().or(st.last_trade),
-        MarkConvention::Last => st.last_trade.or_else(mid),
-        MarkConvention::Exit => {
-            if long { st.book.bid() } else { st.book.ask() }.or_else(mid).or(st.last_trade)
-        }
-    }
-}
-
 impl PaperExchange {
     /// A new account in `currency` holding `balances`.
     pub fn new(cfg: &ExecutionConfig, currency: &str, balances: &BTreeMap<String, Decimal>) -> PaperExchange {
         PaperExchange {
             cfg: cfg.clone(),
-            currency: currency.into(),
-            initial: balances.clone(),
-            balances: balances.clone(),
-            pairs: SymbolMap::new(),
-            orders: OpenOrders::default(),
-            groups: BTreeMap::new(),
-            positions: SymbolMap::new(),
-            system: SystemStatus::Online,
-            volume: VolumeTracker::new(cfg.fee_tier_volume),
-            stats: ExecStats::default(),
             now: EventTime::ZERO,
-            next_order: 1,
-            next_fill: 1,
-            next_trade: 1,
-            next_group: 1,
-            margin: BTreeMap::new(),
-            margin_call_active: false,
-            amends: BTreeMap::new(),
-            next_amend: 1,
-            margin_fees_owed: BTreeMap::new(),
-            fee_schedules: BTreeMap::new(),
+            stats: ExecStats::default(),
+            markets: Markets::new(),
+            desk: OrderDesk::new(),
+            account: Account::new(currency, balances, cfg.fee_tier_volume),
+            shorts: ShortBook::default(),
             memo: Memo::default(),
         }
     }
@@ -348,22 +296,22 @@ impl PaperExchange {
         match ev {
             MarketEvent::Book(b) => self.on_book(seq, b, out),
             MarketEvent::Trade(t) => self.on_trade(seq, t, out),
-            MarketEvent::BookInvalid { symbol, .. } => self.pair_mut(symbol).book.invalidate(),
+            MarketEvent::BookInvalid { symbol, .. } => self.markets.pair_mut(symbol).book.invalidate(),
             MarketEvent::Instrument { instrument, .. } => {
-                self.pair_mut(&instrument.symbol).inst = Some(instrument.clone());
+                self.markets.pair_mut(&instrument.symbol).inst = Some(instrument.clone());
                 self.memo.equity.set(None);
             }
-            MarketEvent::Status { system, .. } => self.system = *system,
+            MarketEvent::Status { system, .. } => self.markets.system = *system,
             MarketEvent::FeeSchedule { symbol, fees: f, time } => {
-                self.fee_schedules.insert(symbol.clone(), f.clone());
+                self.markets.fee_schedules.insert(symbol.clone(), f.clone());
                 out.push(ExecEvent::FeeSchedule {
                     time: *time,
                     pair: symbol.clone(),
                     taker: f.taker.clone(),
                     maker: f.maker.clone(),
                     volume_currency: f.volume_currency.clone(),
-                    taker_rate: f.rate(self.volume.total(self.now), Liquidity::Taker),
-                    maker_rate: f.rate(self.volume.total(self.now), Liquidity::Maker),
+                    taker_rate: f.rate(self.account.volume.total(self.now), Liquidity::Taker),
+                    maker_rate: f.rate(self.account.volume.total(self.now), Liquidity::Maker),
                 });
             }
             MarketEvent::Ticker(_) | MarketEvent::History { .. } => {}
@@ -378,8 +326,7 @@ impl PaperExchange {
         let p = req.protection();
         let protected = p.stop_loss.is_some() || p.take_profit.is_some() || p.trailing.is_some();
         let group = if protected && !req.spec().reduce_only {
-            let g = self.next_group;
-            self.next_group += 1;
+            let g = self.desk.take_group();
             Some(g)
         } else {
             None
@@ -396,7 +343,7 @@ impl PaperExchange {
             out,
         );
         if let Some(g) = group {
-            self.groups.insert(
+            self.desk.groups.insert(
                 g,
                 Group {
                     protection: req.protection().clone(),
@@ -421,7 +368,7 @@ impl PaperExchange {
     /// the order stays open.
     pub fn cancel(&mut self, id: OrderId, now: EventTime, reason: &str, out: &mut Vec<ExecEvent>) {
         let due = now.plus_micros(self.cfg.latency.as_micros());
-        if let Some(o) = self.orders.get_mut(&id) {
+        if let Some(o) = self.desk.orders.get_mut(&id) {
             o.cancel_due = Some((due, reason.to_string()));
         }
         if due <= self.now {
@@ -435,7 +382,7 @@ impl PaperExchange {
     /// now or the request changes nothing. Returns the amend's id.
     pub fn amend(&mut self, req: AmendRequest, out: &mut Vec<ExecEvent>) -> Result<u64, Rejection> {
         let (id, time) = (req.order_id, req.decided_at.max(self.now));
-        let refusal = if !self.orders.contains_key(&id) {
+        let refusal = if !self.desk.orders.contains_key(&id) {
             Some(("EOrder:Unknown order", format!("order {id} is not open")))
         } else if req.qty.is_none() && req.limit_price.is_none() && req.trigger_price.is_none() {
             Some((
@@ -448,8 +395,7 @@ impl PaperExchange {
             })
         };
         if let Some((error, reason)) = refusal {
-            let aid = self.next_amend;
-            self.next_amend += 1;
+            let aid = self.desk.take_amend();
             let rejection = reject(error, reason);
             out.push(ExecEvent::AmendRejected {
                 time,
@@ -460,7 +406,7 @@ impl PaperExchange {
             return Err(rejection);
         }
         let aid = self.queue_amend(req);
-        if self.amends.get(&aid).is_some_and(|a| a.due <= self.now) {
+        if self.desk.amends.get(&aid).is_some_and(|a| a.due <= self.now) {
             self.run_timers(out);
         }
         Ok(aid)
@@ -469,16 +415,16 @@ impl PaperExchange {
     /// Cancels every open order.
     pub fn cancel_all(&mut self, now: EventTime, reason: &str, out: &mut Vec<ExecEvent>) {
         self.now = self.now.max(now);
-        let ids: Vec<OrderId> = self.orders.keys().copied().collect();
+        let ids: Vec<OrderId> = self.desk.orders.keys().copied().collect();
         for id in ids {
             // Emergency path: counted on the rate counter, never refused.
-            if let Some(o) = self.orders.get(&id)
+            if let Some(o) = self.desk.orders.get(&id)
                 && o.at_exchange()
             {
                 let pen = fees::cancel_penalty(o.rest_age(now));
                 let pair = o.spec.pair.clone();
                 let tier = self.cfg.tier;
-                self.pair_mut(&pair).rate.force_add(now, tier, pen);
+                self.markets.pair_mut(&pair).rate.force_add(now, tier, pen);
             }
             self.drop_order(id, now, reason, out);
         }
@@ -491,6 +437,7 @@ impl PaperExchange {
         self.cancel_all(now, reason, out);
         let now = self.now;
         let open: Vec<(Symbol, Qty)> = self
+            .account
             .positions
             .iter()
             .filter(|(_, p)| !p.qty.is_zero())
@@ -507,7 +454,7 @@ impl PaperExchange {
 
     /// Balances per asset (as Kraken's Balance shows them).
     pub fn balances(&self) -> BTreeMap<String, Decimal> {
-        self.balances.clone()
+        self.account.balances.clone()
     }
 
     /// Counters.
@@ -523,12 +470,16 @@ impl PaperExchange {
     /// Holds nothing whose value moves with the market: no margin position, no balance but
     /// the account currency's. Equity then changes only with execution events.
     pub fn holds_only_currency(&self) -> bool {
-        self.margin.is_empty()
-            && self.balances.iter().all(|(asset, b)| b.is_zero() || asset.as_str() == &*self.currency)
+        self.shorts.positions.is_empty()
+            && self
+                .account
+                .balances
+                .iter()
+                .all(|(asset, b)| b.is_zero() || asset.as_str() == &*self.account.currency)
     }
 
     /// Open positions.
     pub fn open_positions(&self) -> usize {
-        self.positions.values().filter(|p| !p.qty.is_zero()).count()
+        self.account.positions.values().filter(|p| !p.qty.is_zero()).count()
     }
 }

@@ -1,16 +1,75 @@
-//! The paper exchange's open orders, with a change counter, so that the event path can tell
-//! without scanning them whether anything changed since the timers were last scanned, and
-//! whether any order is at a given stage (most events meet only waiting stops).
+//! The paper exchange's order desk: the open orders, the protection groups, the amends
+//! travelling to the exchange, and the counters that number them.
 //!
-//! Part of the paper execution core (`core::execution`): the counter is bumped by the only
-//! methods that can change an order (`insert`, `remove`, `get_mut`).
+//! The open orders carry a change counter, so that the event path can tell without scanning
+//! them whether anything changed since the timers were last scanned, and whether any order
+//! is at a given stage (most events meet only waiting stops). The counter is bumped by the
+//! only methods that can change an order (`insert`, `remove`, `get_mut`).
+//!
+//! Part of the paper execution core (`core::execution`): `lifecycle`, `matching` and `amend`
+//! change what is here; the facade reads it.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Index;
 
-use super::{Order, Stage};
+use super::{Group, Order, PendingAmend, Stage};
 use crate::core::orders::OrderId;
+
+/// Open orders, protection groups and amends in flight, with the numbering of each.
+pub(super) struct OrderDesk {
+    pub(super) orders: OpenOrders,
+    /// Protection groups by number (an entry and its OCO children).
+    pub(super) groups: BTreeMap<u64, Group>,
+    /// AmendOrder requests travelling to the exchange, by number.
+    pub(super) amends: BTreeMap<u64, PendingAmend>,
+    next_order: u64,
+    next_group: u64,
+    next_amend: u64,
+}
+
+impl OrderDesk {
+    pub(super) fn new() -> OrderDesk {
+        OrderDesk {
+            orders: OpenOrders::default(),
+            groups: BTreeMap::new(),
+            amends: BTreeMap::new(),
+            next_order: 1,
+            next_group: 1,
+            next_amend: 1,
+        }
+    }
+
+    /// The id the next order will get (ids are never reused).
+    #[inline]
+    pub(super) fn peek_order_id(&self) -> OrderId {
+        OrderId(self.next_order)
+    }
+
+    /// Takes the next order id.
+    #[inline]
+    pub(super) fn take_order_id(&mut self) -> OrderId {
+        let id = OrderId(self.next_order);
+        self.next_order += 1;
+        id
+    }
+
+    /// Takes the next protection group number.
+    #[inline]
+    pub(super) fn take_group(&mut self) -> u64 {
+        let g = self.next_group;
+        self.next_group += 1;
+        g
+    }
+
+    /// Takes the next amend number.
+    #[inline]
+    pub(super) fn take_amend(&mut self) -> u64 {
+        let a = self.next_amend;
+        self.next_amend += 1;
+        a
+    }
+}
 
 /// Open orders by id (ascending id is submission order, which results depend on).
 #[derive(Default)]

@@ -7,11 +7,12 @@ use crate::core::orders::{RiskApproval, Sealed};
 use rust_decimal_macros::dec;
 
 use super::accounting::add_holding;
-use crate::core::instrument::{MarginTerms, PairStatus};
+pub(super) use crate::core::instrument::{Instrument, MarginTerms, PairStatus};
 use crate::core::market::{BookEvent, TradeEvent};
 use crate::core::orders::{Fill, FillCause, TimeInForce, TrailingOffset};
 use crate::core::time::Span;
 use crate::core::validate::Issues;
+pub(super) use std::sync::Arc;
 
 /// An approval as the risk core would give it (tests live inside `crate::core`).
 pub(crate) fn approval_for_tests() -> RiskApproval {

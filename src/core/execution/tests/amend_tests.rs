@@ -41,7 +41,7 @@ fn resting_bid() -> (Rig, OrderId) {
         r.open(OrderSpec::limit(P.into(), Side::Buy, dec!(1), dec!(99.5)), Protection::default(), 1000);
     r.tick(1100); // rests from 1050
     assert!(fills(&r.trade(1200, Side::Sell, dec!(99.5), dec!(1.5))).is_empty());
-    assert_eq!(r.ex.orders[&id].queue_ahead, dec!(0.5));
+    assert_eq!(r.ex.desk.orders[&id].queue_ahead, dec!(0.5));
     (r, id)
 }
 
@@ -54,8 +54,8 @@ fn amend_down_keeps_the_queue_and_counts_the_penalty() {
     // Rested 2050 − 1050 = 1.0 s: penalty 1 fixed + 3 (< 5 s) = 4; the counter (1 from
     // the add at 1050) decayed 2.34/s × 1 s to 0 first, so it now reads 4.
     assert_eq!(amended(&out), vec![(dec!(0.6), Some(dec!(99.5)), true, dec!(4))]);
-    assert_eq!(r.ex.pairs[P].rate.value_at(t(2050), Tier::Intermediate), dec!(4));
-    let o = &r.ex.orders[&id];
+    assert_eq!(r.ex.markets.pairs[P].rate.value_at(t(2050), Tier::Intermediate), dec!(4));
+    let o = &r.ex.desk.orders[&id];
     assert_eq!((o.queue_ahead, o.placed_at, o.spec.qty), (dec!(0.5), t(1050), dec!(0.6)));
     // A 1.0 print at 99.5: 0.5 to the queue, 0.5 to us.
     assert_eq!(fills(&r.trade(2200, Side::Sell, dec!(99.5), dec!(1.0)))[0].qty, dec!(0.5));
@@ -69,14 +69,14 @@ fn amend_of_the_price_loses_the_queue() {
     let out = r.tick(2100);
     assert_eq!(amended(&out), vec![(dec!(1), Some(dec!(99.4)), false, dec!(4))]);
     // Behind all 1.0 displayed at 99.4, with time priority from the amend.
-    let o = &r.ex.orders[&id];
+    let o = &r.ex.desk.orders[&id];
     assert_eq!((o.queue_ahead, o.placed_at, o.spec.price), (dec!(1), t(2050), Some(dec!(99.4))));
     // A larger size loses it too: back behind the 1.0 displayed.
     r.trade(2200, Side::Sell, dec!(99.4), dec!(0.4)); // queue 1.0 → 0.6
     amend(&mut r, id, Some(dec!(2)), None, 3000).0.unwrap();
     let out = r.tick(3100);
     assert!(!amended(&out)[0].2, "qty increase loses the queue");
-    assert_eq!(r.ex.orders[&id].queue_ahead, dec!(1));
+    assert_eq!(r.ex.desk.orders[&id].queue_ahead, dec!(1));
     // A new price that crosses takes at once, as a taker: 1.0 ask at 100.0.
     amend(&mut r, id, None, Some(dec!(100.0)), 4000).0.unwrap();
     let f = fills(&r.tick(4100)).into_iter().cloned().collect::<Vec<_>>();
@@ -111,7 +111,7 @@ fn amend_refusals_use_krakens_strings() {
         })
         .collect();
     assert_eq!(errs, cases.iter().map(|c| c.2).collect::<Vec<_>>());
-    assert_eq!(r.ex.orders[&id].spec.price, Some(dec!(99.5)));
+    assert_eq!(r.ex.desk.orders[&id].spec.price, Some(dec!(99.5)));
     // Gone before the amend arrives: filled by a print while the amend travels.
     amend(&mut r, id, Some(dec!(0.8)), None, 3000).0.unwrap();
     let out = r.trade(3010, Side::Sell, dec!(99.0), dec!(5));

@@ -132,7 +132,7 @@ fn margin_call_then_liquidation_at_margin_stop() {
     );
     // 5,000 − 4,098.04 = 901.96 USD; nothing borrowed any more.
     assert_eq!((r.bal("USD"), r.bal("BTC")), (dec!(901.96), dec!(0)));
-    assert!(r.ex.margin.is_empty() && r.ex.open_positions() == 0);
+    assert!(r.ex.shorts.positions.is_empty() && r.ex.open_positions() == 0);
     assert_eq!((r.ex.stats().margin_calls, r.ex.stats().liquidations), (1, 1));
 }
 
@@ -148,7 +148,7 @@ fn closing_a_short_with_a_buy_repays_and_books_the_trade() {
     assert_eq!((c[0].side, c[0].pnl, c[0].fees), (Side::Sell, dec!(922.96), dec!(77)));
     assert!(c[0].max_pnl >= c[0].pnl);
     assert_eq!((r.bal("USD"), r.bal("BTC")), (dec!(5922.96), dec!(0)));
-    assert!(r.ex.margin.is_empty());
+    assert!(r.ex.shorts.positions.is_empty());
     assert_eq!(r.ex.portfolio().margin.unwrap().margin_level, None);
 }
 

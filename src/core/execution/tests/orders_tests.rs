@@ -170,7 +170,7 @@ fn children_resize_with_each_entry_fill() {
     assert_eq!(q, dec!(0.4));
     // …and resized to 1.0 when the rest fills.
     r.trade(1300, Side::Sell, dec!(98.8), dec!(1.0));
-    assert_eq!(r.ex.orders[&cid].spec.qty, dec!(1));
+    assert_eq!(r.ex.desk.orders[&cid].spec.qty, dec!(1));
 }
 
 #[test]

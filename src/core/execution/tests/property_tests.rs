@@ -265,7 +265,7 @@ proptest! {
             prop_assert_eq!(get(&after, "BTC") - get(&before, "BTC"), d_btc);
             // Below zero only by what is borrowed (BTC, within the caps) or margin fees
             // owed (USD).
-            let borrowed: Decimal = r.ex.margin.values().map(|m| m.qty).sum();
+            let borrowed: Decimal = r.ex.shorts.positions.values().map(|m| m.qty).sum();
             prop_assert!(borrowed <= dec!(3), "short_position_limit 3 exceeded: {borrowed}");
             prop_assert!(get(&after, "BTC") >= -borrowed, "{after:?} borrowed {borrowed}");
             prop_assert!(get(&after, "USD") >= -r.ex.stats().margin_fees_paid, "{after:?}");
