@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::core::kraken::endpoint::{Reconnect, WsEndpoint};
 use crate::core::kraken::rest::RestSettings;
 use crate::core::time::Span;
 pub use crate::core::time::Speed;
@@ -221,6 +222,27 @@ pub struct FeedConfig {
     pub rest: RestSettings,
     /// Signal warm-up on REST OHLC history (live runs).
     pub warmup: WarmupConfig,
+}
+
+impl FeedConfig {
+    /// The WebSocket feed at `url` as `feed.*` describes it: its pairs and book depth, ping
+    /// and liveness timing, reconnect backoff.
+    pub fn endpoint(&self, url: String) -> WsEndpoint {
+        let ms = std::time::Duration::from_millis;
+        WsEndpoint {
+            url,
+            pairs: self.pairs.clone(),
+            depth: self.book_depth,
+            ping_interval: ms(self.ping_interval_ms),
+            liveness_timeout: ms(self.liveness_timeout_ms),
+            reconnect: Reconnect {
+                initial_backoff_ms: self.reconnect.initial_backoff_ms,
+                max_backoff_ms: self.reconnect.max_backoff_ms,
+                jitter: self.reconnect.jitter,
+                healthy_after: ms(self.reconnect.healthy_after_ms),
+            },
+        }
+    }
 }
 
 impl Default for FeedConfig {

@@ -270,16 +270,14 @@ fn cmd_record(args: RecordArgs) -> Result<()> {
                 }
                 None => None,
             };
-            let f = &cfg.feed;
+            let mut endpoint =
+                cfg.feed.endpoint(args.ws_url.clone().unwrap_or_else(|| cfg.feed.ws_url.clone()));
+            endpoint.pairs = pairs;
+            endpoint.depth = depth;
             let settings = kraken_paper::sources::recording::LiveRecordSettings {
-                url: args.ws_url.clone().unwrap_or_else(|| f.ws_url.clone()),
-                pairs,
-                depth,
+                endpoint,
                 events: args.events,
                 duration,
-                ping_interval: std::time::Duration::from_millis(f.ping_interval_ms),
-                liveness_timeout: std::time::Duration::from_millis(f.liveness_timeout_ms),
-                backoff_ms: (f.reconnect.initial_backoff_ms, f.reconnect.max_backoff_ms),
             };
             let _guard = telemetry::init(cfg.logging.format, &cfg.logging.level, None)?;
             install_tls_provider();

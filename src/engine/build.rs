@@ -60,13 +60,8 @@ impl Engine {
         sink.do_send(Append { entries: vec![run_started(&config, &market)] });
 
         // Actors that refer to each other get their addresses before they start.
-        let pb_ctx = Context::<PositionBook>::new();
-        let risk_ctx = Context::<RiskManager>::new();
-        let agg_ctx = Context::<SignalAggregator>::new();
-        let (pb, risk, agg) = (pb_ctx.address(), risk_ctx.address(), agg_ctx.address());
-        // Order entry: the one recipient every order reaches PositionBook by (today the
-        // orders RiskManager approved).
-        let order_entry: Recipient<PlaceOrders> = pb.clone().recipient();
+        let trading = TradingActors::new();
+        let (pb, risk, agg) = (trading.pb.address(), trading.risk.address(), trading.agg.address());
         let mut stop_receivers: Vec<Recipient<EmergencyStop>> =
             vec![pb.clone().recipient(), agg.clone().recipient()];
         let mut signals = start_signals(&config, extra_models, extra_actors, &agg, &sink, external_listener)?;
@@ -92,27 +87,7 @@ impl Engine {
         };
         spawn_replayed_stops(feed.replayed_stops, stop_block.clone());
 
-        pb_ctx.run(position_book(
-            &config,
-            PositionBookOutputs {
-                journal: sink.clone(),
-                risk: risk.clone().recipient(),
-                trades_closed: vec![agg.clone().recipient(), risk.clone().recipient()],
-            },
-        ));
-        risk_ctx.run(risk_manager(
-            &config,
-            RiskOutputs {
-                position_book: order_entry,
-                journal: sink.clone(),
-                emergency_stop: stop_receivers,
-                halt_lifted: vec![agg.clone().recipient()],
-            },
-        ));
-        agg_ctx.run(SignalAggregator::new(
-            Aggregator::new(&config.aggregator),
-            AggregatorOutputs { risk: risk.clone().recipient(), journal: sink },
-        ));
+        trading.run(&config, sink, stop_receivers);
         let http = http_addr.and_then(|addr| start_http(addr, &config, &pb, &risk, &feed.addr));
 
         Ok(Engine {
@@ -130,6 +105,51 @@ impl Engine {
             external_server,
             http,
         })
+    }
+}
+
+/// PositionBook, RiskManager and SignalAggregator: created first, so that each has the
+/// others' addresses, and run once everything they send to exists.
+struct TradingActors {
+    pb: Context<PositionBook>,
+    risk: Context<RiskManager>,
+    agg: Context<SignalAggregator>,
+}
+
+impl TradingActors {
+    fn new() -> TradingActors {
+        TradingActors { pb: Context::new(), risk: Context::new(), agg: Context::new() }
+    }
+
+    /// Starts the three: fills and closed trades flow PositionBook → RiskManager and the
+    /// aggregator; decisions aggregator → RiskManager → order entry; an emergency stop from
+    /// RiskManager reaches `stop_receivers`.
+    fn run(self, config: &Config, sink: JournalSink, stop_receivers: Vec<Recipient<EmergencyStop>>) {
+        let (pb, risk, agg) = (self.pb.address(), self.risk.address(), self.agg.address());
+        // Order entry: the one recipient every order reaches PositionBook by (today the
+        // orders RiskManager approved).
+        let order_entry: Recipient<PlaceOrders> = pb.recipient();
+        self.pb.run(position_book(
+            config,
+            PositionBookOutputs {
+                journal: sink.clone(),
+                risk: risk.clone().recipient(),
+                trades_closed: vec![agg.clone().recipient(), risk.clone().recipient()],
+            },
+        ));
+        self.risk.run(risk_manager(
+            config,
+            RiskOutputs {
+                position_book: order_entry,
+                journal: sink.clone(),
+                emergency_stop: stop_receivers,
+                halt_lifted: vec![agg.clone().recipient()],
+            },
+        ));
+        self.agg.run(SignalAggregator::new(
+            Aggregator::new(&config.aggregator),
+            AggregatorOutputs { risk: risk.recipient(), journal: sink },
+        ));
     }
 }
 
@@ -274,7 +294,6 @@ fn start_feed(
 ) -> Feed {
     let Graph { pb, risk, agg, journal, sink, rate_limiter } = graph;
     let Signals { inputs: signal_inputs, warmup_intervals, .. } = signals;
-    let live = market.is_live();
     let (ended_tx, ended_rx) = mpsc::unbounded_channel::<FeedEnded>();
     let stages = Stages {
         position_book: pb.clone().recipient(),
@@ -287,8 +306,9 @@ fn start_feed(
         journal_flush: journal.clone().recipient(),
         journal: sink.clone(),
     };
-    // Frame by frame until RiskManager's first answer.
-    let pipeline = Pipeline::new(stages, live);
+    // Frame by frame until RiskManager's first answer; a live feed's journal is flushed
+    // every pass (the journal writes its recording on Flush).
+    let pipeline = Pipeline::new(stages, market.is_live());
     let settings = market.feed_settings(config, instruments);
     // Resume: the re-executed feed asks for the end-of-run block of each earlier session that
     // a signal stopped, at the frame it stopped at.
@@ -296,37 +316,23 @@ fn start_feed(
     let signal_stops = resume.map(|r| r.signal_stops.clone()).unwrap_or_default();
     // Wall time of the feed, for run.json's throughput only (never journaled).
     let feed_started = tokio::time::Instant::now();
-    let recorder = live.then(|| journal.clone().recipient());
-    let live_resume = (live && resume.is_some()).then(|| {
-        market::live_resume(config, run_dir, rate_limiter.clone().recipient(), pb.clone().recipient())
-    });
-    // Live runs: fee schedules and (fresh runs) warm-up history from REST, fed to the pipeline
-    // by the feed as recorded lines.
-    let rest_startup = match live {
-        true => {
-            let warm = match (resume.is_none(), config.feed.warmup.enabled) {
-                (true, true) => warmup_intervals,
-                _ => Default::default(),
-            };
-            market::spawn_rest_startup(config, rate_limiter.clone().recipient(), warm)
-        }
-        false => None,
+    // What only a live source adds: its recording, REST at start-up, the gap fetch.
+    let wiring = market::LiveWiring {
+        recorder: journal.clone().recipient(),
+        limiter: rate_limiter.clone().recipient(),
+        gap_review: pb.clone().recipient(),
+        warmup_intervals,
     };
+    let live_parts = market.live_parts(config, run_dir, resume.is_some(), wiring);
     let feed = Supervisor::start(move |_| {
         let mut feed = MarketFeed::new(settings, pipeline, ended_tx);
-        if let Some(s) = rest_startup {
-            feed = feed.with_rest_startup(s);
-        }
         if !signal_stops.is_empty() {
             feed = feed.with_replayed_stops(signal_stops, stops_tx);
         }
-        if let Some(r) = recorder {
-            feed = feed.with_recording(r);
+        match live_parts {
+            Some(parts) => parts.attach(feed),
+            None => feed,
         }
-        if let Some(r) = live_resume {
-            feed = feed.with_live_resume(r);
-        }
-        feed
     });
     Feed { addr: feed, ended: ended_rx, replayed_stops: stops_rx, started: feed_started }
 }

@@ -3,9 +3,12 @@
 //! one `MarketFeed`; the engine asks the chosen source for the feed's settings and for what
 //! only a live feed needs (REST at start-up, the gap fetch of a live resume).
 
+use std::collections::BTreeSet;
+
 use actix::prelude::*;
 
-use crate::actors::market_feed::{FeedSettings, LiveResume, ReplayInput};
+use crate::actors::journal::RecordFrames;
+use crate::actors::market_feed::{FeedSettings, LiveResume, MarketFeed, ReplayInput};
 use crate::actors::position_book::GapReview;
 use crate::actors::rate_limiter::Acquire;
 use crate::config::{Config, FeedSource};
@@ -78,9 +81,68 @@ impl MarketSource {
     }
 }
 
+/// What a live source adds to the feed: its recording beside the journal, Kraken REST at
+/// start-up (fee schedules, and for a fresh run the warm-up history), and on a resume the
+/// fetch of the trades missed while the run was down.
+pub(super) struct LiveParts {
+    recorder: Recipient<RecordFrames>,
+    rest_startup: Option<RestStartup>,
+    resume: Option<LiveResume>,
+}
+
+/// What the live parts are wired to.
+pub(super) struct LiveWiring {
+    /// The journal, which writes the feed recording (`feed.jsonl`) before the records.
+    pub recorder: Recipient<RecordFrames>,
+    /// Every REST call goes through the RateLimiter.
+    pub limiter: Recipient<Acquire>,
+    /// PositionBook reviews the orders whose fate in the gap cannot be known.
+    pub gap_review: Recipient<GapReview>,
+    /// Kraken OHLC intervals the signal models want history at.
+    pub warmup_intervals: BTreeSet<u32>,
+}
+
+impl MarketSource {
+    /// The live parts of this source's feed: None but for Kraken's live feed.
+    pub(super) fn live_parts(
+        &self,
+        config: &Config,
+        run_dir: &RunDir,
+        resuming: bool,
+        wiring: LiveWiring,
+    ) -> Option<LiveParts> {
+        if !self.is_live() {
+            return None;
+        }
+        let LiveWiring { recorder, limiter, gap_review, warmup_intervals } = wiring;
+        let resume = resuming.then(|| live_resume(config, run_dir, limiter.clone(), gap_review));
+        // Warm-up history only for a fresh run: a resume re-executes the signals' past.
+        let warm = match (resuming, config.feed.warmup.enabled) {
+            (false, true) => warmup_intervals,
+            _ => BTreeSet::new(),
+        };
+        let rest_startup = spawn_rest_startup(config, limiter, warm);
+        Some(LiveParts { recorder, rest_startup, resume })
+    }
+}
+
+impl LiveParts {
+    /// `feed` with the live parts attached.
+    pub(super) fn attach(self, mut feed: MarketFeed) -> MarketFeed {
+        if let Some(s) = self.rest_startup {
+            feed = feed.with_rest_startup(s);
+        }
+        feed = feed.with_recording(self.recorder);
+        if let Some(r) = self.resume {
+            feed = feed.with_live_resume(r);
+        }
+        feed
+    }
+}
+
 /// A live resume: the run's recording and what fetches and reviews the trades missed while
 /// the run was down.
-pub(super) fn live_resume(
+fn live_resume(
     config: &Config,
     run_dir: &RunDir,
     limiter: Recipient<Acquire>,
@@ -103,10 +165,10 @@ pub(super) fn live_resume(
 /// AssetPairs publishes them, OHLC history for the warm-up at `warmup` intervals), fetched in
 /// the background through the RateLimiter (`sources::rest_startup`). An unreachable REST API
 /// is retried with backoff and never stops trading on the WS feed.
-pub(super) fn spawn_rest_startup(
+fn spawn_rest_startup(
     config: &Config,
     limiter: Recipient<Acquire>,
-    warmup: std::collections::BTreeSet<u32>,
+    warmup: BTreeSet<u32>,
 ) -> Option<RestStartup> {
     match KrakenRest::new(&config.feed.rest_url, limiter, config.feed.rest.clone()) {
         Ok(rest) => Some(crate::sources::rest_startup::spawn(
@@ -123,17 +185,8 @@ pub(super) fn spawn_rest_startup(
 }
 
 fn feed_settings(config: &Config, url: String) -> FeedSettings {
-    let f = &config.feed;
     FeedSettings {
-        url,
-        pairs: f.pairs.clone(),
-        depth: f.book_depth,
-        ping_interval: std::time::Duration::from_millis(f.ping_interval_ms),
-        liveness_timeout: std::time::Duration::from_millis(f.liveness_timeout_ms),
-        initial_backoff_ms: f.reconnect.initial_backoff_ms,
-        max_backoff_ms: f.reconnect.max_backoff_ms,
-        jitter: f.reconnect.jitter,
-        healthy_after: std::time::Duration::from_millis(f.reconnect.healthy_after_ms),
+        endpoint: config.feed.endpoint(url),
         duration_micros: config.run.duration.as_micros(),
         jitter_seed: config.sim.seed,
         first_seq: 1,

@@ -15,6 +15,9 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::core::kraken::decode;
+use crate::core::kraken::endpoint::WsEndpoint;
+
 /// Frames handed to the consumer in one batch.
 pub type FrameBatch = Vec<Utf8Bytes>;
 
@@ -80,6 +83,20 @@ pub struct ConnectionSettings {
     pub liveness_timeout: Duration,
     /// At most this many frames per batch.
     pub max_batch: usize,
+}
+
+impl ConnectionSettings {
+    /// A connection to `endpoint` that subscribes its pairs on connect and hands frames over
+    /// in batches of at most `max_batch`.
+    pub fn subscribing(endpoint: &WsEndpoint, max_batch: usize) -> ConnectionSettings {
+        ConnectionSettings {
+            url: endpoint.url.clone(),
+            on_connect: decode::subscribe_requests(&endpoint.pairs, endpoint.depth),
+            ping_interval: endpoint.ping_interval,
+            liveness_timeout: endpoint.liveness_timeout,
+            max_batch,
+        }
+    }
 }
 
 /// Runs one connection until it fails or the consumer says stop.
@@ -192,31 +209,5 @@ where
             frame.map(|f| format!(": {} {}", u16::from(f.code), f.reason)).unwrap_or_default(),
         )),
         Message::Pong(_) | Message::Frame(_) => Ok(false),
-    }
-}
-
-/// Exponential backoff with jitter for reconnects: `initial × 2^(attempt−1)`, capped, then
-/// ±`jitter` fraction drawn from the caller's seeded generator (jitter only spreads
-/// reconnects in wall time; it never reaches a journaled decision).
-pub fn backoff(attempt: u32, initial_ms: u64, max_ms: u64, jitter: f64, unit_random: f64) -> Duration {
-    let exp = attempt.saturating_sub(1).min(30);
-    let base = initial_ms.saturating_mul(1u64 << exp).min(max_ms) as f64;
-    let factor = 1.0 + jitter * (2.0 * unit_random - 1.0);
-    Duration::from_millis((base * factor).max(0.0).min(max_ms as f64) as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1, 500, 60_000, 0.0, 0.5), Duration::from_millis(500));
-        assert_eq!(backoff(2, 500, 60_000, 0.0, 0.5), Duration::from_millis(1000));
-        assert_eq!(backoff(4, 500, 60_000, 0.0, 0.5), Duration::from_millis(4000));
-        assert_eq!(backoff(20, 500, 60_000, 0.0, 0.5), Duration::from_millis(60_000));
-        // ±20 % jitter: 1000 ms × (1 + 0.2 × (2 × 1.0 − 1)) = 1200 ms at the top of the range.
-        assert_eq!(backoff(2, 500, 60_000, 0.2, 1.0), Duration::from_millis(1200));
-        assert_eq!(backoff(2, 500, 60_000, 0.2, 0.0), Duration::from_millis(800));
     }
 }

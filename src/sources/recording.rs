@@ -193,22 +193,13 @@ pub fn trades_after(trades: Vec<TradeEvent>, last: Option<(EventTime, u64)>) -> 
 /// What `record` (from a WebSocket) does.
 #[derive(Clone, Debug)]
 pub struct LiveRecordSettings {
-    /// `wss://ws.kraken.com/v2` (or a mock on 127.0.0.1).
-    pub url: String,
-    /// Pairs to subscribe.
-    pub pairs: Vec<String>,
-    /// Book depth to subscribe.
-    pub depth: u16,
+    /// The feed: `wss://ws.kraken.com/v2` (or a mock on 127.0.0.1), pairs, depth, liveness
+    /// and reconnect backoff.
+    pub endpoint: crate::core::kraken::endpoint::WsEndpoint,
     /// Stop after this many book and trade events.
     pub events: Option<u64>,
     /// Stop after this much wall time.
     pub duration: Option<std::time::Duration>,
-    /// Ping after this much silence.
-    pub ping_interval: std::time::Duration,
-    /// Reconnect after this much silence.
-    pub liveness_timeout: std::time::Duration,
-    /// Reconnect backoff: first wait, cap (ms).
-    pub backoff_ms: (u64, u64),
 }
 
 /// What a recording session wrote.
@@ -236,7 +227,7 @@ pub async fn record_live(
     use std::rc::Rc;
 
     use crate::core::kraken::decode::{self, FeedDecoder, FeedNotice};
-    use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
+    use crate::sources::kraken_ws::{ConnectionSettings, Flow, run_connection};
 
     let io = |e: std::io::Error| RecordError::Write { path: out.display().to_string(), reason: e };
     let file = std::fs::File::create(out)
@@ -250,7 +241,7 @@ pub async fn record_live(
     }
     let rec = Rc::new(RefCell::new(Rec {
         w: std::io::BufWriter::new(file),
-        decoder: FeedDecoder::new(s.depth),
+        decoder: FeedDecoder::new(s.endpoint.depth),
         summary: RecordSummary::default(),
         error: None,
         req_id: 1000,
@@ -268,13 +259,7 @@ pub async fn record_live(
     let mut jitter = crate::core::rng::Rng::new(0x5EC0_4D00);
     loop {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let conn = ConnectionSettings {
-            url: s.url.clone(),
-            on_connect: decode::subscribe_requests(&s.pairs, s.depth),
-            ping_interval: s.ping_interval,
-            liveness_timeout: s.liveness_timeout,
-            max_batch: 64,
-        };
+        let conn = ConnectionSettings::subscribing(&s.endpoint, 64);
         rec.borrow_mut().summary.connections += 1;
         let sent = |req: &str| {
             let mut r = rec.borrow_mut();
@@ -298,7 +283,7 @@ pub async fn record_live(
                 if let FeedNotice::Resync { symbol, .. } = n {
                     r.req_id += 2;
                     tracing::warn!(event = "book_resync", actor = "record", pair = %symbol, "book checksum mismatch: resubscribing the pair's book");
-                    for req in decode::resubscribe_book(&symbol, s.depth, r.req_id) {
+                    for req in decode::resubscribe_book(&symbol, s.endpoint.depth, r.req_id) {
                         let _ = tx.send(req);
                     }
                 }
@@ -327,7 +312,7 @@ pub async fn record_live(
             None | Some(Ok(())) => break,
             Some(Err(e)) => {
                 attempt += 1;
-                let wait = backoff(attempt, s.backoff_ms.0, s.backoff_ms.1, 0.2, jitter.uniform());
+                let wait = s.endpoint.reconnect.delay(attempt, jitter.uniform());
                 tracing::warn!(actor = "record", attempt, error = %e, backoff_ms = wait.as_millis() as u64, "connection lost; reconnecting");
                 rec.borrow_mut().decoder.reset_books();
                 tokio::select! {

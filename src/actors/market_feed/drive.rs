@@ -173,7 +173,7 @@ pub(super) fn admit_frames(
             FeedNotice::Resync { symbol, reason } => {
                 let req_id = st.book.resync(symbol.clone());
                 tracing::warn!(event = "book_resync", actor = "market_feed", pair = %symbol, reason = ?reason, "book checksum mismatch: resubscribing the pair's book");
-                for req in decode::resubscribe_book(&symbol, settings.depth, req_id) {
+                for req in decode::resubscribe_book(&symbol, settings.endpoint.depth, req_id) {
                     let _ = tx.send(req);
                 }
             }

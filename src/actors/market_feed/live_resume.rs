@@ -105,12 +105,12 @@ pub(super) async fn resume_live(
     let mut gap_trades = Vec::new();
     let mut unfetched = Vec::new();
     match &resume.rest {
-        None => unfetched.extend(settings.pairs.iter().cloned()),
+        None => unfetched.extend(settings.endpoint.pairs.iter().cloned()),
         Some(rest) => {
             if let Err(e) = rest.asset_pairs().await {
                 tracing::warn!(actor = "market_feed", error = %e, "REST AssetPairs failed; querying Trades by WS names");
             }
-            for pair in &settings.pairs {
+            for pair in &settings.endpoint.pairs {
                 let last = last_trades.get(pair).copied();
                 match fetch_trades_since(rest, pair, last.map_or(since_all, |l| l.0)).await {
                     Ok(trades) => gap_trades.extend(recording::trades_after(trades, last)),
@@ -176,8 +176,8 @@ async fn replay_reconnect(
         st.reconnects += 1;
         st.restarts += 1;
         st.decoder.reset_books();
-        st.book.distrust(&settings.pairs);
-        st.book.invalidation(&settings.pairs, attempt, reason)
+        st.book.distrust(&settings.endpoint.pairs);
+        st.book.invalidation(&settings.endpoint.pairs, attempt, reason)
     };
     pipeline.journal().do_send(Append { entries: vec![record] });
     pipeline.run(batch).await.map_err(FeedError::Pipeline)

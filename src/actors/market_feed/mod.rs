@@ -42,11 +42,11 @@ use tokio::sync::mpsc;
 
 use crate::actors::journal::{Append, RecordFrames};
 use crate::core::journal::Entry;
-use crate::core::kraken::decode::{self, FeedCounters};
+use crate::core::kraken::decode::FeedCounters;
 use crate::core::rng::Rng;
 use crate::core::time::EventTime;
 use crate::messages::{EmergencyStop, Shutdown};
-use crate::sources::kraken_ws::{ConnectionSettings, Flow, backoff, run_connection};
+use crate::sources::kraken_ws::{ConnectionSettings, Flow, run_connection};
 use crate::sources::rest_startup::RestStartup;
 
 use crate::pipeline::Pipeline;
@@ -89,7 +89,7 @@ impl Actor for MarketFeed {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        tracing::info!(event = "actor_started", actor = "market_feed", url = %self.settings.url, attempt = self.attempt, "market feed started");
+        tracing::info!(event = "actor_started", actor = "market_feed", url = %self.settings.endpoint.url, attempt = self.attempt, "market feed started");
         if self.next_delay.is_zero() {
             self.connect(ctx);
         } else {
@@ -104,15 +104,14 @@ impl Actor for MarketFeed {
 
 impl Supervised for MarketFeed {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        let healthy = self.connected_since.is_some_and(|t| t.elapsed() >= self.settings.healthy_after);
+        let reconnect = &self.settings.endpoint.reconnect;
+        let healthy = self.connected_since.is_some_and(|t| t.elapsed() >= reconnect.healthy_after);
         self.attempt = if healthy { 1 } else { self.attempt + 1 };
-        let s = &self.settings;
-        self.next_delay =
-            backoff(self.attempt, s.initial_backoff_ms, s.max_backoff_ms, s.jitter, self.jitter.uniform());
+        self.next_delay = reconnect.delay(self.attempt, self.jitter.uniform());
         let mut st = self.state.borrow_mut();
         st.restarts += 1;
         st.decoder.reset_books();
-        st.book.distrust(&self.settings.pairs);
+        st.book.distrust(&self.settings.endpoint.pairs);
         drop(st);
         tracing::warn!(
             event = "actor_restarted",
@@ -203,13 +202,7 @@ impl MarketFeed {
         };
         let fut = async move {
             let (tx, rx) = mpsc::unbounded_channel::<String>();
-            let conn = ConnectionSettings {
-                url: settings.url.clone(),
-                on_connect: decode::subscribe_requests(&settings.pairs, settings.depth),
-                ping_interval: settings.ping_interval,
-                liveness_timeout: settings.liveness_timeout,
-                max_batch: 1,
-            };
+            let conn = ConnectionSettings::subscribing(&settings.endpoint, 1);
             if let Some(replay) = settings.replay.clone() {
                 return replay_file(&replay, &state, &settings, &pipeline, &tx, &ended).await;
             }
@@ -305,7 +298,7 @@ impl MarketFeed {
         let (batch, record, recorder) = {
             let mut st = self.state.borrow_mut();
             let (batch, record) =
-                st.book.invalidation(&self.settings.pairs, self.attempt, self.last_error_kind);
+                st.book.invalidation(&self.settings.endpoint.pairs, self.attempt, self.last_error_kind);
             (batch, record, st.recorder.clone())
         };
         // The recording first (a re-execution replays this disconnect at this point), then

@@ -1,7 +1,7 @@
 //! What a [`super::MarketFeed`] is built from: connection and run settings, the recording to
 //! play instead of connecting, and how a live run resumes.
 
-use std::time::Duration;
+use crate::core::kraken::endpoint::WsEndpoint;
 
 use actix::Recipient;
 
@@ -11,24 +11,8 @@ use crate::core::time::EventTime;
 /// Connection and run settings.
 #[derive(Clone, Debug)]
 pub struct FeedSettings {
-    /// `wss://ws.kraken.com/v2` or the simulator's `ws://127.0.0.1:PORT`.
-    pub url: String,
-    /// Pairs (WS v2 symbols).
-    pub pairs: Vec<String>,
-    /// Book depth.
-    pub depth: u16,
-    /// Ping after this much silence.
-    pub ping_interval: Duration,
-    /// Reconnect after this much silence.
-    pub liveness_timeout: Duration,
-    /// Backoff: first wait.
-    pub initial_backoff_ms: u64,
-    /// Backoff cap.
-    pub max_backoff_ms: u64,
-    /// Jitter fraction.
-    pub jitter: f64,
-    /// A connection up this long resets the backoff.
-    pub healthy_after: Duration,
+    /// The WebSocket feed: URL (unused by a replay), pairs, depth, liveness, reconnects.
+    pub endpoint: WsEndpoint,
     /// Market time to run, from the first event.
     pub duration_micros: i64,
     /// Seed for the jitter generator (wall-time spreading only; never journaled).
@@ -47,7 +31,7 @@ pub struct FeedSettings {
 impl FeedSettings {
     /// A decoder for these settings: their depth, their preloaded instrument metadata.
     pub(super) fn decoder(&self) -> FeedDecoder {
-        let mut decoder = FeedDecoder::new(self.depth);
+        let mut decoder = FeedDecoder::new(self.endpoint.depth);
         decoder.preload_instruments(self.instruments.iter().cloned());
         decoder
     }
