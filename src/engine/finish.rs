@@ -24,7 +24,8 @@ impl Engine {
         let (reason, end_time) = match &ended {
             FeedEnded::DurationReached(t) => ("duration".to_string(), *t),
             FeedEnded::Stopped(t) => ("signal".to_string(), *t),
-            FeedEnded::PipelineFailed(e) => (format!("failed: {e}"), EventTime::ZERO),
+            FeedEnded::Failed(e) => (format!("failed: {e}"), EventTime::ZERO),
+            FeedEnded::Vanished => ("failed: feed channel closed".to_string(), EventTime::ZERO),
         };
         let Engine {
             run_dir, resume, journal, journal_arbiter, feed, stop_block, external_server, http, ..
@@ -164,7 +165,7 @@ pub(super) async fn wait_for_end(
     }
     tokio::select! {
         biased;
-        e = ended.recv() => return e.unwrap_or(FeedEnded::PipelineFailed("feed channel closed".into())),
+        e = ended.recv() => return e.unwrap_or(FeedEnded::Vanished),
         _ = next(&mut int) => tracing::warn!(actor = "engine", signal = "SIGINT", "stopping gracefully (again to exit at once)"),
         _ = next(&mut term) => tracing::warn!(actor = "engine", signal = "SIGTERM", "stopping gracefully (again to exit at once)"),
     }

@@ -130,10 +130,9 @@ fn pipeline_failed(
     ended: &mpsc::UnboundedSender<FeedEnded>,
     e: PipelineError,
 ) -> Flow {
-    let e = e.to_string();
     tracing::error!(actor = "market_feed", error = %e, "pipeline failed; ending the run");
     state.borrow_mut().finished = true;
-    let _ = ended.send(FeedEnded::PipelineFailed(e));
+    let _ = ended.send(FeedEnded::Failed(FeedError::Pipeline(e)));
     Flow::Stop
 }
 
@@ -258,7 +257,7 @@ pub(super) async fn apply_rest_lines(
         if let Err(e) = apply_rest_line(state, pipeline, l.dir, &l.msg).await {
             tracing::error!(actor = "market_feed", error = %e, "could not apply a REST line; ending the run");
             state.borrow_mut().finished = true;
-            let _ = ended.send(FeedEnded::PipelineFailed(e.to_string()));
+            let _ = ended.send(FeedEnded::Failed(e));
             return Flow::Stop;
         }
     }

@@ -1,7 +1,7 @@
 //! Why the feed's frame consumer (or a live resume) could not go on: [`FeedError`].
 //!
 //! Each variant's text is exactly what the feed logged and passed on before (the failures
-//! end the run as `FeedEnded::PipelineFailed` with this text, or stop the connection).
+//! end the run as `FeedEnded::Failed`, reported with this text, or stop the connection).
 
 use crate::core::error::{Classified, Disposition};
 use crate::core::kraken::rest::RestError;

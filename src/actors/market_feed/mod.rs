@@ -216,7 +216,7 @@ impl MarketFeed {
                     Err(e) => {
                         tracing::error!(actor = "market_feed", error = %e, "live resume failed; ending the run");
                         state.borrow_mut().finished = true;
-                        let _ = ended.send(FeedEnded::PipelineFailed(e.to_string()));
+                        let _ = ended.send(FeedEnded::Failed(e));
                         return Ok(());
                     }
                 }
@@ -397,14 +397,17 @@ pub struct FeedHealth {
 }
 
 /// Why the feed stopped for good.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum FeedEnded {
     /// Event time reached the end of the run's duration.
     DurationReached(EventTime),
     /// Asked to stop.
     Stopped(EventTime),
-    /// The pipeline failed (the journal could not write): the run must end.
-    PipelineFailed(String),
+    /// The feed could not go on (a pass failed, a recording or REST line could not be
+    /// applied): the run must end.
+    Failed(FeedError),
+    /// The feed's end channel closed without a word.
+    Vanished,
 }
 
 /// Resume: the re-executed feed has reached the frame at which an earlier session was stopped
