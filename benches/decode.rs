@@ -11,6 +11,7 @@ use divan::counter::ItemsCount;
 use rust_decimal::Decimal;
 
 use kraken_paper::core::book::L2Book;
+use kraken_paper::core::book::testdata::{E_ASKS, E_BIDS, Lv};
 use kraken_paper::core::instrument::{Instrument, PairStatus};
 use kraken_paper::core::kraken::decode::FeedDecoder;
 use kraken_paper::core::kraken::scan::Scan;
@@ -27,31 +28,10 @@ fn d(s: &str) -> Decimal {
     parse_decimal(s).expect("bench decimal")
 }
 
-/// Vector E's snapshot (shared/kraken/book-checksum.md), BTC/USD at precisions 1 / 8.
-const BIDS: [(&str, &str); 10] = [
-    ("29430.2", "0.18967538"),
-    ("29429.6", "0.00011621"),
-    ("29427.4", "0.001"),
-    ("29426.7", "4.0"),
-    ("29425.7", "0.67945399"),
-    ("29423.5", "0.67950478"),
-    ("29422.1", "0.16314267"),
-    ("29421.8", "0.06797895"),
-    ("29421.7", "0.23401846"),
-    ("29421.5", "0.28639276"),
-];
-const ASKS: [(&str, &str); 10] = [
-    ("29430.3", "8.25215653"),
-    ("29430.4", "2.55637606"),
-    ("29430.5", "0.2997598"),
-    ("29430.9", "2.56473216"),
-    ("29431.0", "0.00011662"),
-    ("29431.1", "0.001"),
-    ("29432.3", "0.0241"),
-    ("29432.4", "0.02210682"),
-    ("29432.5", "3.39761477"),
-    ("29433.1", "0.01021497"),
-];
+/// Vector E's snapshot (shared/kraken/book-checksum.md), BTC/USD at precisions 1 / 8: the
+/// crate's one copy of the checksum vectors.
+const BIDS: Lv = E_BIDS;
+const ASKS: Lv = E_ASKS;
 
 fn levels(levels: &[(&str, &str)], sep: &str) -> String {
     let v: Vec<String> =
@@ -66,7 +46,7 @@ fn book_frame(kind: &str, bids: &[(&str, &str)], checksum: u32, sep: &str) -> St
     } else {
         String::new()
     };
-    let asks = if kind == "update" { String::from("[]") } else { levels(&ASKS, sep) };
+    let asks = if kind == "update" { String::from("[]") } else { levels(ASKS, sep) };
     format!(
         r#"{{"channel":{sep}"book",{sep}"type":{sep}"{kind}",{sep}"data":{sep}[{{"symbol":{sep}"BTC/USD",{sep}"bids":{sep}{},{sep}"asks":{sep}{asks},{sep}"checksum":{sep}{checksum}{ts}}}]}}"#,
         levels(bids, sep)
@@ -76,14 +56,14 @@ fn book_frame(kind: &str, bids: &[(&str, &str)], checksum: u32, sep: &str) -> St
 /// The snapshot and `FRAMES` updates, each with the checksum of the book after it.
 fn frames(sep: &str) -> (String, Vec<String>) {
     let mut book = L2Book::new(10, Some(1), Some(8));
-    for (p, q) in BIDS {
+    for &(p, q) in BIDS {
         book.apply(Side::Buy, d(p), d(q));
     }
-    for (p, q) in ASKS {
+    for &(p, q) in ASKS {
         book.apply(Side::Sell, d(p), d(q));
     }
     book.truncate();
-    let snapshot = book_frame("snapshot", &BIDS, book.checksum(), sep);
+    let snapshot = book_frame("snapshot", BIDS, book.checksum(), sep);
     let updates = (0..FRAMES)
         .map(|i| {
             let q = format!("0.{:08}", 1 + i);
@@ -155,10 +135,10 @@ fn book_update_and_checksum(bencher: Bencher) {
     let (p1, p2, q2) = (d("29430.2"), d("29421.5"), d("0.28639276"));
     bencher.counter(ItemsCount::new(FRAMES)).bench_local(|| {
         let mut book = L2Book::new(10, Some(1), Some(8));
-        for (p, q) in BIDS {
+        for &(p, q) in BIDS {
             book.apply(Side::Buy, d(p), d(q));
         }
-        for (p, q) in ASKS {
+        for &(p, q) in ASKS {
             book.apply(Side::Sell, d(p), d(q));
         }
         let mut sink = 0u64;

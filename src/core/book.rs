@@ -432,8 +432,8 @@ fn exact_sum(levels: &[BookLevel]) -> Option<Decimal> {
     Decimal::try_from_i128_with_scale(total, scale).ok()
 }
 
-#[cfg(test)]
-pub(crate) mod testdata;
+#[doc(hidden)]
+pub mod testdata;
 
 #[cfg(test)]
 mod tests {

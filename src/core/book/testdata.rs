@@ -1,7 +1,7 @@
 //! Kraken's book-checksum test vectors (shared/kraken/book-checksum.md), one copy for every
-//! test that needs them: `core::book`'s checksum tests feed them to an [`L2Book`] directly,
-//! the decoder's tests (`core::kraken::decode`) wrap them in v2 and v1 frames. Test-only; it
-//! lives under `book` so the decoder's tests import it along the edge kraken → book that
+//! test and bench that needs them: `core::book`'s checksum tests feed them to an [`L2Book`]
+//! directly, the decoder's tests (`core::kraken::decode`) wrap them in v2 and v1 frames, and
+//! `benches/decode.rs` streams vector E. Constants only (hidden from the docs); it lives under `book` so the decoder's tests import it along the edge kraken → book that
 //! already exists (no cycle between the two).
 //!
 //! Levels are `(price, qty)` exactly as Kraken prints them (the checksum of a v1 book, or of
