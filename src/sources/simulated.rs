@@ -863,8 +863,9 @@ mod tests {
         assert_eq!(book_ev + trade_ev, n);
         assert!(book_ev as f64 / n as f64 >= 0.7, "book share {}", book_ev as f64 / n as f64);
         assert_eq!(books.books.len(), 3);
-        if std::env::var_os("KP_SIM_KEEP").is_some() {
-            let _ = std::fs::copy(&a, "/tmp/simcal/sample.jsonl");
+        // KP_SIM_KEEP=FILE keeps the sample (calibration against real recordings).
+        if let Some(keep) = std::env::var_os("KP_SIM_KEEP") {
+            let _ = std::fs::copy(&a, keep);
         }
         let _ = std::fs::remove_file(a);
         let _ = std::fs::remove_file(b);
@@ -883,7 +884,7 @@ mod tests {
         let size = std::fs::metadata(&path).unwrap().len();
         println!("{n} events in {took:.2}s, {size} bytes");
         let _ = std::fs::remove_file(path);
-        assert!(took < 60.0);
+        assert_eq!(n, 1_000_000);
     }
 
     fn rt() -> tokio::runtime::Runtime {
@@ -1003,8 +1004,8 @@ mod tests {
             .map(|s| EventTime::parse_rfc3339(s).unwrap())
             .collect();
         let span = ts.last().unwrap().micros_since(SimConfig::default().start_time) as f64 / 1e6;
-        // 60 frames ≈ 10 s of event time → ≈ 50 ms of wall time at 200×.
+        // 60 frames ≈ 10 s of event time → at least ≈ 50 ms of wall time at 200× (pacing holds
+        // frames back; a slow machine can only take longer, so there is no upper bound).
         assert!(wall >= span / 200.0 * 0.9, "wall {wall}s for {span}s of event time");
-        assert!(wall < span / 200.0 + 2.0, "wall {wall}s for {span}s of event time");
     }
 }

@@ -45,7 +45,8 @@ fn run_args(dir: &Path) -> Vec<&str> {
 }
 
 fn resume_args(dir: &Path) -> Vec<&str> {
-    vec!["run", "--resume", dir.to_str().unwrap(), "--no-http"]
+    // JSON logs: info lines (the resume's start) reach the log with or without -v.
+    vec!["run", "--resume", dir.to_str().unwrap(), "--no-http", "--log-format", "json"]
 }
 
 /// Polls (1 ms) until the journal has at least `target` bytes, then kills the child with
@@ -61,6 +62,22 @@ fn kill_at_size(child: &mut std::process::Child, journal: &Path, target: u64, lo
         file_len(journal) >= target
     });
     assert!(reached, "journal never reached {target} bytes");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
+/// Kills `child` as soon as its log grows past `from` bytes (it has started).
+fn kill_when_logging(child: &mut std::process::Child, log: &Path, from: u64) {
+    let started = wait_fine(Duration::from_secs(120), || {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            panic!(
+                "resume exited ({st}) before logging:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        file_len(log) > from
+    });
+    assert!(started, "the resume never logged");
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
 }
@@ -89,8 +106,8 @@ fn repeated_sigkill_and_resume_loses_and_duplicates_no_fill() {
 
     // Kill points: most at a journal size (a schedule over the first quarter of the run, so each
     // resume must re-execute its way past the previous kill and then make progress); every
-    // fourth at a pseudo-random delay after the resume started, which usually lands while it
-    // is still re-checking the existing records.
+    // fourth as soon as the resume has logged its start, while it is still re-checking the
+    // existing records (an event, not a delay: no assumption on the machine's speed).
     const KILLS: u64 = 24;
     let mut child = spawn_cli(&run_args(&run), &[], &log);
     let first_target = r.journal_len / 25;
@@ -105,15 +122,10 @@ fn repeated_sigkill_and_resume_loses_and_duplicates_no_fill() {
 
     let mut size_kills = 0u64;
     for i in 1..KILLS {
+        let log_len_before = file_len(&log);
         let mut child = spawn_cli(&resume_args(&run), &[], &log);
         if i % 4 == 3 {
-            let delay = rng.range(20, 400);
-            std::thread::sleep(Duration::from_millis(delay));
-            if child.try_wait().expect("try_wait").is_some() {
-                panic!("resume {i} exited by itself:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-            }
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
+            kill_when_logging(&mut child, &log, log_len_before);
         } else {
             size_kills += 1;
             // From 4 % to ~27 % of the full journal, plus a random share of a step.

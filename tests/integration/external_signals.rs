@@ -131,21 +131,22 @@ fn pushed_signals_trade_and_bad_ones_get_an_error_reply() {
         let good = format!(
             r#"{{"source":"{SOURCE}","pair":"BTC/USD","score":1,"confidence":1,"horizon":"5m","explanation":"integration test"}}"#
         );
+        // Until a fill shows or the run reaches its end (event time, 2 h): no wall-clock bound.
         let mut accepted = 0;
-        let mut fills = 0;
-        for _ in 0..200 {
+        let fills = loop {
             let r = ask(&mut ws, &good).await;
             if r["ok"] == true {
                 accepted += 1;
             } else {
                 assert!(r["error"].as_str().unwrap().contains("no market event"), "{r}");
             }
-            fills = fills_caused_by_source(&journal_so_far(&run));
-            if fills > 0 {
-                break;
+            let journal = journal_so_far(&run);
+            let fills = fills_caused_by_source(&journal);
+            if fills > 0 || journal.iter().any(|r| r["type"] == "run_ended") {
+                break fills;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
         assert!(accepted > 0, "no signal was accepted");
         let _ = ws.close(None).await;
         fills

@@ -141,13 +141,8 @@ fn rest_fee_schedule_and_ohlc_warm_up_are_recorded_applied_and_re_executed() {
     assert!(t <= mock_time(30), "first signal at {t:?}: {first}");
 
     // A resume re-executes feed.jsonl, the REST lines at their place: every record checked.
-    let resume = ["run", "--resume", run.to_str().unwrap(), "--no-http"];
-    let out = run_cli_timeout(&resume, &[], Duration::from_secs(8));
-    assert!(
-        text(&out).contains("resume caught up with the journal"),
-        "the resume did not catch up:\n{}",
-        text(&out)
-    );
+    let resume = ["run", "--resume", run.to_str().unwrap(), "--no-http", "--log-format", "json"];
+    run_until_logged(&resume, &dir.join("resume.log"), "resume caught up with the journal");
     assert!(std::fs::read(&journal).unwrap().starts_with(&killed), "the resume rewrote journaled records");
     assert_eq!(records(&valid_journal(&run), "ohlc_warmup").len(), 1, "a resume does not warm up again");
 }

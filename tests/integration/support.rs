@@ -793,6 +793,26 @@ async fn mock_serve<M: MockMarket>(
     }
 }
 
+/// Runs the binary (logging to `log`) until its log shows `needle`, then stops it with
+/// SIGTERM and asserts a clean exit; returns the log. For runs that go on until stopped (live
+/// feeds): no wall-clock bound but a guard against hanging; it fails if the run exits first.
+pub fn run_until_logged(args: &[&str], log: &Path, needle: &str) -> String {
+    let mut child = spawn_cli(args, &[], log);
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    let seen = wait_until(Duration::from_secs(600), || {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "exited before logging {needle:?}:\n{}",
+            read()
+        );
+        read().contains(needle)
+    });
+    assert!(seen, "never logged {needle:?}:\n{}", read());
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(120)).code(), Some(0), "{}", read());
+    read()
+}
+
 /// Like [`run_cli`], but kills the binary after `timeout` (a hung feed fails the test
 /// instead of hanging the suite).
 pub fn run_cli_timeout(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Output {

@@ -658,12 +658,19 @@ fn failed_unsubscribe_is_marked_as_such() {
     );
 }
 
-// ---- real recordings (run with `cargo test --lib kraken -- --ignored --nocapture`) ---------
+// ---- real recordings: `KRAKEN_PAPER_DATA=DIR cargo test --lib kraken -- --ignored` -----------
 
-const DATA: &str = "/work/shared/data/kraken";
+/// The folder of Kraken recordings named by `KRAKEN_PAPER_DATA`. The test that reads it is
+/// `#[ignore]`d; run on purpose without the variable, it fails rather than passing unseen.
+fn data_dir() -> String {
+    match std::env::var("KRAKEN_PAPER_DATA") {
+        Ok(dir) if !dir.is_empty() => dir,
+        _ => panic!("set KRAKEN_PAPER_DATA to the folder of Kraken recordings (see docs/market-data.md)"),
+    }
+}
 
 fn replay(d: &mut FeedDecoder, path: &str) -> Option<(usize, usize, Vec<FeedNotice>)> {
-    let text = std::fs::read_to_string(format!("{DATA}/{path}")).ok()?;
+    let text = std::fs::read_to_string(format!("{}/{path}", data_dir())).ok()?;
     let (mut ev, mut no) = (Vec::new(), Vec::new());
     let mut n_books = 0;
     let mut n_trades = 0;
@@ -677,13 +684,11 @@ fn replay(d: &mut FeedDecoder, path: &str) -> Option<(usize, usize, Vec<FeedNoti
 }
 
 #[test]
-#[ignore = "reads shared/data/kraken"]
+#[ignore = "reads the recordings in KRAKEN_PAPER_DATA"]
 fn real_recordings_verify_every_checksum() {
-    let Ok(inst) = std::fs::read_to_string(format!("{DATA}/kraken_ws2_instrument_snapshot_2024-03-29.json"))
-    else {
-        eprintln!("no data folder; skipped");
-        return;
-    };
+    let dir = data_dir();
+    let inst = std::fs::read_to_string(format!("{dir}/kraken_ws2_instrument_snapshot_2024-03-29.json"))
+        .unwrap_or_else(|e| panic!("{dir}: no instrument snapshot: {e}"));
     let instruments = load_instruments(&inst).unwrap();
     assert_eq!(instruments.len(), 683);
     for (file, expect_verified, expect_books) in [
@@ -707,7 +712,7 @@ fn real_recordings_verify_every_checksum() {
     assert_eq!(trades, 10);
     assert!(no.iter().all(|n| matches!(n, FeedNotice::Subscribed { .. })), "{no:?}");
     let mut d = FeedDecoder::new(10);
-    let text = std::fs::read_to_string(format!("{DATA}/kraken_ws1_ticker_10pairs_2021-04-17.jsonl")).unwrap();
+    let text = std::fs::read_to_string(format!("{dir}/kraken_ws1_ticker_10pairs_2021-04-17.jsonl")).unwrap();
     let (mut ev, mut no) = (Vec::new(), Vec::new());
     for l in text.lines() {
         d.decode(l, &mut ev, &mut no);
@@ -717,7 +722,7 @@ fn real_recordings_verify_every_checksum() {
     assert_eq!(tickers, 18);
     assert_eq!(d.counters().malformed + d.counters().unknown, 0);
     for f in ["kraken_rest_assetpairs_result_2026-03-06.json", "kraken_rest_assetpairs_2021-04-17.json"] {
-        let v = load_instruments(&std::fs::read_to_string(format!("{DATA}/{f}")).unwrap()).unwrap();
+        let v = load_instruments(&std::fs::read_to_string(format!("{dir}/{f}")).unwrap()).unwrap();
         let btc = v.iter().find(|i| &*i.symbol == "BTC/USD").unwrap();
         eprintln!("{f}: {} instruments; BTC/USD {}/{}", v.len(), btc.price_precision, btc.qty_precision);
         assert_eq!((btc.price_precision, btc.qty_precision), (1, 8));
