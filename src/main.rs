@@ -208,35 +208,9 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The readable end-of-run summary.
+/// The readable end-of-run summary (`report::summary`).
 fn print_summary(r: &serde_json::Value, dir: &Path, reason: &str) {
-    let g =
-        |k: &str| r.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_else(|| "-".into());
-    let ex = r.get("execution");
-    let e = |k: &str| {
-        ex.and_then(|x| x.get(k)).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default()
-    };
-    println!("kraken-paper run finished ({reason})");
-    println!(
-        "  final equity     {} {}",
-        g("final_equity"),
-        r.get("currency").and_then(|c| c.as_str()).unwrap_or("")
-    );
-    println!("  return           {} %", g("return_pct"));
-    println!("  trades           {} (win rate {})", g("trades"), g("win_rate"));
-    println!("  max drawdown     {} %", g("max_drawdown_pct"));
-    println!(
-        "  fills            {} (maker {}, taker {}, partial {}, stops {})",
-        g("fills"),
-        e("maker_fills"),
-        e("taker_fills"),
-        e("partial_fills"),
-        e("stops_triggered")
-    );
-    println!("  fees paid        {}", e("fees_paid"));
-    println!("  open positions   {}", g("open_positions"));
-    println!("  run folder       {}", dir.display());
-    println!("  report           {}", dir.join("report.json").display());
+    print!("{}", kraken_paper::report::summary::summary_text(r, dir, reason));
 }
 
 fn cmd_validate(path: &Path) -> Result<()> {

@@ -17,6 +17,7 @@ pub mod export;
 mod html;
 mod load;
 pub mod stats;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::path::Path;
