@@ -124,7 +124,9 @@ mod tests {
 
     #[test]
     fn money_to_the_cent_percentages_to_two_places_win_rate_as_percent() {
-        let r = json!({
+        // As report.json holds them: exact decimals (serde_json's arbitrary precision).
+        let r: Value = serde_json::from_str(
+            r#"{
             "currency": "USD", "final_equity": 9680.148991641650, "return_pct": -3.1985100835835,
             "trades": 32, "win_rate": 0.0625, "max_drawdown_pct": 3.200051036016994,
             "fills": 111, "fees_paid": "232.71050", "realized_pnl": -319.0164488872,
@@ -132,7 +134,9 @@ mod tests {
             "execution": {"maker_fills": 56, "taker_fills": 55, "partial_fills": 44,
                           "take_profits_triggered": 4, "stop_losses_triggered": 9},
             "stats": {"annualisation_warning": "The run spans 1 day: annualised figures are extrapolations."}
-        });
+        }"#,
+        )
+        .unwrap();
         let s = summary_text(&r, Path::new("/tmp/run"), "duration");
         assert!(s.starts_with("kraken-paper run finished (duration)\n"), "{s}");
         assert!(s.contains("final equity     9680.15 USD\n"), "{s}");
