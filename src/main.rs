@@ -237,6 +237,9 @@ fn print_summary(r: &serde_json::Value, dir: &Path, reason: &str) {
     println!("  open positions   {}", g("open_positions"));
     println!("  run folder       {}", dir.display());
     println!("  report           {}", dir.join("report.json").display());
+    if let Some(w) = r.pointer("/stats/annualisation_warning").and_then(|w| w.as_str()) {
+        println!("  note: {w}");
+    }
 }
 
 fn cmd_validate(path: &Path) -> Result<()> {
