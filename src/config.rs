@@ -435,6 +435,15 @@ impl Default for ExternalSignalsConfig {
     }
 }
 
+/// `report.*`: inputs of report.json's statistics that no trading decision reads.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Annual risk-free rate (a fraction: 0.05 = 5 % a year) for Sharpe and Sortino; journaled
+    /// in `run_started.risk_free_rate`. Default 0.
+    pub risk_free_rate: f64,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -463,6 +472,8 @@ pub struct Config {
     pub signals: crate::core::signals::SignalsConfig,
     /// Signal aggregation.
     pub aggregator: crate::core::aggregator::AggregatorConfig,
+    /// Report statistics.
+    pub report: ReportConfig,
 }
 
 /// Where a configuration was read from.
@@ -580,6 +591,10 @@ impl Config {
         is.check(!ext.token_env.is_empty(), "external_signals.token_env", || {
             "must name an environment variable".into()
         });
+        let rf = self.report.risk_free_rate;
+        is.check(rf.is_finite() && rf > -1.0 && rf <= 1.0, "report.risk_free_rate", || {
+            format!("must be a yearly fraction above -1 and at most 1 (0.05 = 5 %), got {rf}")
+        });
         self.feed.rest.validate("feed.rest", &mut is);
         let w = self.feed.warmup.timeout_ms;
         is.check((1..=60_000).contains(&w), "feed.warmup.timeout_ms", || {
@@ -614,6 +629,8 @@ impl Config {
         if let Some(obj) = v.as_object_mut() {
             obj.remove("http");
             obj.remove("logging");
+            // The report's inputs change no trading decision (run_started carries them).
+            obj.remove("report");
             if let Some(ext) = obj.get_mut("external_signals").and_then(|e| e.as_object_mut()) {
                 ext.remove("bind");
             }

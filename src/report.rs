@@ -186,6 +186,20 @@ pub(crate) fn equity_points(d: &RunData) -> Vec<EquityPoint> {
     pts
 }
 
+/// The equity curve on the statistics' grid ([`stats::ReturnGrid`], the sampling PositionBook
+/// keeps for the dashboard): the span runs from the first curve point to the journal's last
+/// event.
+pub(crate) fn sample(points: &[EquityPoint], d: &RunData) -> stats::Sampled {
+    let mut grid = stats::ReturnGrid::new();
+    for p in points {
+        grid.push(p.time, p.equity);
+    }
+    if let (Some(_), Some(t)) = (points.first(), d.last_time) {
+        grid.extend_to(t);
+    }
+    grid.sampled()
+}
+
 /// Final equity: the latest (by seq) of the equity snapshots and `run_ended`, else the
 /// starting equity.
 fn final_equity(d: &RunData) -> Option<Decimal> {
@@ -498,14 +512,15 @@ pub(crate) fn report_from(d: &RunData) -> Value {
         (Some(a), Some(b)) => (a.time, b.time.max(d.last_time.unwrap_or(b.time))),
         _ => (d.first_time.unwrap_or_default(), d.last_time.unwrap_or_default()),
     };
-    let period_s = stats::choose_period_secs(t_end.micros_since(t0));
+    let sampled = sample(&points, d);
+    let period_s = sampled.period_s;
     let ppy = stats::periods_per_year(period_s);
-    let grid = stats::resample(&points, period_s * MICROS_PER_SEC);
-    let returns = stats::simple_returns(&grid);
+    let grid = &sampled.values;
+    let returns = stats::simple_returns(grid);
     let rf = d.risk_free_rate();
     let dd = stats::drawdown(&points);
-    let annual = stats::annualised_return(&grid, ppy);
-    let sharpe = stats::sharpe(&returns, rf, ppy);
+    let annual = stats::annualised_return(grid, ppy);
+    let sharpe = stats::sampled_sharpe(&sampled, rf);
     let sortino = stats::sortino(&returns, rf, ppy);
     let calmar = stats::calmar(annual, dd.max);
     let vol = stats::annualised_volatility(&returns, ppy);
@@ -548,9 +563,13 @@ pub(crate) fn report_from(d: &RunData) -> Value {
             "drawdown": "(running peak - equity) / running peak over every curve point (not resampled)",
             "exposure_time": "fraction of [first curve point, last event] with at least one open position (from position records)",
             "undefined": "null when too few returns, zero variance, no losing trade, or overflow",
+            "reference": "the definitions of empyrical (sharpe_ratio, sortino_ratio, annual_volatility, cagr with annualization = periods_per_year and risk_free = rf_p; max_drawdown over the curve points); .ci/stats-check compares them on returns.csv",
+            "annualisation_warning": "set when span_s (first curve point to last event) is under 30 days: annualised figures of short runs are mostly noise",
         },
         "period_seconds": period_s,
         "periods_per_year": num(Some(ppy)),
+        "span_s": num(Some(sampled.span_us as f64 / MICROS_PER_SEC as f64)),
+        "annualisation_warning": stats::annualisation_warning(&sampled, returns.len()).map_or(Value::Null, Value::String),
         "equity_points": points.len(),
         "returns": returns.len(),
         "risk_free_rate": num(Some(rf)),

@@ -273,6 +273,7 @@ impl Handler<GetPortfolio> for PositionBook {
             stats: self.exchange.stats().clone(),
             open_positions: self.exchange.open_positions(),
             equity_curve: self.equity.curve().to_vec(),
+            returns: self.equity.sampled(),
             recent_trades: self.recent.iter().cloned().collect(),
             trades_closed: self.trades_closed,
             trades_won: self.trades_won,
@@ -293,6 +294,8 @@ pub struct PortfolioSnapshot {
     pub open_positions: usize,
     /// Equity curve (event time, equity), thinned to at most `CURVE_POINTS` points.
     pub equity_curve: Vec<(EventTime, Decimal)>,
+    /// The curve so far on the statistics' grid (unthinned): the dashboard's Sharpe.
+    pub returns: crate::core::return_grid::Sampled,
     /// The most recent closed trades (newest last).
     pub recent_trades: Vec<crate::core::execution::ClosedTrade>,
     /// Closed trades so far.

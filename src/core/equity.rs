@@ -1,11 +1,13 @@
 //! PositionBook's equity bookkeeping: the event-time grid its `equity` snapshots are taken on,
 //! the highest equity seen and the drawdown from it (the formulas of [`crate::core::risk`]:
-//! one drawdown rule in the crate), and the equity curve kept for the dashboard, thinned so
-//! it never exceeds [`CURVE_POINTS`] points. Pure.
+//! one drawdown rule in the crate), the equity curve kept for the dashboard's chart, thinned
+//! so it never exceeds [`CURVE_POINTS`] points, and the same curve on the statistics' grid
+//! ([`ReturnGrid`], unthinned), so the dashboard's Sharpe is report.json's. Pure.
 
 use rust_decimal::Decimal;
 
 use crate::core::money::to_f64;
+use crate::core::return_grid::{ReturnGrid, Sampled};
 use crate::core::risk::{drawdown, next_peak};
 use crate::core::time::{EventTime, Span};
 
@@ -25,6 +27,9 @@ pub struct EquityTracker {
     starting: Decimal,
     /// (event time, equity) of the snapshots, thinned.
     curve: Vec<(EventTime, Decimal)>,
+    /// The starting equity at the first event with exchange time, then every snapshot: the
+    /// points report.json's curve has, on the statistics' grid.
+    returns: ReturnGrid,
 }
 
 impl EquityTracker {
@@ -37,6 +42,7 @@ impl EquityTracker {
             peak: starting_equity,
             starting: starting_equity,
             curve: Vec::new(),
+            returns: ReturnGrid::new(),
         }
     }
 
@@ -47,10 +53,15 @@ impl EquityTracker {
     /// the curve back to 1970.
     #[inline]
     pub fn due(&mut self, t: EventTime) -> Option<EventTime> {
+        if t == EventTime::ZERO {
+            return None;
+        }
+        self.returns.extend_to(t);
         match self.next_at {
-            _ if t == EventTime::ZERO => None,
             None => {
                 self.next_at = Some(t);
+                // The run's first point: the starting equity, as report.json's curve has it.
+                self.returns.push(t, to_f64(self.starting));
                 None
             }
             Some(at) if t >= at => {
@@ -72,6 +83,11 @@ impl EquityTracker {
         self.peak = next_peak(self.peak, equity);
         let drawdown = to_f64(drawdown(self.peak, equity));
         self.curve.push((time, equity));
+        // A snapshot before the first market event (time zero) is the starting equity dated
+        // 1970: report.json leaves it out of the curve, and so does the grid.
+        if time > EventTime::ZERO {
+            self.returns.push(time, to_f64(equity));
+        }
         if self.curve.len() > CURVE_POINTS {
             // Keep the shape: drop every second point of the older half.
             let half = self.curve.len() / 2;
@@ -97,6 +113,11 @@ impl EquityTracker {
     /// The curve, oldest first.
     pub fn curve(&self) -> &[(EventTime, Decimal)] {
         &self.curve
+    }
+
+    /// The curve so far on the statistics' grid (what report.json's ratios are computed on).
+    pub fn sampled(&self) -> Sampled {
+        self.returns.sampled()
     }
 }
 

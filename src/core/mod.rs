@@ -21,6 +21,7 @@ pub mod orders;
 pub mod portfolio;
 pub mod rate_limit;
 pub mod resume;
+pub mod return_grid;
 pub mod risk;
 pub mod rng;
 pub mod signals;

@@ -57,7 +57,7 @@ impl Engine {
         let (journal, journal_arbiter, caught_up) =
             open_journal(&config, &run_dir, &market, resume.as_ref())?;
         let sink = JournalSink::new(journal.clone().recipient());
-        sink.do_send(Append { entries: vec![run_started(&config, &market)] });
+        sink.do_send(Append { entries: vec![run_started(&config, market.name())] });
 
         // Actors that refer to each other get their addresses before they start.
         let trading = TradingActors::new();
@@ -217,16 +217,20 @@ fn open_journal(
     Ok((journal, journal_arbiter, caught_up_rx))
 }
 
-/// The journal's first record.
-fn run_started(config: &Config, market: &MarketSource) -> Entry {
+/// The journal's first record. `starting_equity` is the paper account's equity before any
+/// market data (what PositionBook starts from) and `risk_free_rate` the annual
+/// `report.risk_free_rate`: the report's statistics read both from here.
+fn run_started(config: &Config, source: &str) -> Entry {
     Entry::new(
         EventTime::ZERO,
         "run_started",
         &json!({
+            "starting_equity": paper_exchange(config).equity(),
+            "risk_free_rate": config.report.risk_free_rate,
             "journal_version": JOURNAL_VERSION,
             "config_fingerprint": config.fingerprint(),
             "seed": config.sim.seed,
-            "source": market.name(),
+            "source": source,
             "pairs": config.feed.pairs,
             "currency": config.account.currency,
             "starting_balances": config.account.balances,
@@ -344,10 +348,14 @@ fn start_rate_limiter(config: &Config) -> Addr<RateLimiter> {
     Supervisor::start(move |_| RateLimiter::new(model))
 }
 
+/// The paper exchange of `execution` and `account`, before any market data.
+fn paper_exchange(config: &Config) -> PaperExchange {
+    PaperExchange::new(&config.execution, &config.account.currency, &config.account.balances)
+}
+
 /// PositionBook on the paper exchange of `execution` and `account`.
 fn position_book(config: &Config, outputs: PositionBookOutputs) -> PositionBook {
-    let exchange = PaperExchange::new(&config.execution, &config.account.currency, &config.account.balances);
-    PositionBook::new(exchange, outputs, config.run.equity_interval, true)
+    PositionBook::new(paper_exchange(config), outputs, config.run.equity_interval, true)
         .with_stale_book_limit(config.feed.stale_book)
         .with_view_grid(config.risk.correlation_sample_interval)
 }
@@ -374,6 +382,35 @@ fn start_http(
             token: std::env::var(&config.http.token_env).ok(),
             pairs: config.feed.pairs.clone(),
             currency: config.account.currency.clone(),
+            risk_free_rate: config.report.risk_free_rate,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::core::journal::{encode, scan};
+
+    #[test]
+    fn run_started_carries_the_starting_equity_and_the_risk_free_rate() {
+        // USD 10 000 and 2 BTC (no price before market data: the account's equity at start
+        // is its USD); a 5 % risk-free rate.
+        let mut config = Config::default();
+        config.account.balances.insert("BTC".into(), dec!(2));
+        config.report.risk_free_rate = 0.05;
+        let entry = run_started(&config, "sim");
+        let mut bytes = Vec::new();
+        encode(1, &entry, &mut bytes);
+        let rec = &scan(&bytes).unwrap().records[0];
+        let body = &rec.body;
+        assert_eq!(rec.kind, "run_started");
+        let equity = body["starting_equity"].to_string().trim_matches('"').parse::<rust_decimal::Decimal>();
+        assert_eq!(equity.ok(), Some(dec!(10000)));
+        assert_eq!(body["risk_free_rate"], json!(0.05));
+        // The default rate is written too: 0, not absent.
+        assert_eq!(run_started(&Config::default(), "sim").body["risk_free_rate"], json!(0.0));
+    }
 }

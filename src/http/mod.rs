@@ -44,6 +44,8 @@ pub struct ApiState {
     pub pairs: Vec<String>,
     /// Account currency.
     pub currency: String,
+    /// Annual risk-free rate of the dashboard's Sharpe (`report.risk_free_rate`).
+    pub risk_free_rate: f64,
 }
 
 /// A running server; `stop` ends it.
@@ -132,30 +134,6 @@ fn positions_json(p: &PortfolioSnapshot) -> Value {
     )
 }
 
-/// Sharpe of the equity curve's step returns, annualised for a 24/7 market on the curve's
-/// own sampling (a live estimate; report.json has the stated convention).
-fn live_sharpe(curve: &[(crate::core::time::EventTime, Decimal)]) -> Option<f64> {
-    let r: Vec<f64> = curve
-        .windows(2)
-        .filter_map(|w| {
-            let (a, b) = (crate::core::money::to_f64(w[0].1), crate::core::money::to_f64(w[1].1));
-            (a > 0.0).then(|| b / a - 1.0)
-        })
-        .collect();
-    if r.len() < 3 {
-        return None;
-    }
-    let n = r.len() as f64;
-    let mean = r.iter().sum::<f64>() / n;
-    let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    let span = curve.last()?.0.micros_since(curve.first()?.0) as f64 / 1e6;
-    if sd <= 0.0 || span <= 0.0 {
-        return None;
-    }
-    let per_year = n / span * 365.0 * 86_400.0;
-    Some(mean / sd * per_year.sqrt())
-}
-
 async fn api_dashboard(st: web::Data<ApiState>) -> HttpResponse {
     let g = match gather(&st).await {
         Ok(g) => g,
@@ -175,7 +153,7 @@ async fn api_dashboard(st: web::Data<ApiState>) -> HttpResponse {
         0.0
     };
     // A snapshot taken before the first market event (event time zero, 1970) is left out of
-    // the curve and of the Sharpe estimate (it would stretch the span to 55 years).
+    // the curve (it would stretch the chart to 55 years).
     let untimed = p.equity_curve.iter().take_while(|(t, _)| *t == crate::core::time::EventTime::ZERO).count();
     let timed = &p.equity_curve[untimed..];
     let curve: Vec<Value> = timed.iter().map(|(t, e)| json!([t.to_rfc3339(), e])).collect();
@@ -188,7 +166,8 @@ async fn api_dashboard(st: web::Data<ApiState>) -> HttpResponse {
         "open_positions": p.open_positions,
         "trades": p.trades_closed,
         "win_rate": win_rate,
-        "sharpe": live_sharpe(timed),
+        // report.json's Sharpe (one function) on the curve so far, sampled as the report does.
+        "sharpe": crate::report::stats::sampled_sharpe(&p.returns, st.risk_free_rate),
         "drawdown": dd,
         // Total exposure as a fraction of equity (the risk manager's `total_exposure`).
         "exposure": g.risk.get("total_exposure").cloned().unwrap_or(Value::Null),

@@ -1,4 +1,5 @@
-//! Exports of a run folder's journal: `trades`, `orders`, `fills` and `equity` as CSV (a
+//! Exports of a run folder's journal: `trades`, `orders`, `fills`, `equity` and `returns` (the
+//! equity on the statistics' grid, the returns report.json's ratios are computed from) as CSV (a
 //! header row, RFC 4180 quoting, LF line ends; `pandas.read_csv` reads them directly) or
 //! JSON (an array of objects per file). Works on finished, running and crashed journals:
 //! the torn last line is left out. Columns: docs/reporting.md, "Exports".
@@ -22,7 +23,7 @@ use crate::run_dir::RunDir;
 pub struct ExportSummary {
     /// `csv` or `json`.
     pub format: String,
-    /// Files written, in the order trades, orders, fills, equity.
+    /// Files written, in the order trades, orders, fills, equity, returns.
     pub files: Vec<PathBuf>,
     /// Rows in trades.
     pub trades: usize,
@@ -32,6 +33,8 @@ pub struct ExportSummary {
     pub fills: usize,
     /// Rows in equity.
     pub equity_points: usize,
+    /// Rows in returns (grid times).
+    pub returns: usize,
     /// True when the journal ended in a torn line that was left out.
     pub torn_tail: bool,
 }
@@ -474,12 +477,36 @@ pub(crate) fn equity_table(d: &RunData) -> Table {
     Table { name: "equity", columns: EQUITY_COLUMNS, rows }
 }
 
-/// Writes `trades`, `orders`, `fills` and `equity` (`.csv` or `.json`) into `run_dir`, each
-/// atomically, from its journal.
+/// Columns of returns.csv.
+pub const RETURN_COLUMNS: &[&str] = &["time", "equity", "return"];
+
+/// The equity on the statistics' grid (`stats.period_seconds` apart, from the first curve
+/// point) and the simple return into each grid time (empty on the first row, and after a
+/// non-positive equity): the returns report.json's Sharpe, Sortino, volatility and annualised
+/// return are computed from.
+pub(crate) fn returns_table(d: &RunData) -> Table {
+    let s = super::sample(&super::equity_points(d), d);
+    let step = s.period_s * MICROS_PER_SEC;
+    let rows = s
+        .values
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            // As `stats::simple_returns` computes it.
+            let r =
+                k.checked_sub(1).map(|j| s.values[j]).filter(|&prev| prev > 0.0).map(|prev| v / prev - 1.0);
+            vec![Cell::Time(s.start.plus_micros(k as i64 * step)), Cell::Float(Some(v)), Cell::Float(r)]
+        })
+        .collect();
+    Table { name: "returns", columns: RETURN_COLUMNS, rows }
+}
+
+/// Writes `trades`, `orders`, `fills`, `equity` and `returns` (`.csv` or `.json`) into
+/// `run_dir`, each atomically, from its journal.
 pub fn export(run_dir: &Path, format: ExportFormat) -> Result<ExportSummary, super::ReportError> {
     let dir = RunDir::open(run_dir)?;
     let d = load::load_path(&dir.journal())?;
-    let tables = [trades_table(&d), orders_table(&d), fills_table(&d), equity_table(&d)];
+    let tables = [trades_table(&d), orders_table(&d), fills_table(&d), equity_table(&d), returns_table(&d)];
     let ext = match format {
         ExportFormat::Csv => "csv",
         ExportFormat::Json => "json",
@@ -501,6 +528,7 @@ pub fn export(run_dir: &Path, format: ExportFormat) -> Result<ExportSummary, sup
         orders: tables[1].rows.len(),
         fills: tables[2].rows.len(),
         equity_points: tables[3].rows.len(),
+        returns: tables[4].rows.len(),
         torn_tail: d.torn.is_some(),
     })
 }

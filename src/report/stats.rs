@@ -16,14 +16,12 @@
 
 use rust_decimal::Decimal;
 
-use crate::core::time::{EventTime, MICROS_PER_SEC};
+pub use crate::core::return_grid::{
+    CANDIDATE_PERIODS_S, MIN_RETURNS, ReturnGrid, SECONDS_PER_YEAR, Sampled, choose_period_secs,
+    periods_per_year,
+};
+use crate::core::time::EventTime;
 
-/// Seconds in the year used for annualisation (365 days; crypto trades every day).
-pub const SECONDS_PER_YEAR: i64 = 365 * 86_400;
-/// Resampling periods tried, longest first (seconds).
-pub const CANDIDATE_PERIODS_S: [i64; 4] = [86_400, 3_600, 300, 60];
-/// Returns a period must yield over the run to be chosen.
-pub const MIN_RETURNS: i64 = 30;
 /// Standard deviations at or below this are treated as zero (constant equity gives exactly
 /// zero, but float rounding of equal returns can leave ~1e-17).
 const ZERO_SD: f64 = 1e-12;
@@ -35,42 +33,6 @@ pub struct EquityPoint {
     pub time: EventTime,
     /// Equity in the account currency (a float: statistics only).
     pub equity: f64,
-}
-
-/// The resampling period (seconds) for a run spanning `span_us` microseconds of event time.
-pub fn choose_period_secs(span_us: i64) -> i64 {
-    for p in CANDIDATE_PERIODS_S {
-        if span_us / (p * MICROS_PER_SEC) >= MIN_RETURNS {
-            return p;
-        }
-    }
-    CANDIDATE_PERIODS_S[CANDIDATE_PERIODS_S.len() - 1]
-}
-
-/// Periods per year for a period of `period_s` seconds (8 760 for hourly).
-pub fn periods_per_year(period_s: i64) -> f64 {
-    SECONDS_PER_YEAR as f64 / period_s.max(1) as f64
-}
-
-/// Equity at `t0 + k·step` for `k = 0 ..= ⌊(t_last − t0) / step⌋`, where `t0` is the first
-/// point's time and each value is the last point at or before the grid time (step function).
-/// `points` must be sorted by time; an empty input gives an empty grid.
-pub fn resample(points: &[EquityPoint], step_us: i64) -> Vec<f64> {
-    let (Some(first), Some(last)) = (points.first(), points.last()) else {
-        return Vec::new();
-    };
-    let step = step_us.max(1);
-    let n = last.time.micros_since(first.time).max(0) / step;
-    let mut out = Vec::with_capacity(n as usize + 1);
-    let mut i = 0usize;
-    for k in 0..=n {
-        let t = first.time.plus_micros(k * step);
-        while i + 1 < points.len() && points[i + 1].time <= t {
-            i += 1;
-        }
-        out.push(points[i].equity);
-    }
-    out
 }
 
 /// Simple returns `v[k] / v[k−1] − 1`. A return after a non-positive equity is undefined and
@@ -106,6 +68,41 @@ pub fn downside_deviation(xs: &[f64], target: f64) -> Option<f64> {
 /// The per-period rate equivalent to an annual rate: (1 + rf)^(1/ppy) − 1.
 pub fn per_period_rate(annual: f64, ppy: f64) -> f64 {
     if ppy <= 0.0 || annual <= -1.0 { 0.0 } else { (1.0 + annual).powf(1.0 / ppy) - 1.0 }
+}
+
+/// The Sharpe ratio of a sampled equity curve: [`sharpe`] of its grid returns, annualised by
+/// its period. The one Sharpe the report (from the journal) and the dashboard (from
+/// PositionBook's live [`ReturnGrid`]) show.
+pub fn sampled_sharpe(s: &Sampled, rf_annual: f64) -> Option<f64> {
+    sharpe(&simple_returns(&s.values), rf_annual, periods_per_year(s.period_s))
+}
+
+/// Runs spanning less than this (seconds of event time) get [`annualisation_warning`].
+pub const ANNUALISATION_WARNING_BELOW_S: i64 = 30 * 86_400;
+
+/// A sentence saying the annualised figures extrapolate too little data, for runs spanning
+/// under 30 days (`None` from 30 days on).
+pub fn annualisation_warning(s: &Sampled, returns: usize) -> Option<String> {
+    let span_s = s.span_us as f64 / 1e6;
+    if span_s >= ANNUALISATION_WARNING_BELOW_S as f64 {
+        return None;
+    }
+    let span = if span_s < 2.0 * 86_400.0 {
+        format!("{:.1} hours", span_s / 3_600.0)
+    } else {
+        format!("{:.1} days", span_s / 86_400.0)
+    };
+    let period = match s.period_s {
+        86_400 => "1 day".to_string(),
+        3_600 => "1 hour".to_string(),
+        p if p % 60 == 0 => format!("{} minute{}", p / 60, if p == 60 { "" } else { "s" }),
+        p => format!("{p} s"),
+    };
+    Some(format!(
+        "the run spans {span} of market time (under 30 days): annualised figures (Sharpe, Sortino, \
+         Calmar, annualised return and volatility) extrapolate {returns} returns of {period} to a \
+         year and are mostly noise"
+    ))
 }
 
 /// Annualised Sharpe ratio: (mean(r) − rf_p) / sd(r) × √ppy. `None` with fewer than two
@@ -351,6 +348,7 @@ fn finite(x: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::time::MICROS_PER_SEC;
     use rust_decimal_macros::dec;
 
     const H: i64 = 3_600 * MICROS_PER_SEC;
@@ -363,30 +361,6 @@ mod tests {
     }
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9 * b.abs().max(1.0)
-    }
-
-    #[test]
-    fn period_is_the_longest_giving_thirty_returns() {
-        // 72 h: 3 daily returns (too few), 72 hourly (enough).
-        assert_eq!(choose_period_secs(72 * H), 3_600);
-        // 40 days: 40 daily returns.
-        assert_eq!(choose_period_secs(40 * 24 * H), 86_400);
-        // 1 h: 12 five-minute returns (too few), 60 one-minute ones.
-        assert_eq!(choose_period_secs(H), 60);
-        // 10 min: nothing reaches 30; falls back to 1 min.
-        assert_eq!(choose_period_secs(H / 6), 60);
-        assert_eq!(periods_per_year(3_600), 8_760.0);
-    }
-
-    #[test]
-    fn resample_holds_the_last_snapshot_before_each_grid_time() {
-        // Snapshots at 0 h (100), 0.5 h (110), 2.2 h (90), 3 h (95); grid 0,1,2,3 h.
-        let p = pts(&[(0.0, 100.0), (0.5, 110.0), (2.2, 90.0), (3.0, 95.0)]);
-        assert_eq!(resample(&p, H), vec![100.0, 110.0, 110.0, 95.0]);
-        // A partial last period is dropped: last snapshot at 2.5 h gives grid 0,1,2.
-        let p = pts(&[(0.0, 100.0), (2.5, 50.0)]);
-        assert_eq!(resample(&p, H), vec![100.0, 100.0, 100.0]);
-        assert!(resample(&[], H).is_empty());
     }
 
     #[test]
@@ -413,6 +387,28 @@ mod tests {
         assert!(close(per_period_rate(0.21, 2.0), 0.1));
         // Excess mean = 0.033333 − 0.1 = −0.066667; sharpe = −0.066667 / 0.115470 × √2 = −0.816497.
         assert!(close(sharpe(&r, 0.21, 2.0).unwrap(), -0.816_496_580_927_726));
+    }
+
+    #[test]
+    fn short_runs_get_an_annualisation_warning() {
+        // 6 h on a 5-minute grid: 72 returns, warned.
+        let six_h = Sampled { period_s: 300, span_us: 6 * H, ..Sampled::default() };
+        let w = annualisation_warning(&six_h, 72).unwrap();
+        assert!(w.contains("6.0 hours") && w.contains("72 returns of 5 minutes"), "{w}");
+        let three_d = Sampled { period_s: 3_600, span_us: 72 * H, ..Sampled::default() };
+        assert!(annualisation_warning(&three_d, 72).unwrap().contains("3.0 days"));
+        // 30 days and more: none.
+        let month = Sampled { period_s: 86_400, span_us: 30 * 24 * H, ..Sampled::default() };
+        assert_eq!(annualisation_warning(&month, 30), None);
+    }
+
+    #[test]
+    fn sampled_sharpe_is_sharpe_of_the_grid_returns() {
+        // 100 → 110 → 99 → 108.9 on an hourly grid: returns +10 %, −10 %, +10 %, ppy 8 760.
+        let s = Sampled { period_s: 3_600, values: vec![100.0, 110.0, 99.0, 108.9], ..Sampled::default() };
+        let r = simple_returns(&s.values);
+        assert_eq!(sampled_sharpe(&s, 0.05), sharpe(&r, 0.05, 8_760.0));
+        assert!(sampled_sharpe(&s, 0.0).is_some());
     }
 
     #[test]

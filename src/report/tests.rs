@@ -398,6 +398,60 @@ fn statistics_use_hourly_returns_for_a_thirty_hour_run() {
     assert_eq!(f(&s["max_drawdown_duration_s"]), 7200.0);
     assert_eq!(f(&s["trades"]["avg_holding_s"]), (2.0 + 3.0 + 2.0) / 3.0 * 3600.0);
     assert_eq!(f(&s["risk_free_rate"]), 0.0);
+    // 30 h from the first curve point to the last event: under 30 days, so warned.
+    assert_eq!(f(&s["span_s"]), 30.0 * 3600.0);
+    let warning = s["annualisation_warning"].as_str().unwrap();
+    assert!(warning.contains("30.0 hours") && warning.contains("30 returns of 1 hour"), "{warning}");
+}
+
+#[test]
+fn a_run_of_thirty_days_has_no_annualisation_warning() {
+    // Starting equity at 0 h, one snapshot a day for 30 days: daily returns, no warning.
+    let mut bytes = Vec::new();
+    let start = json!({"currency": "USD", "starting_equity": "10000", "risk_free_rate": 0.05});
+    encode(1, &Entry::new(at(0.0), "run_started", &start), &mut bytes);
+    for d in 1..=30u64 {
+        let e = json!({"equity": (10_000 + 10 * (d % 3)).to_string()});
+        encode(1 + d, &Entry::new(at(24.0 * d as f64), "equity", &e), &mut bytes);
+    }
+    let s = &report_of(&bytes)["stats"];
+    assert_eq!((s["period_seconds"].clone(), s["returns"].clone()), (json!(86_400), json!(30)));
+    assert_eq!(s["annualisation_warning"], Value::Null);
+    assert_eq!(f(&s["risk_free_rate"]), 0.05);
+}
+
+#[test]
+fn the_dashboards_sharpe_is_the_reports() {
+    // PositionBook's equity bookkeeping over 50 h of snapshots every 60 s (3 000 of them, more
+    // than the dashboard's thinned chart keeps), and a journal of the same records: the
+    // dashboard's Sharpe (sampled_sharpe of the tracker's grid) is report.json's `sharpe`.
+    use crate::core::equity::EquityTracker;
+    use crate::core::time::Span;
+    let rf = 0.05;
+    let mut tracker = EquityTracker::new(dec!(10000), Span::from_secs(60));
+    let mut bytes = Vec::new();
+    let start = json!({"currency": "USD", "starting_equity": "10000", "risk_free_rate": rf});
+    encode(1, &Entry::new(EventTime::ZERO, "run_started", &start), &mut bytes);
+    let mut seq = 1;
+    let mut equity = dec!(10000);
+    // Events every 25 s of market time; a snapshot is due before the first event at or after
+    // each grid point, holding the equity as of then.
+    for k in 0..(50 * 144) {
+        let t = at(0.0).plus_micros(k * 25 * MICROS_PER_SEC);
+        if let Some(grid_time) = tracker.due(t) {
+            tracker.snapshot(grid_time, equity);
+            seq += 1;
+            encode(seq, &Entry::new(grid_time, "equity", &json!({"equity": equity})), &mut bytes);
+        }
+        // A wandering equity (deterministic): ±0.37, ±1.13 …
+        equity += Decimal::from((k * 7_919) % 23 - 11) * dec!(0.0371);
+    }
+    let report = report_of(&bytes);
+    let dashboard = stats::sampled_sharpe(&tracker.sampled(), rf);
+    assert!(dashboard.is_some());
+    assert_eq!(report["sharpe"], num(dashboard));
+    assert_eq!(report["stats"]["period_seconds"], json!(tracker.sampled().period_s));
+    assert!(tracker.curve().len() <= crate::core::equity::CURVE_POINTS);
 }
 
 #[test]
@@ -584,6 +638,20 @@ fn csv_export_round_trips_to_the_report_totals() {
 
     let equity = csv_records(&std::fs::read_to_string(dir.join("equity.csv")).unwrap());
     assert_eq!(equity.last().unwrap()["equity"], report["final_equity"].to_string());
+
+    // returns.csv: the statistics' grid (hourly, 0..30 h) and the returns into each grid time;
+    // their Sharpe is the report's.
+    let text = std::fs::read_to_string(dir.join("returns.csv")).unwrap();
+    assert!(text.starts_with("time,equity,return\n"), "{text}");
+    let rows = csv_records(&text);
+    assert_eq!((rows.len(), s.returns), (31, 31));
+    let times: Vec<String> = (0..=30).map(|h| at(f64::from(h)).to_rfc3339()).collect();
+    assert_eq!(rows.iter().map(|r| r["time"].clone()).collect::<Vec<_>>(), times);
+    assert_eq!((rows[0]["equity"].as_str(), rows[0]["return"].as_str()), ("10000", ""));
+    assert_eq!((rows[1]["equity"].as_str(), rows[30]["equity"].as_str()), ("10100", "9500"));
+    let r: Vec<f64> = rows[1..].iter().map(|r| r["return"].parse().unwrap()).collect();
+    assert_eq!(r.len() as u64, report["stats"]["returns"].as_u64().unwrap());
+    assert_eq!(num(stats::sharpe(&r, 0.0, 8_760.0)), report["sharpe"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -591,7 +659,9 @@ fn csv_export_round_trips_to_the_report_totals() {
 fn json_export_matches_csv_rows() {
     let dir = run_dir("json", &journal_bytes());
     let s = export(&dir, ExportFormat::Json).unwrap();
-    assert_eq!(s.files.len(), 4);
+    assert_eq!(s.files.len(), 5);
+    let returns: Value = serde_json::from_slice(&std::fs::read(dir.join("returns.json")).unwrap()).unwrap();
+    assert_eq!(returns[0], json!({"time": at(0.0).to_rfc3339(), "equity": 10000.0, "return": null}));
     let trades: Value = serde_json::from_slice(&std::fs::read(dir.join("trades.json")).unwrap()).unwrap();
     assert_eq!(trades.as_array().unwrap().len(), 3);
     assert_eq!(trades[0]["pnl"].to_string(), "95.96");
