@@ -147,7 +147,7 @@ fn live_sharpe(curve: &[(crate::core::time::EventTime, Decimal)]) -> Option<f64>
     }
     let n = r.len() as f64;
     let mean = r.iter().sum::<f64>() / n;
-    let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let sd = (r.iter().map(|x| libm::pow(x - mean, 2.0)).sum::<f64>() / (n - 1.0)).sqrt();
     let span = curve.last()?.0.micros_since(curve.first()?.0) as f64 / 1e6;
     if sd <= 0.0 || span <= 0.0 {
         return None;
