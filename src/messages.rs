@@ -128,8 +128,23 @@ pub struct TradeIntents {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct PlaceOrders {
+    /// Signals that turned, handled first: each cancels its pair's open entry orders on the
+    /// other side (`PaperExchange::cancel_entries_against`).
+    pub turned: Vec<SignalTurned>,
     /// The orders.
     pub orders: Vec<OrderRequest>,
+}
+
+/// A trade intent's side on a pair, at its event time: entries of the other side on that
+/// pair are no longer wanted.
+#[derive(Clone, Debug)]
+pub struct SignalTurned {
+    /// Pair.
+    pub pair: crate::core::instrument::Symbol,
+    /// The intent's side.
+    pub side: crate::core::market::Side,
+    /// The intent's event time.
+    pub time: EventTime,
 }
 
 /// The account after a batch (PositionBook → RiskManager).

@@ -290,6 +290,7 @@ fn execution_section(d: &RunData) -> Value {
     };
     let count = |kind: &str| d.order_events.iter().filter(|r| r.kind == kind).count() as u64;
     let fills = d.fills.len() as u64;
+    let (stop_losses, take_profits) = triggers_by_type(d);
     // Shorts: only when the run had margin records (a spot run's report is unchanged).
     let margin = (!d.margin_fees.is_zero() || d.margin_calls > 0 || d.liquidations > 0).then(|| {
         json!({
@@ -305,6 +306,9 @@ fn execution_section(d: &RunData) -> Value {
         "taker_fills": taker,
         "maker_ratio": num((fills > 0).then(|| maker as f64 / fills as f64)),
         "stops_triggered": count("order_triggered"),
+        "stop_losses_triggered": stop_losses,
+        "take_profits_triggered": take_profits,
+        "exits_by_reason": exits_by_reason(d),
         "rejected_orders": count("order_rejected"),
         "canceled_orders": count("order_canceled"),
         "orders": count("order"),
@@ -319,6 +323,42 @@ fn execution_section(d: &RunData) -> Value {
         o.insert("margin".into(), m);
     }
     out
+}
+
+/// Every `exit_reason` the engine writes, so a reader sees a 0 rather than a missing key.
+const EXIT_REASONS: [&str; 8] =
+    ["signal", "stop_loss", "take_profit", "trailing_stop", "chase", "flatten", "liquidation", "api"];
+
+/// Closed trades counted by `trade_closed.exit_reason` (every reason of [`EXIT_REASONS`],
+/// and any other the journal holds).
+fn exits_by_reason(d: &RunData) -> BTreeMap<String, u64> {
+    let mut by: BTreeMap<String, u64> = EXIT_REASONS.iter().map(|r| (r.to_string(), 0)).collect();
+    for t in &d.trades {
+        *by.entry(t.exit_reason.clone()).or_default() += 1;
+    }
+    by
+}
+
+/// `order_triggered` records of stop-loss(-limit) orders and of take-profit(-limit) orders,
+/// the type read from each triggered order's `order` record.
+fn triggers_by_type(d: &RunData) -> (u64, u64) {
+    let id = |r: &crate::core::journal::StoredRecord| r.body.get("order_id").and_then(Value::as_u64);
+    let mut types: BTreeMap<u64, &str> = BTreeMap::new();
+    for r in d.order_events.iter().filter(|r| r.kind == "order") {
+        let ty = r.body.get("spec").and_then(|s| s.get("order_type")).and_then(Value::as_str);
+        if let (Some(i), Some(ty)) = (id(r), ty) {
+            types.insert(i, ty);
+        }
+    }
+    let (mut stops, mut takes) = (0, 0);
+    for r in d.order_events.iter().filter(|r| r.kind == "order_triggered") {
+        match id(r).and_then(|i| types.get(&i)).copied() {
+            Some("stop-loss" | "stop-loss-limit") => stops += 1,
+            Some("take-profit" | "take-profit-limit") => takes += 1,
+            _ => {}
+        }
+    }
+    (stops, takes)
 }
 
 /// Risk figures: the latest `risk_metrics` record's fields, with the counts and drawdowns
@@ -602,6 +642,7 @@ pub(crate) fn report_from(d: &RunData) -> Value {
         "final_equity": opt_dec(fin),
         "net_pnl": opt_dec(start.zip(fin).map(|(s, f)| f - s)),
         "realized_pnl": dec(ts.net_pnl),
+        "gross_pnl": dec(d.trades.iter().map(|t| t.pnl + t.fees).sum()),
         "return_pct": num(total_return_pct),
         "annualised_return_pct": pct(annual),
         "volatility_pct": pct(vol),

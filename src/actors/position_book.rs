@@ -185,6 +185,9 @@ impl Handler<PlaceOrders> for PositionBook {
     type Result = ();
 
     fn handle(&mut self, msg: PlaceOrders, _ctx: &mut Self::Context) {
+        for t in &msg.turned {
+            self.exchange.cancel_entries_against(&t.pair, t.side, t.time, &mut self.scratch);
+        }
         for req in msg.orders {
             self.exchange.submit(req, &mut self.scratch);
         }

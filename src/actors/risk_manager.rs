@@ -6,7 +6,8 @@
 //!   [`TradesClosed`] (feedback for Kelly sizing), [`MarketData`] and [`WatchRequest`]
 //!   (end-of-pass barrier, answered with the `RiskWatch`), [`OperatorCommand`] (HTTP API),
 //!   [`Shutdown`].
-//! - Out: [`PlaceOrders`] to PositionBook; journal records (`risk_refusal`,
+//! - Out: [`PlaceOrders`] to PositionBook (with every intent's pair and side, so that
+//!   PositionBook cancels entries the signal turned against); journal records (`risk_refusal`,
 //!   `emergency_stop`, `halt_lifted`, `risk_metrics`); [`EmergencyStop`] / [`HaltLifted`]
 //!   broadcast to every actor. The broadcast is awaited (the handler is atomic), so every
 //!   actor has handled the stop before the feed's next market batch reaches anyone.
@@ -20,7 +21,7 @@ use crate::core::risk::{EmergencyReason, HaltLiftedBy, RiskCore, Verdict};
 use crate::core::time::EventTime;
 use crate::messages::{
     EmergencyStop, HaltLifted, MarketData, OperatorCommand, OperatorError, OperatorOutcome, PlaceOrders,
-    PortfolioUpdate, Shutdown, TradeIntents, TradesClosed, WatchRequest,
+    PortfolioUpdate, Shutdown, SignalTurned, TradeIntents, TradesClosed, WatchRequest,
 };
 
 /// Asks for the risk figures (dashboard, report).
@@ -137,6 +138,13 @@ impl Handler<TradeIntents> for RiskManager {
     fn handle(&mut self, msg: TradeIntents, _ctx: &mut Self::Context) {
         let mut orders = Vec::new();
         let mut records = Vec::new();
+        // Every intent turns its pair: entries of the other side are cancelled (an opposite
+        // signal means a resting entry's reason is gone, and a signal exit ends its entry).
+        let turned: Vec<SignalTurned> = msg
+            .intents
+            .iter()
+            .map(|i| SignalTurned { pair: i.pair.clone(), side: i.side, time: i.time })
+            .collect();
         for intent in &msg.intents {
             // A cool-down can end at an intent's time: say so, as on a portfolio update.
             let was_halted = self.core.halted();
@@ -155,8 +163,8 @@ impl Handler<TradeIntents> for RiskManager {
         if !records.is_empty() {
             self.out.journal.do_send(Append { entries: records });
         }
-        if !orders.is_empty() {
-            self.out.position_book.do_send(PlaceOrders { orders });
+        if !orders.is_empty() || !turned.is_empty() {
+            self.out.position_book.do_send(PlaceOrders { turned, orders });
         }
     }
 }
@@ -247,7 +255,7 @@ impl Handler<crate::messages::OpenPosition> for RiskManager {
         match self.core.evaluate(&intent) {
             Verdict::Approved(req) | Verdict::Exit(req) => {
                 let spec = req.spec().clone();
-                self.out.position_book.do_send(PlaceOrders { orders: vec![*req] });
+                self.out.position_book.do_send(PlaceOrders { turned: Vec::new(), orders: vec![*req] });
                 Ok(spec)
             }
             Verdict::Refused(r) => {

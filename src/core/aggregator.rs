@@ -159,7 +159,7 @@ impl VolEstimate {
         if let Some((t0, m0)) = self.last {
             let dt = t.micros_since(t0) as f64 / 1e6;
             if dt > 0.0 {
-                let r = (mid / m0).ln();
+                let r = libm::log(mid / m0);
                 self.var_per_sec.update(r * r / dt);
                 self.samples = self.samples.saturating_add(1);
             }
@@ -352,7 +352,7 @@ impl Aggregator {
             let agreement = sign(c.score) * side;
             let conf = if c.confidence.is_finite() { c.confidence.clamp(0.0, 1.0) } else { 0.0 };
             let w = self.weights.entry(c.source.to_string()).or_insert(1.0);
-            *w *= (eta * outcome * agreement * conf).exp();
+            *w *= libm::exp(eta * outcome * agreement * conf);
             let st = self.stats.entry(c.source.to_string()).or_default();
             if agreement == 0.0 || outcome == 0.0 {
                 continue;
@@ -364,7 +364,7 @@ impl Aggregator {
             st.hits += u64::from(hit);
             st.pnl += pnl * agreement * share;
             st.conf_sum += conf;
-            st.brier_sum += (p - f64::from(u8::from(hit))).powi(2);
+            st.brier_sum += libm::pow(p - f64::from(u8::from(hit)), 2.0);
             if st.recent.len() == window {
                 st.recent.pop_front();
             }
@@ -436,7 +436,8 @@ impl Aggregator {
             let rn = st.recent.len();
             let r_hits = st.recent.iter().filter(|o| o.hit).count() as f64;
             let r_p: f64 = st.recent.iter().map(|o| o.p).sum();
-            let r_brier: f64 = st.recent.iter().map(|o| (o.p - f64::from(u8::from(o.hit))).powi(2)).sum();
+            let r_brier: f64 =
+                st.recent.iter().map(|o| libm::pow(o.p - f64::from(u8::from(o.hit)), 2.0)).sum();
             sources.insert(
                 name.clone(),
                 serde_json::json!({
@@ -730,7 +731,7 @@ mod tests {
         a.on_signal(sig("a", 1.0, 1.0, 196, 50, 60)).unwrap();
         a.on_event(50, &ev(200, 100.0), &mut out);
         let v = out[0].intent.as_ref().unwrap().volatility;
-        assert!((v - (1.01f64).ln() / 2.0).abs() < 1e-9, "{v}");
+        assert!((v - libm::log(1.01) / 2.0).abs() < 1e-9, "{v}");
     }
 
     #[test]

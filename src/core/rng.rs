@@ -1,7 +1,8 @@
 //! The one seeded random number generator the engine uses (simulated market, jitter-free
 //! model randomness). A hand-written xoshiro256** seeded by SplitMix64: small, fast, and its
-//! output is fixed by this file, so a seed gives the same run on every machine and every
-//! version of our dependencies.
+//! output is fixed by this file, and its normal and exponential draws use the pure-Rust `libm`
+//! crate (not the platform's C library), so a seed gives the same run on every machine and
+//! every version of our dependencies (`libm` is pinned in Cargo.lock).
 
 /// Deterministic pseudo-random generator (xoshiro256**).
 #[derive(Clone, Debug)]
@@ -69,20 +70,20 @@ impl Rng {
         }
         let u1 = self.uniform().max(f64::MIN_POSITIVE);
         let u2 = self.uniform();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let (s, c) = (2.0 * std::f64::consts::PI * u2).sin_cos();
+        let r = (-2.0 * libm::log(u1)).sqrt();
+        let (s, c) = libm::sincos(2.0 * std::f64::consts::PI * u2);
         self.spare_normal = Some(r * s);
         r * c
     }
 
     /// Exponential with the given mean.
     pub fn exponential(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.uniform()).ln()
+        -mean * libm::log(1.0 - self.uniform())
     }
 
     /// Log-normal with the given median and log-space standard deviation.
     pub fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
-        median * (sigma * self.normal()).exp()
+        median * libm::exp(sigma * self.normal())
     }
 }
 
@@ -105,7 +106,7 @@ mod tests {
         let n = 200_000;
         let xs: Vec<f64> = (0..n).map(|_| r.normal()).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
-        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| libm::pow(x - mean, 2.0)).sum::<f64>() / n as f64;
         assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "mean {mean} var {var}");
     }
 

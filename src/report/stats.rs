@@ -61,13 +61,13 @@ pub fn downside_deviation(xs: &[f64], target: f64) -> Option<f64> {
     if xs.is_empty() {
         return None;
     }
-    let ss: f64 = xs.iter().map(|r| (r - target).min(0.0).powi(2)).sum();
+    let ss: f64 = xs.iter().map(|r| libm::pow((r - target).min(0.0), 2.0)).sum();
     Some((ss / xs.len() as f64).sqrt())
 }
 
 /// The per-period rate equivalent to an annual rate: (1 + rf)^(1/ppy) − 1.
 pub fn per_period_rate(annual: f64, ppy: f64) -> f64 {
-    if ppy <= 0.0 || annual <= -1.0 { 0.0 } else { (1.0 + annual).powf(1.0 / ppy) - 1.0 }
+    if ppy <= 0.0 || annual <= -1.0 { 0.0 } else { libm::pow(1.0 + annual, 1.0 / ppy) - 1.0 }
 }
 
 /// The Sharpe ratio of a sampled equity curve: [`sharpe`] of its grid returns, annualised by
@@ -141,7 +141,7 @@ pub fn annualised_return(values: &[f64], ppy: f64) -> Option<f64> {
     if last <= 0.0 {
         return Some(-1.0);
     }
-    finite((last / first).powf(ppy / n as f64) - 1.0)
+    finite(libm::pow(last / first, ppy / n as f64) - 1.0)
 }
 
 /// Annualised volatility: sd(r) × √ppy; `None` with fewer than two returns.

@@ -7,6 +7,7 @@ mod config_errors;
 mod crash_resume;
 mod determinism;
 mod end_to_end;
+mod exits;
 mod external_signals;
 mod feed_mock;
 mod http;

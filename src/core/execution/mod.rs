@@ -376,6 +376,40 @@ impl PaperExchange {
         }
     }
 
+    /// A signal for `side` on `pair`: cancels the pair's open entry orders on the other side
+    /// (orders a trade intent placed that may open exposure — a resting entry, or the
+    /// remainder of a partly filled one — not protective children, exits or flattening).
+    /// Their signal has reversed, so they have no reason left to fill: a resting entry would
+    /// otherwise be chased to market against the new signal, and an entry's remainder left
+    /// after its position's signal exit would open a new position. Each cancel travels with
+    /// the modelled latency, like [`PaperExchange::cancel`]. Returns how many were cancelled.
+    pub fn cancel_entries_against(
+        &mut self,
+        pair: &Symbol,
+        side: Side,
+        now: EventTime,
+        out: &mut Vec<ExecEvent>,
+    ) -> usize {
+        let ids: Vec<OrderId> = self
+            .desk
+            .orders
+            .values()
+            .filter(|o| {
+                o.spec.pair == *pair
+                    && o.spec.side != side
+                    && !o.spec.reduce_only
+                    && !o.is_child
+                    && matches!(o.origin, OrderOrigin::Intent { .. })
+                    && o.cancel_due.is_none()
+            })
+            .map(|o| o.id)
+            .collect();
+        for id in &ids {
+            self.cancel(*id, now, "signal_reversed", out);
+        }
+        ids.len()
+    }
+
     /// Kraken's AmendOrder: the amend travels to the exchange with the modelled latency
     /// (after the order itself) and is applied there in place, or refused with an
     /// `amend_rejected` record. Refused at once (also journaled) when the order is not open

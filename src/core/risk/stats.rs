@@ -70,7 +70,7 @@ impl Sampler {
             }
             let mid = to_f64((q.bid + q.ask) / rust_decimal::Decimal::TWO);
             if mid > 0.0 && mid.is_finite() {
-                now.insert(q.instrument.symbol.clone(), mid.ln());
+                now.insert(q.instrument.symbol.clone(), libm::log(mid));
             }
         }
         let mut step = BTreeMap::new();
@@ -113,7 +113,7 @@ impl Sampler {
         }
         let n = r.len() as f64;
         let mean = r.iter().sum::<f64>() / n;
-        let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let var = r.iter().map(|x| libm::pow(x - mean, 2.0)).sum::<f64>() / (n - 1.0);
         let v = var.sqrt() / self.interval_secs().sqrt();
         v.is_finite().then_some(v)
     }
@@ -132,8 +132,8 @@ impl Sampler {
         let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
         for (p, q) in &pairs {
             sab += (p - ma) * (q - mb);
-            saa += (p - ma).powi(2);
-            sbb += (q - mb).powi(2);
+            saa += libm::pow(p - ma, 2.0);
+            sbb += libm::pow(q - mb, 2.0);
         }
         if saa <= 0.0 || sbb <= 0.0 {
             return None;

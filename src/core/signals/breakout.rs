@@ -80,7 +80,7 @@ impl PairModel for BreakoutConfig {
     /// One grid sample: judges it against the band, then adds it; the call a live sample makes.
     fn step(&self, st: &mut PairState, mid: f64) -> Option<Call> {
         let cfg = self;
-        let x = mid.ln();
+        let x = libm::log(mid);
         // The band comes from the samples before this one, so the current price is judged
         // against a band it did not help build.
         let band = if st.window.is_full() { st.window.mean_std() } else { None };

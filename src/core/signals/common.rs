@@ -95,7 +95,7 @@ pub fn ohlc_interval_for(sampling: Span) -> u32 {
     let mut best = OHLC_INTERVALS[0];
     for m in OHLC_INTERVALS {
         // Nearest on a log scale: 2 h is nearer to 1 h (× 2) than to 4 h (× 2) → the shorter.
-        if (f64::from(m) / target).ln().abs() < (f64::from(best) / target).ln().abs() - 1e-12 {
+        if libm::log(f64::from(m) / target).abs() < libm::log(f64::from(best) / target).abs() - 1e-12 {
             best = m;
         }
     }

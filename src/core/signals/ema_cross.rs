@@ -126,7 +126,7 @@ impl PairModel for EmaCrossParams {
     fn step(&self, st: &mut PairState, mid: f64) -> Option<Call> {
         let (cfg, gap_scale) = (&self.cfg, self.gap_scale);
         if let Some(prev) = st.last_mid {
-            let r = (mid / prev).ln();
+            let r = libm::log(mid / prev);
             st.var.update(r * r);
         }
         st.last_mid = Some(mid);

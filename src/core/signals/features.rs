@@ -174,7 +174,7 @@ impl Features {
             return None;
         }
         if let Some(prev) = st.prices.back(0) {
-            st.rets.push((mid / prev).ln());
+            st.rets.push(libm::log(mid / prev));
         }
         st.prices.push(mid);
         let flow = if st.flow_total > 0.0 { st.flow_signed / st.flow_total } else { 0.0 };
@@ -184,7 +184,7 @@ impl Features {
             let mut raw = Vec::with_capacity(spec.n_features());
             for &l in &spec.lags {
                 let past = st.prices.back(l as usize).unwrap_or(mid);
-                raw.push((mid / past).ln());
+                raw.push(libm::log(mid / past));
             }
             raw.extend([st.rets.rms().unwrap_or(0.0), st.spread, st.imbalance, flow]);
             raw.iter()

@@ -106,7 +106,7 @@ pub struct Logistic {
 
 /// The logistic function.
 pub fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
+    1.0 / (1.0 + libm::exp(-z))
 }
 
 impl Logistic {

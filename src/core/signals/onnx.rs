@@ -19,6 +19,10 @@
 //! label and nothing that could look ahead: the output at an event depends on the events up
 //! to it and the fixed model.
 //!
+//! Determinism: the one exemption from the engine's `libm` rule (docs/architecture.md, Time
+//! and determinism). tract's kernels use the platform's floats and run-time SIMD choice, so
+//! a run with this signal is byte-identical on the same platform and build only.
+//!
 //! The model file is read by the caller (core reads no files: [`super::ModelFiles`]) and
 //! prepared once, when the signal is built (at config validation and start-up); every
 //! problem with it — missing, not ONNX, unsupported operators, wrong input shape, an output

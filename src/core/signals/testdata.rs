@@ -97,7 +97,7 @@ pub fn trend_then_revert(pair: &str, seed: u64) -> Stream {
     let mut rng = Rng::new(seed);
     let (mu, sigma, theta) = (2e-5, 2e-4, 1.0 / 300.0);
     let half = 3 * 3600;
-    let mut x = (50_000.0f64).ln();
+    let mut x = libm::log(50_000.0);
     let mut level = x;
     let (mut events, mut mids) = (Vec::new(), Vec::new());
     for s in 0..2 * half {
@@ -107,7 +107,7 @@ pub fn trend_then_revert(pair: &str, seed: u64) -> Stream {
         }
         let dx = if trend { mu + sigma * rng.normal() } else { theta * (level - x) + sigma * rng.normal() };
         x += dx;
-        let mid = x.exp();
+        let mid = libm::exp(x);
         // Pressure in [-1, 1]: the drift in the trend, the pull to the mean in the reversion
         // (stationary OU std = σ/√(2θ) ≈ 2.4e-3).
         let pull = if trend { 0.4 } else { ((level - x) / 2.4e-3).clamp(-1.0, 1.0) * 0.6 };
@@ -126,14 +126,20 @@ pub fn trend_then_revert(pair: &str, seed: u64) -> Stream {
 pub fn random_walk(pairs: &[&str], secs: i64, seed: u64) -> Vec<MarketEvent> {
     let mut rng = Rng::new(seed);
     let syms: Vec<Symbol> = pairs.iter().map(|p| Arc::from(*p)).collect();
-    let mut xs: Vec<f64> = (0..pairs.len()).map(|i| (1000.0 * (i as f64 + 1.0)).ln()).collect();
+    let mut xs: Vec<f64> = (0..pairs.len()).map(|i| libm::log(1000.0 * (i as f64 + 1.0))).collect();
     let mut out = Vec::with_capacity(secs as usize * pairs.len());
     for s in 0..secs {
         for (i, sym) in syms.iter().enumerate() {
             xs[i] += 2e-4 * rng.normal();
             let imb = 0.3 * rng.normal();
             let t = at(s).plus_micros(i as i64 * 1000);
-            out.push(book(sym, t, xs[i].exp(), 10.0 * (1.0 + imb).max(0.1), 10.0 * (1.0 - imb).max(0.1)));
+            out.push(book(
+                sym,
+                t,
+                libm::exp(xs[i]),
+                10.0 * (1.0 + imb).max(0.1),
+                10.0 * (1.0 - imb).max(0.1),
+            ));
         }
     }
     out
@@ -171,7 +177,7 @@ pub fn first_signal_warm_and_cold(
     let closes = (0..120i64)
         .map(|i| {
             let close_time = at(-7200 + 60 * (i + 1)).plus_micros(-1);
-            (close_time, round_half_up(from_f64(100.0 + 0.3 * (1.3 * i as f64).sin()), 2))
+            (close_time, round_half_up(from_f64(100.0 + 0.3 * libm::sin(1.3 * i as f64)), 2))
         })
         .collect();
     let history = PriceHistory { interval_minutes: 1, closes };

@@ -118,7 +118,7 @@ impl SimMarket {
 
     /// Latent fair price of `pair` (statistics and tests; not something Kraken publishes).
     pub fn fair_price(&self, pair: &str) -> Option<f64> {
-        self.pair(pair).map(|p| p.log_fair.exp())
+        self.pair(pair).map(|p| libm::exp(p.log_fair))
     }
 
     /// Best bid and ask of `pair` as Decimals (tests and diagnostics).
@@ -192,7 +192,7 @@ impl SimMarket {
 
     /// Trading activity follows volatility (√ of the volatility factor, mean ≈ 1).
     fn activity(&self) -> f64 {
-        (0.5 * (self.vol_h - VOL_SD * VOL_SD)).exp()
+        libm::exp(0.5 * (self.vol_h - VOL_SD * VOL_SD))
     }
 
     fn advance_prices(&mut self, t: EventTime) {
@@ -202,11 +202,11 @@ impl SimMarket {
         }
         self.price_time = t;
         // Exact OU steps, so results do not depend on how finely time is cut.
-        let a = (-dt / VOL_TAU_S).exp();
+        let a = libm::exp(-dt / VOL_TAU_S);
         self.vol_h = self.vol_h * a + VOL_SD * (1.0 - a * a).sqrt() * self.rng.normal();
-        let b = (-dt / TREND_TAU_S).exp();
+        let b = libm::exp(-dt / TREND_TAU_S);
         self.trend = self.trend * b + self.trend_sd * (1.0 - b * b).sqrt() * self.rng.normal();
-        let v = (self.vol_h - VOL_SD * VOL_SD).exp();
+        let v = libm::exp(self.vol_h - VOL_SD * VOL_SD);
         let zm = self.rng.normal();
         let sq = dt.sqrt();
         for p in &mut self.pairs {
@@ -437,14 +437,14 @@ fn open_pair(
     let prof = profile(base, quote);
     let mut prng = Rng::derive(cfg.seed, fnv1a(raw));
     let pp = prof.price_precision;
-    let tick = 10f64.powi(-(pp as i32));
+    let tick = libm::pow(10.0, -f64::from(pp));
     let daily = prof.daily_vol * cfg.volatility_scale;
     let sig_raw = daily / 86_400f64.sqrt();
     // Long-run variance = diffusion + trend (2·sd²·τ·β²) + jumps; keep it at daily².
     let trend_share = 2.0 * trend_sd * trend_sd * TREND_TAU_S * prof.beta * prof.beta;
     let jump_share = jumps_per_day * JUMP_SCALE * JUMP_SCALE;
     let sig_diff = sig_raw * (1.0 - trend_share - jump_share).max(0.25).sqrt();
-    let price0 = prof.price * (0.01 * prng.normal()).exp();
+    let price0 = prof.price * libm::exp(0.01 * prng.normal());
     let gap_mean = (GAP_FACTOR * sig_raw * price0 / tick).max(1.0);
     let inst = instrument(symbol.clone(), base, quote, &prof);
     let ticker = opening_ticker(&mut prng, &prof, price0, tick, start);
@@ -454,7 +454,7 @@ fn open_pair(
         inst,
         tick,
         tick_units: 1,
-        lots_per_unit: 10f64.powi(prof.qty_precision as i32),
+        lots_per_unit: libm::pow(10.0, f64::from(prof.qty_precision)),
         beta: prof.beta,
         sig_diff,
         sig_raw,
@@ -462,7 +462,7 @@ fn open_pair(
         gap_mean,
         level_notional: prof.level_notional,
         trade_notional: prof.trade_notional,
-        log_fair: price0.ln(),
+        log_fair: libm::log(price0),
         bids: Vec::with_capacity(usize::from(depth) + 8),
         asks: Vec::with_capacity(usize::from(depth) + 8),
         book: L2Book::new(usize::from(depth), Some(pp), Some(prof.qty_precision)),

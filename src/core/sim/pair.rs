@@ -66,7 +66,7 @@ pub(super) struct Pair {
 impl Pair {
     #[inline]
     pub(super) fn fair_ticks(&self) -> f64 {
-        self.log_fair.exp() / self.tick
+        libm::exp(self.log_fair) / self.tick
     }
 
     #[inline]
@@ -159,7 +159,7 @@ impl Pair {
     #[inline]
     pub(super) fn draw_lots(&mut self, median: f64, sigma: f64) -> i64 {
         let notional = self.rng.lognormal(median, sigma).min(median * 400.0);
-        let price = self.log_fair.exp();
+        let price = libm::exp(self.log_fair);
         let mut lots = (notional / price * self.lots_per_unit).round().clamp(1.0, 1e17) as i64;
         if self.rng.chance(ROUND_SHARE) {
             lots = round_2_significant(lots);

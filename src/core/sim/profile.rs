@@ -135,15 +135,15 @@ pub(super) fn generic_profile(base: &str, quote: &str) -> Profile {
     let price_usd = 5.0 + (h % 1000) as f64 / 100.0;
     let price = price_usd / q_usd;
     // tick ≤ 1 bp of the price: 10^-pp ≤ price × 1e-4.
-    let pp = (4.0 - price.log10()).ceil().clamp(0.0, 10.0) as u32;
+    let pp = (4.0 - libm::log10(price)).ceil().clamp(0.0, 10.0) as u32;
     // qty_min ≈ 5 USD rounded down to a power of ten, within the 8 qty decimals.
-    let qmin_exp = (5.0 / price_usd).log10().floor().clamp(-8.0, 6.0) as i32;
+    let qmin_exp = libm::log10(5.0 / price_usd).floor().clamp(-8.0, 6.0) as i32;
     let qty_min = if qmin_exp >= 0 {
         Decimal::new(10i64.pow(qmin_exp as u32), 0)
     } else {
         Decimal::new(1, (-qmin_exp) as u32)
     };
-    let cmin_exp = (0.5 / q_usd).log10().floor().clamp(-10.0, 3.0) as i32;
+    let cmin_exp = libm::log10(0.5 / q_usd).floor().clamp(-10.0, 3.0) as i32;
     let cost_min = if cmin_exp >= 0 {
         Decimal::new(5 * 10i64.pow(cmin_exp as u32), 0)
     } else {

@@ -165,7 +165,7 @@ fn trades_take_liquidity_from_the_touch() {
 /// Log returns of mids sampled every `every_s` seconds of event time.
 fn sampled_returns(m: &mut SimMarket, syms: &[&str], every_s: i64, samples: usize) -> Vec<Vec<f64>> {
     let mut out = Vec::new();
-    let mut last: Vec<f64> = syms.iter().map(|s| m.fair_price(s).unwrap().ln()).collect();
+    let mut last: Vec<f64> = syms.iter().map(|s| libm::log(m.fair_price(s).unwrap())).collect();
     let mut rets = vec![Vec::new(); syms.len()];
     let mut next = m.now().plus_micros(every_s * MICROS_PER_SEC);
     while rets[0].len() < samples {
@@ -176,8 +176,8 @@ fn sampled_returns(m: &mut SimMarket, syms: &[&str], every_s: i64, samples: usiz
             for (k, s) in syms.iter().enumerate() {
                 let (b, a) = m.best(s).unwrap();
                 let mid = (crate::core::money::to_f64(b) + crate::core::money::to_f64(a)) / 2.0;
-                rets[k].push(mid.ln() - last[k]);
-                last[k] = mid.ln();
+                rets[k].push(libm::log(mid) - last[k]);
+                last[k] = libm::log(mid);
             }
         }
     }
@@ -191,8 +191,8 @@ fn corr(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;
     let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
     let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    let va: f64 = a.iter().map(|x| libm::pow(x - ma, 2.0)).sum();
+    let vb: f64 = b.iter().map(|y| libm::pow(y - mb, 2.0)).sum();
     cov / (va * vb).sqrt()
 }
 

@@ -18,7 +18,7 @@ pub(super) fn trade_event(p: &mut Pair, depth: usize, now: EventTime, out: &mut 
         return;
     };
     let dev = p.fair_ticks() - (bb + ba) as f64 / 2.0;
-    let p_buy = 0.5 + 0.3 * (dev / p.gap_mean.max(1.0)).tanh();
+    let p_buy = 0.5 + 0.3 * libm::tanh(dev / p.gap_mean.max(1.0));
     let side = if p.rng.chance(p_buy) { Side::Buy } else { Side::Sell };
     let maker = side.opposite();
     let mut want = p.draw_lots(p.trade_notional, TRADE_SIGMA);
@@ -107,7 +107,7 @@ pub(super) fn trade_event(p: &mut Pair, depth: usize, now: EventTime, out: &mut 
 pub(super) fn update_ticker_stats(p: &mut Pair, now: EventTime, px: i64, lots: i64) {
     let tk = &mut p.ticker;
     let dt = now.micros_since(tk.time).max(0) as f64 / MICROS_PER_SEC as f64;
-    let k = (-dt / 86_400.0).exp();
+    let k = libm::exp(-dt / 86_400.0);
     let qty = lots as f64 / p.lots_per_unit;
     tk.volume = tk.volume * k + qty;
     tk.notional = tk.notional * k + qty * px as f64 * p.tick;

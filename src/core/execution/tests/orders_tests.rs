@@ -314,3 +314,41 @@ fn config_validation_names_keys() {
 }
 
 // ---- shorts (margin) ------------------------------------------------------------------
+
+#[test]
+fn a_turned_signal_cancels_resting_entries_and_the_remainder_after_an_exit() {
+    let turn = |r: &mut Rig, side, ms| {
+        let mut out = Vec::new();
+        r.ex.cancel_entries_against(&P.into(), side, t(ms), &mut out)
+    };
+    let lim = || OrderSpec::limit(P.into(), Side::Buy, dec!(1), dec!(99.5));
+    // A resting entry (new level at 99.5, nothing queued ahead).
+    let mut r = Rig::new(ExecutionConfig::default(), dec!(10000));
+    r.book(100, true, &[(dec!(99.0), dec!(2))], &[(dec!(100.0), dec!(1))]);
+    let (id, _) = r.open(lim(), Protection::default(), 1000);
+    r.tick(1100);
+    assert_eq!(turn(&mut r, Side::Buy, 1200), 0, "a signal on the entry's side keeps it");
+    assert_eq!(turn(&mut r, Side::Sell, 1200), 1);
+    assert_eq!(turn(&mut r, Side::Sell, 1210), 0, "already being cancelled");
+    // The cancel arrives after the 50 ms latency.
+    assert_eq!(cancels(&r.tick(1300)), vec![(id, "signal_reversed")]);
+    assert!(fills(&r.trade(1400, Side::Sell, dec!(99.4), dec!(5))).is_empty());
+
+    // A partly filled entry, then its position's exit: the remainder goes, the exit stays.
+    let mut r = Rig::new(ExecutionConfig::default(), dec!(10000));
+    r.book(100, true, &[(dec!(99.0), dec!(2))], &[(dec!(100.0), dec!(1))]);
+    let (id, _) = r.open(lim(), Protection::default(), 1000);
+    r.tick(1100);
+    let f = fills(&r.trade(1200, Side::Sell, dec!(99.5), dec!(0.4)))
+        .iter()
+        .map(|f| (f.qty, f.partial))
+        .collect::<Vec<_>>();
+    assert_eq!(f, vec![(dec!(0.4), true)]);
+    r.reduce(OrderSpec::market(P.into(), Side::Sell, dec!(0.4)), 1300);
+    assert_eq!(turn(&mut r, Side::Sell, 1300), 1, "the exit itself is reduce-only and stays");
+    let out = r.tick(1400);
+    assert_eq!(cancels(&out), vec![(id, "signal_reversed")]);
+    assert_eq!(closed(&out).len(), 1, "the exit closed the 0.4");
+    assert!(fills(&r.trade(1500, Side::Sell, dec!(99.4), dec!(5))).is_empty(), "no new position");
+    assert_eq!(r.ex.open_positions(), 0);
+}

@@ -79,13 +79,13 @@ fn print_calibration_figures() {
                 _ => {}
             }
         }
-        let lq: Vec<f64> = tq.iter().map(|x| x.ln()).collect();
+        let lq: Vec<f64> = tq.iter().map(|&x| libm::log(x)).collect();
         let mean = lq.iter().sum::<f64>() / lq.len() as f64;
-        let sd = (lq.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / lq.len() as f64).sqrt();
+        let sd = (lq.iter().map(|x| libm::pow(x - mean, 2.0)).sum::<f64>() / lq.len() as f64).sqrt();
         let mut desc = tq.clone();
         desc.sort_by(|a, b| b.total_cmp(a));
         let k = desc.len() / 10;
-        let hill = k as f64 / desc[..k].iter().map(|x| (x / desc[k]).ln()).sum::<f64>();
+        let hill = k as f64 / desc[..k].iter().map(|x| libm::log(x / desc[k])).sum::<f64>();
         let tot: usize = nlev.iter().sum();
         let mean_lev = nlev.iter().enumerate().map(|(i, n)| i * n).sum::<usize>() as f64 / tot as f64;
         println!(
