@@ -290,9 +290,17 @@ impl Drop for Watch {
     }
 }
 
+/// A panic caught by [`catch`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Panicked {
+    /// The panic's text and place.
+    pub reason: String,
+}
+
 /// Runs `f`, turning a panic into its text (the actor then follows its policy).
-pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_text(p.as_ref()))
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| Panicked { reason: panic_text(p.as_ref()) })
 }
 
 /// The text of a panic payload.
@@ -361,7 +369,8 @@ impl Restarts {
 
     /// A handler panicked: logs it; the caller stops the actor (`ctx.stop()`) so that its
     /// supervisor restarts it.
-    pub fn failed(&mut self, reason: String, source: &str) {
+    pub fn failed(&mut self, panicked: Panicked, source: &str) {
+        let reason = panicked.reason;
         tracing::error!(
             event = "actor_panicked",
             actor = self.actor.as_str(),
@@ -465,7 +474,7 @@ mod tests {
             let mut w = w;
             w.tick();
         });
-        assert!(r.is_err_and(|e| e.contains("KRAKEN_PAPER_TEST_PANIC=risk_manager@2")));
+        assert!(r.is_err_and(|e| e.reason.contains("KRAKEN_PAPER_TEST_PANIC=risk_manager@2")));
         let failure = rx.try_recv().expect("the dropped watch reported");
         assert_eq!(failure.actor, ActorName::RiskManager);
         drop(other);

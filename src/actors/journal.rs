@@ -368,8 +368,8 @@ impl Journal {
     }
 
     /// A handler panicked: from now on the journal is failed like after a write error.
-    fn panicked(&mut self, reason: String) -> JournalError {
-        let e = JournalError::Panicked { path: self.path.clone(), error: reason };
+    fn panicked(&mut self, panicked: supervision::Panicked) -> JournalError {
+        let e = JournalError::Panicked { path: self.path.clone(), error: panicked.reason };
         tracing::error!(actor = "journal", error = %e, "journal failed");
         self.error = Some(e.clone());
         e
