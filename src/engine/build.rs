@@ -85,17 +85,9 @@ impl Engine {
             journal: &journal,
             sink: &sink,
             rate_limiter: &rate_limiter,
+            supervision: &supervision,
         };
-        let feed = start_feed(
-            &config,
-            &run_dir,
-            &market,
-            instruments,
-            resume.as_ref(),
-            graph,
-            signals,
-            &supervision,
-        );
+        let feed = start_feed(&config, &run_dir, &market, instruments, resume.as_ref(), graph, signals);
         stop_receivers.push(feed.addr.clone().recipient());
         let stop_block = StopBlock {
             position_book: pb.clone(),
@@ -199,6 +191,8 @@ struct Graph<'a> {
     journal: &'a Addr<Journal>,
     sink: &'a JournalSink,
     rate_limiter: &'a Addr<RateLimiter>,
+    /// Where the feed reports a failure it does not absorb (and its test hook).
+    supervision: &'a Supervision,
 }
 
 /// The signal side, started: the signal actors and the external-signals server.
@@ -341,9 +335,8 @@ fn start_feed(
     resume: Option<&Resume>,
     graph: Graph<'_>,
     signals: Signals,
-    supervision: &Supervision,
 ) -> Feed {
-    let Graph { pb, risk, agg, journal, sink, rate_limiter } = graph;
+    let Graph { pb, risk, agg, journal, sink, rate_limiter, supervision } = graph;
     let Signals { inputs: signal_inputs, warmup_intervals, .. } = signals;
     let (ended_tx, ended_rx) = mpsc::unbounded_channel::<FeedEnded>();
     let stages = Stages {
