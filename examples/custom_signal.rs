@@ -4,7 +4,9 @@
 //! 1. a [`SignalModel`]: one small trait over market events, hosted by the engine in a
 //!    supervised actor — the easy way;
 //! 2. a full actix actor that receives `MarketData` and sends `SignalBatch` to the
-//!    aggregator — when you need your own mailbox, timers or I/O.
+//!    aggregator — when you need your own mailbox, timers or I/O. It can also hear
+//!    `EmergencyStop` (and `HaltLifted`) by handing those recipients to the engine
+//!    (`SignalActorInputs`).
 //!
 //! Run it with:
 //!
@@ -25,8 +27,8 @@ use kraken_paper::core::market::{MarketEvent, Side};
 use kraken_paper::core::money::to_f64;
 use kraken_paper::core::signals::SignalModel;
 use kraken_paper::core::time::{EventTime, Span};
-use kraken_paper::engine::{self, EngineSetup};
-use kraken_paper::messages::{MarketData, SignalBatch};
+use kraken_paper::engine::{self, EngineSetup, SignalActorInputs};
+use kraken_paper::messages::{EmergencyStop, MarketData, SignalBatch};
 use kraken_paper::run_dir::RunDir;
 
 /// Way 1: time-series momentum. Every minute of event time, compare the mid with the mid
@@ -74,6 +76,8 @@ impl SignalModel for Momentum {
 struct TradeFlowActor {
     aggregator: Recipient<SignalBatch>,
     flow: BTreeMap<Arc<str>, Vec<f64>>,
+    /// Trading is halted: say nothing (the aggregator would drop it anyway).
+    halted: bool,
 }
 
 impl Actor for TradeFlowActor {
@@ -110,9 +114,17 @@ impl Handler<MarketData> for TradeFlowActor {
             }
         }
         // Send before returning: the aggregator decides on this batch right after us.
-        if !signals.is_empty() {
+        if !signals.is_empty() && !self.halted {
             self.aggregator.do_send(SignalBatch { signals });
         }
+    }
+}
+
+impl Handler<EmergencyStop> for TradeFlowActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: EmergencyStop, _ctx: &mut Self::Context) {
+        self.halted = true;
     }
 }
 
@@ -130,7 +142,13 @@ fn main() -> Result<(), String> {
     let mut setup = EngineSetup::new(config, run_dir);
     setup.extra_models.push(Box::new(Momentum { history: BTreeMap::new() }));
     setup.extra_actors.push(Box::new(|aggregator| {
-        TradeFlowActor { aggregator, flow: BTreeMap::new() }.start().recipient()
+        let actor = TradeFlowActor { aggregator, flow: BTreeMap::new(), halted: false }.start();
+        // It takes market data; emergency stops too, since it handles them.
+        SignalActorInputs {
+            market_data: actor.clone().recipient(),
+            emergency_stop: Some(actor.recipient()),
+            halt_lifted: None,
+        }
     }));
 
     let outcome = actix::System::new().block_on(engine::run(setup)).map_err(|e| e.to_string())?;

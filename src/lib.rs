@@ -13,6 +13,8 @@
 //! - [`run_dir`] — the run folder: start files, replay input, resume planning.
 //! - [`report`] — report.json / report.html, statistics, exports.
 //! - [`http`] — dashboard, metrics and control API.
+//! - [`supervision`] — the policy per actor on failure (restart or stop the run), panic
+//!   handling, the test hook.
 //! - [`telemetry`] — logging and the progress bar.
 //! - [`cli`] — the command line.
 //!
@@ -29,4 +31,5 @@ pub mod pipeline;
 pub mod report;
 pub mod run_dir;
 pub mod sources;
+pub mod supervision;
 pub mod telemetry;

@@ -1,4 +1,8 @@
 //! kraken-paper command line: CLI → config → telemetry → engine (anyhow only here).
+//!
+//! Exit codes (README "Exit codes"): 0 ok, 1 error at start (or any other error), 2 usage
+//! (clap), 3 an actor holding trading state failed, 4 the journal could not write, 130 a
+//! second SIGINT/SIGTERM.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,16 +19,17 @@ use kraken_paper::telemetry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |r: Result<()>| r.map(|()| 0u8);
     let result = match cli.command {
         Command::Run(args) => cmd_run(args),
-        Command::ValidateConfig(args) => cmd_validate(&args.path),
-        Command::Record(args) => cmd_record(args),
-        Command::Report(args) => cmd_report(&args.run_dir),
-        Command::Export(args) => cmd_export(&args.run_dir, args.format),
+        Command::ValidateConfig(args) => done(cmd_validate(&args.path)),
+        Command::Record(args) => done(cmd_record(args)),
+        Command::Report(args) => done(cmd_report(&args.run_dir)),
+        Command::Export(args) => done(cmd_export(&args.run_dir, args.format)),
         Command::Replay(args) => cmd_replay(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -95,7 +100,8 @@ fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn cmd_run(args: RunArgs) -> Result<()> {
+/// `run`: a session; answers the exit code of how it ended (`RunStatus::exit_code`).
+fn cmd_run(args: RunArgs) -> Result<u8> {
     if let Some(dir) = &args.resume {
         return cmd_resume(dir, &args);
     }
@@ -124,11 +130,11 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     setup.http = cfg.http.enabled.then_some(cfg.http.bind);
     let outcome = actix::System::new().block_on(engine::run(setup))?;
     print_summary(&outcome.report, &outcome.run_dir, &outcome.reason);
-    Ok(())
+    Ok(outcome.status.exit_code())
 }
 
 /// `replay FILE`: a recording through the same feed code and the whole engine.
-fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
+fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<u8> {
     let (mut cfg, source) =
         config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
     let explicit_duration = args.engine.duration.is_some();
@@ -170,11 +176,11 @@ fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
     setup.replay = Some(source.replay_input());
     let outcome = actix::System::new().block_on(engine::run(setup))?;
     print_summary(&outcome.report, &outcome.run_dir, &outcome.reason);
-    Ok(())
+    Ok(outcome.status.exit_code())
 }
 
 /// `run --resume RUN_DIR`: continue a run from its journal (see `run_dir::Resume`).
-fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
+fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<u8> {
     let run_dir = RunDir::open(dir).map_err(|e| anyhow!("{e}"))?;
     let source = ConfigSource::File(run_dir.file(files::CONFIG));
     let mut cfg = Config::load(&source).map_err(|e| anyhow!("{e}"))?;
@@ -205,7 +211,7 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
         &outcome.run_dir,
         &format!("resumed after seq {last_seq}; {}", outcome.reason),
     );
-    Ok(())
+    Ok(outcome.status.exit_code())
 }
 
 /// The readable end-of-run summary (`report::summary`).

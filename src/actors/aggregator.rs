@@ -4,6 +4,8 @@
 //!   [`TradesClosed`] (feedback: source weights), [`EmergencyStop`] / [`HaltLifted`].
 //! - Out: [`TradeIntents`] to RiskManager; journal records `signal_decision` (with the
 //!   contributing signals, so every trade can be explained) and `signal_weights`.
+//! - Fails: a panic ends the run (`supervision::Policy::StopRun`: it holds the pending
+//!   signals and the source weights; the run resumes from the journal).
 //! - Signals are applied in event order: a signal computed at event `k` is only seen by
 //!   decisions at events ≥ `k`, whatever the batching.
 
@@ -16,6 +18,7 @@ use crate::core::journal::Entry;
 use crate::messages::{
     EmergencyStop, HaltLifted, MarketData, NextDecision, SignalBatch, TradeIntents, TradesClosed,
 };
+use crate::supervision::{ActorName, Watch};
 
 /// Where the aggregator sends what it produces.
 pub struct AggregatorOutputs {
@@ -36,12 +39,27 @@ pub struct SignalAggregator {
     out: AggregatorOutputs,
     pending: Vec<Signal>,
     decisions: Vec<Decision>,
+    /// Reports a panic to the engine (and the test hook).
+    supervision: Watch,
 }
 
 impl SignalAggregator {
     /// An aggregator actor over `core`.
     pub fn new(core: Aggregator, out: AggregatorOutputs) -> Self {
-        SignalAggregator { core, out, pending: Vec::new(), decisions: Vec::new() }
+        SignalAggregator {
+            core,
+            out,
+            pending: Vec::new(),
+            decisions: Vec::new(),
+            supervision: Watch::inert(ActorName::Aggregator),
+        }
+    }
+
+    /// Reports its failure and takes the test hook through `watch` (the engine's
+    /// supervision: `supervision::Policy::StopRun`).
+    pub fn supervised(mut self, watch: Watch) -> Self {
+        self.supervision = watch;
+        self
     }
 
     fn take_signal(&mut self, s: Signal) {
@@ -75,6 +93,7 @@ impl Handler<MarketData> for SignalAggregator {
     type Result = ();
 
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
+        self.supervision.tick();
         // Stable sort: signals of one event keep the order of the signal actors.
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_by_key(|s| s.event_seq);

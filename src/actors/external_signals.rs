@@ -1,7 +1,12 @@
 //! ExternalSignals actor and its WebSocket endpoint: signals pushed by outside processes.
 //!
 //! - In: [`MarketData`] (only to learn the latest event time and sequence number),
-//!   [`PushSignal`] (one text message from a WebSocket client).
+//!   [`PushSignal`] (one text message from a WebSocket client), [`EmergencyStop`] /
+//!   [`HaltLifted`] (while trading is halted every push is answered
+//!   `{"ok":false,"error":"halted"}` and nothing is forwarded).
+//! - Fails: a panic in a handler is caught; the actor stops itself and its
+//!   `actix::Supervisor` restarts it after a backoff (`supervision::Policy::Restart`); the
+//!   push that hit it is answered with an error, connections stay open.
 //! - Out: [`SignalBatch`] to the aggregator; journal record `external_signal` for every
 //!   accepted signal (so a trade it caused can be traced back to what was sent).
 //!
@@ -35,7 +40,8 @@ use crate::actors::journal::{Append, JournalSink};
 use crate::core::journal::Entry;
 use crate::core::signals::external::{ExternalSignalError, parse_signal};
 use crate::core::time::EventTime;
-use crate::messages::{MarketData, SignalBatch};
+use crate::messages::{EmergencyStop, HaltLifted, MarketData, SignalBatch};
+use crate::supervision::{self, ActorName, Restarts, Watch};
 
 pub mod server;
 
@@ -66,20 +72,40 @@ pub struct ExternalSignals {
     last: Option<(EventTime, u64)>,
     accepted: u64,
     refused: u64,
+    /// Trading is halted (an emergency stop not yet lifted): pushes are refused.
+    halted: bool,
+    watch: Watch,
+    restarts: Restarts,
 }
 
 impl ExternalSignals {
     /// An actor accepting signals on `pairs` (the traded pairs).
     pub fn new(pairs: Vec<String>, out: ExternalOutputs) -> Self {
-        ExternalSignals { pairs, out, last: None, accepted: 0, refused: 0 }
+        ExternalSignals {
+            pairs,
+            out,
+            last: None,
+            accepted: 0,
+            refused: 0,
+            halted: false,
+            watch: Watch::inert(ActorName::ExternalSignals),
+            restarts: Restarts::new(ActorName::ExternalSignals),
+        }
+    }
+
+    /// Reports failures and takes the test hook through `watch` (the engine's supervision).
+    pub fn supervised(mut self, watch: Watch) -> Self {
+        self.watch = watch;
+        self
     }
 }
 
 impl Actor for ExternalSignals {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         tracing::info!(event = "actor_started", actor = "external_signals", "external signal actor started");
+        self.restarts.hold(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -93,26 +119,67 @@ impl Actor for ExternalSignals {
     }
 }
 
+impl Supervised for ExternalSignals {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.restarts.restarting("-");
+    }
+}
+
 impl Handler<MarketData> for ExternalSignals {
     type Result = ();
 
-    fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
-        let Some(last_seq) = msg.last_seq() else { return };
-        // Event time is the max seen, so a late-stamped event cannot move the clock back.
-        let prev = self.last.map_or(EventTime::ZERO, |(t, _)| t);
-        let t = msg.events().iter().map(|e| e.time()).fold(prev, EventTime::max);
-        self.last = Some((t, last_seq));
+    fn handle(&mut self, msg: MarketData, ctx: &mut Self::Context) {
+        let seen = supervision::catch(|| {
+            self.watch.tick();
+            let last_seq = msg.last_seq()?;
+            // Event time is the max seen, so a late-stamped event cannot move the clock back.
+            let prev = self.last.map_or(EventTime::ZERO, |(t, _)| t);
+            let t = msg.events().iter().map(|e| e.time()).fold(prev, EventTime::max);
+            Some((t, last_seq))
+        });
+        match seen {
+            Ok(Some(last)) => self.last = Some(last),
+            Ok(None) => {}
+            Err(reason) => {
+                self.restarts.failed(reason, "-");
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<EmergencyStop> for ExternalSignals {
+    type Result = ();
+
+    fn handle(&mut self, msg: EmergencyStop, _ctx: &mut Self::Context) {
+        tracing::info!(actor = "external_signals", reason = %msg.reason, "emergency stop: pushed signals are refused until the halt is lifted");
+        self.halted = true;
+    }
+}
+
+impl Handler<HaltLifted> for ExternalSignals {
+    type Result = ();
+
+    fn handle(&mut self, _msg: HaltLifted, _ctx: &mut Self::Context) {
+        self.halted = false;
     }
 }
 
 impl Handler<PushSignal> for ExternalSignals {
     type Result = Result<(), ExternalSignalError>;
 
-    fn handle(&mut self, msg: PushSignal, _ctx: &mut Self::Context) -> Self::Result {
-        let result = match self.last {
-            None => Err(ExternalSignalError::NoMarketEvent),
-            Some(at) => parse_signal(&msg.text, &self.pairs, at),
+    fn handle(&mut self, msg: PushSignal, ctx: &mut Self::Context) -> Self::Result {
+        let parsed = match (self.halted, self.last) {
+            (true, _) => Err(ExternalSignalError::Halted),
+            (false, None) => Err(ExternalSignalError::NoMarketEvent),
+            (false, Some(at)) => supervision::catch(|| parse_signal(&msg.text, &self.pairs, at))
+                .unwrap_or_else(|reason| {
+                    self.restarts.failed(reason, "-");
+                    ctx.stop();
+                    Err(ExternalSignalError::Restarting)
+                }),
         };
+        let result = parsed;
         match result {
             Ok(s) => {
                 self.accepted += 1;

@@ -7,7 +7,13 @@
 //!   deterministic (every stage awaits the previous one).
 //! - Failure: an I/O error is fatal for the run (a journal that silently loses records is
 //!   worse than a stopped engine): it is logged once and returned to the caller of `Flush`,
-//!   which halts the engine.
+//!   which halts the engine; no later `Flush` or `Close` succeeds (nothing more is
+//!   acknowledged). A panic in a handler is caught and counts as a write failure
+//!   (`supervision::Policy::StopUnjournaled`: exit code 4, resumable).
+//! - When another actor fails, [`Rollback`] drops the records of the pass in flight (those
+//!   appended since the last successful `Flush`), so the run's end is written at a pass
+//!   boundary that `run --resume` can find again; a resume re-checking the journal passes
+//!   over that end with [`SkipVerified`].
 //!
 //! Runs on its own arbiter thread so an fsync never blocks the market data path's thread.
 
@@ -19,6 +25,7 @@ use actix::prelude::*;
 
 use crate::config::Durability;
 use crate::core::journal::{self, Entry};
+use crate::supervision::{self, ActorName, Watch};
 
 pub use crate::core::journal::JournalError;
 pub use crate::messages::{Append, Flush, JournalPosition};
@@ -34,6 +41,22 @@ pub struct Close;
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct IsVerifying;
+
+/// Drops the records appended since the last successful [`Flush`] (cut from the file if
+/// already written): the pass an actor failed in. Answered with the position after. A resume
+/// still re-checking the journal has written nothing: unchanged.
+#[derive(Message)]
+#[rtype(result = "Result<JournalPosition, JournalError>")]
+pub struct Rollback;
+
+/// Resume: the next `records` lines of the journal are the end of a session that stopped
+/// because an actor failed; they are passed over (not regenerated), seq numbers run on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SkipVerified {
+    /// How many records.
+    pub records: u64,
+}
 
 /// Lines for the run's recording of its live feed (`feed.jsonl`, the `record` format),
 /// already encoded. The journal writes them before any journal record sent after them and
@@ -59,6 +82,12 @@ pub struct Journal {
     error: Option<JournalError>,
     verify: Option<VerifyPrefix>,
     recording: Option<FeedRecording>,
+    /// Bytes in the file (what was there at open plus what this process wrote).
+    file_len: u64,
+    /// Position and file length at the last successful Flush (where [`Rollback`] goes back to).
+    committed: (JournalPosition, u64),
+    /// Reports a panic that escaped the handlers' catch (and the test hook: n-th Flush).
+    supervision: Watch,
 }
 
 impl Actor for Journal {
@@ -93,6 +122,14 @@ impl Handler<Append> for Journal {
     type Result = ();
 
     fn handle(&mut self, msg: Append, _ctx: &mut Self::Context) {
+        if let Err(reason) = supervision::catch(|| self.append(msg)) {
+            self.panicked(reason);
+        }
+    }
+}
+
+impl Journal {
+    fn append(&mut self, msg: Append) {
         if self.file.is_none() {
             tracing::error!(actor = "journal", dropped = msg.entries.len(), "append after close refused");
             return;
@@ -156,8 +193,75 @@ impl Handler<Flush> for Journal {
     type Result = Result<JournalPosition, JournalError>;
 
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
-        let sync = self.dirty && self.sync_due();
-        self.write_out(sync)
+        let flushed = supervision::catch(|| {
+            self.supervision.tick();
+            let sync = self.dirty && self.sync_due();
+            self.write_out(sync)
+        });
+        let pos = flushed.unwrap_or_else(|reason| Err(self.panicked(reason)))?;
+        self.committed = (pos, self.file_len);
+        Ok(pos)
+    }
+}
+
+impl Handler<Rollback> for Journal {
+    type Result = Result<JournalPosition, JournalError>;
+
+    fn handle(&mut self, _msg: Rollback, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if self.verify.is_some() {
+            return Ok(self.pos);
+        }
+        let (pos, len) = self.committed;
+        self.buf.clear();
+        if self.file_len > len
+            && let Some(file) = self.file.as_mut()
+        {
+            if let Err(e) = file.set_len(len) {
+                let e = JournalError::Write { path: self.path.clone(), error: e.to_string() };
+                self.error = Some(e.clone());
+                return Err(e);
+            }
+            self.file_len = len;
+        }
+        tracing::info!(
+            actor = "journal",
+            dropped = self.pos.last_seq - pos.last_seq,
+            last_seq = pos.last_seq,
+            "records of the pass in flight dropped"
+        );
+        self.pos = pos;
+        Ok(pos)
+    }
+}
+
+impl Handler<SkipVerified> for Journal {
+    type Result = ();
+
+    fn handle(&mut self, msg: SkipVerified, _ctx: &mut Self::Context) {
+        use std::io::BufRead;
+        for _ in 0..msg.records {
+            let Some(v) = self.verify.as_mut() else { return };
+            v.line.clear();
+            if let Err(e) = v.reader.read_until(b'\n', &mut v.line) {
+                self.error = Some(JournalError::VerifyRead { path: self.path.clone(), error: e.to_string() });
+                return;
+            }
+            self.pos.last_seq += 1;
+            if self.pos.last_seq == v.until_seq {
+                if let Some(tx) = self.verify.take().and_then(|mut v| v.caught_up.take()) {
+                    tracing::info!(
+                        actor = "journal",
+                        seq = self.pos.last_seq,
+                        "resume caught up with the journal; continuing"
+                    );
+                    let _ = tx.send(self.pos.last_seq);
+                }
+                return;
+            }
+        }
     }
 }
 
@@ -174,7 +278,8 @@ impl Handler<Close> for Journal {
 
     fn handle(&mut self, _msg: Close, ctx: &mut Self::Context) -> Self::Result {
         self.dirty = true;
-        let r = self.write_out(true);
+        let r =
+            supervision::catch(|| self.write_out(true)).unwrap_or_else(|reason| Err(self.panicked(reason)));
         self.file = None;
         ctx.stop();
         r
@@ -232,6 +337,11 @@ impl Journal {
             .append(true)
             .open(path)
             .map_err(|e| JournalError::Open { path: path.to_path_buf(), error: e.to_string() })?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| JournalError::Open { path: path.to_path_buf(), error: e.to_string() })?
+            .len();
+        let pos = JournalPosition { written: 0, ..last };
         Ok(Journal {
             path: path.to_path_buf(),
             file: Some(file),
@@ -239,12 +349,30 @@ impl Journal {
             interval_ms,
             buf: Vec::with_capacity(64 * 1024),
             dirty: false,
-            pos: JournalPosition { written: 0, ..last },
+            pos,
             last_sync: None,
             error: None,
             verify: None,
             recording: None,
+            file_len,
+            committed: (pos, file_len),
+            supervision: Watch::inert(ActorName::Journal),
         })
+    }
+
+    /// Reports a panic that escapes the handlers and takes the test hook (its n-th Flush
+    /// panics) through `watch` (the engine's supervision).
+    pub fn supervised(mut self, watch: Watch) -> Self {
+        self.supervision = watch;
+        self
+    }
+
+    /// A handler panicked: from now on the journal is failed like after a write error.
+    fn panicked(&mut self, panicked: supervision::Panicked) -> JournalError {
+        let e = JournalError::Panicked { path: self.path.clone(), error: panicked.reason };
+        tracing::error!(actor = "journal", error = %e, "journal failed");
+        self.error = Some(e.clone());
+        e
     }
 
     /// Also keeps the live feed's recording at `path` (appended to; see [`RecordFrames`]).
@@ -333,6 +461,7 @@ impl Journal {
                 self.error = Some(msg.clone());
                 return Err(msg);
             }
+            self.file_len += self.buf.len() as u64;
             self.buf.clear();
         }
         if sync && self.dirty {

@@ -10,7 +10,9 @@
 //!   to RiskManager after every pass, and within one after each frame whose view would change
 //!   RiskManager's state; [`TradesClosed`] to the aggregator and RiskManager.
 //! - Fails: never on data; an accounting identity violation is logged as an error and
-//!   journaled (`identity_violation`), because it means a bug, not bad input.
+//!   journaled (`identity_violation`), because it means a bug, not bad input. A panic ends
+//!   the run (`supervision::Policy::StopRun`: it holds the account; the run resumes from the
+//!   journal).
 
 use std::sync::Arc;
 
@@ -28,6 +30,7 @@ use crate::core::resume::{GapVerdict, GapWatch};
 use crate::core::risk::RiskWatch;
 use crate::core::symbol_map::SymbolMap;
 use crate::core::time::{EventTime, Span};
+use crate::supervision::{ActorName, Watch};
 
 use crate::messages::{
     AmendOrder, Barrier, BookPass, EmergencyStop, PlaceOrders, PortfolioUpdate, Shutdown, TradesClosed,
@@ -87,6 +90,8 @@ pub struct PositionBook {
     watch: RiskWatch,
     /// Execution events published so far.
     exec_published: u64,
+    /// Reports a panic to the engine (and the test hook).
+    supervision: Watch,
 }
 
 impl Actor for PositionBook {
@@ -107,6 +112,7 @@ impl Handler<BookPass> for PositionBook {
     /// Applies the pass's frames; answers the index one past the last event applied (the
     /// pass ends early after a frame whose consequences the other stages must see first).
     fn handle(&mut self, msg: BookPass, _ctx: &mut Self::Context) -> usize {
+        self.supervision.tick();
         let BookPass { data, watch } = msg;
         self.watch = watch;
         let range = data.range.clone();
@@ -356,7 +362,15 @@ impl PositionBook {
             next_view_at: None,
             watch: RiskWatch::default(),
             exec_published: 0,
+            supervision: Watch::inert(ActorName::PositionBook),
         }
+    }
+
+    /// Reports its failure and takes the test hook through `watch` (the engine's
+    /// supervision: `supervision::Policy::StopRun`).
+    pub fn supervised(mut self, watch: Watch) -> Self {
+        self.supervision = watch;
+        self
     }
 
     /// Journals the collected execution events and tells the listeners about closed trades.

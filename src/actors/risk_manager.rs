@@ -11,6 +11,8 @@
 //!   `emergency_stop`, `halt_lifted`, `risk_metrics`); [`EmergencyStop`] / [`HaltLifted`]
 //!   broadcast to every actor. The broadcast is awaited (the handler is atomic), so every
 //!   actor has handled the stop before the feed's next market batch reaches anyone.
+//! - Fails: a panic ends the run (`supervision::Policy::StopRun`: it holds the halt, the peak
+//!   and the limits' state; the run resumes from the journal).
 
 use actix::prelude::*;
 
@@ -23,6 +25,7 @@ use crate::messages::{
     EmergencyStop, HaltLifted, MarketData, OperatorCommand, OperatorError, OperatorOutcome, PlaceOrders,
     PortfolioUpdate, Shutdown, SignalTurned, TradeIntents, TradesClosed, WatchRequest,
 };
+use crate::supervision::{ActorName, Watch};
 
 /// Asks for the risk figures (dashboard, report).
 #[derive(Message)]
@@ -48,12 +51,28 @@ pub struct RiskManager {
     last_time: EventTime,
     last_view: Option<std::sync::Arc<PortfolioView>>,
     api_intents: u64,
+    /// Reports a panic to the engine (and the test hook).
+    supervision: Watch,
 }
 
 impl RiskManager {
     /// A RiskManager over `core`.
     pub fn new(core: RiskCore, out: RiskOutputs) -> Self {
-        RiskManager { core, out, last_time: EventTime::ZERO, last_view: None, api_intents: 0 }
+        RiskManager {
+            core,
+            out,
+            last_time: EventTime::ZERO,
+            last_view: None,
+            api_intents: 0,
+            supervision: Watch::inert(ActorName::RiskManager),
+        }
+    }
+
+    /// Reports its failure and takes the test hook through `watch` (the engine's
+    /// supervision: `supervision::Policy::StopRun`).
+    pub fn supervised(mut self, watch: Watch) -> Self {
+        self.supervision = watch;
+        self
     }
 
     /// Journals and logs a stop, and returns the future that delivers it to every actor.
@@ -183,6 +202,7 @@ impl Handler<MarketData> for RiskManager {
     type Result = ();
 
     fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
+        self.supervision.tick();
         // The latest of each frame's last event: what a frame-by-frame run would keep.
         for ev in msg.frame_last_events() {
             self.last_time = self.last_time.max(ev.time());

@@ -2,6 +2,9 @@
 //!
 //! - In: [`MarketData`] (a `History` event warms the model up instead:
 //!   [`SignalModel::warm_up`]); [`EmergencyStop`] (logged; the aggregator stops acting on signals).
+//! - Fails: a panic in the model is caught; the host stops itself and its `actix::Supervisor`
+//!   restarts it after a backoff (`supervision::Policy::Restart`); the model keeps its state
+//!   and misses the batch it panicked on.
 //! - Out: [`SignalBatch`] to the aggregator, sent before the handler returns, so the
 //!   aggregator sees them before it decides on the same batch.
 //!
@@ -16,19 +19,34 @@ use crate::core::market::{MarketEvent, PriceHistory};
 use crate::core::signals::SignalModel;
 use crate::core::signals::common::ohlc_interval_for;
 use crate::messages::{EmergencyStop, MarketData, SignalBatch};
+use crate::supervision::{self, ActorName, Restarts, Watch};
 
 /// The SignalHost actor.
 pub struct SignalHost {
     model: Box<dyn SignalModel>,
     aggregator: Recipient<SignalBatch>,
     name: String,
+    watch: Watch,
+    restarts: Restarts,
 }
 
 impl SignalHost {
     /// Hosts `model`, sending its signals to `aggregator`.
     pub fn new(model: Box<dyn SignalModel>, aggregator: Recipient<SignalBatch>) -> Self {
         let name = model.name().to_string();
-        SignalHost { model, aggregator, name }
+        SignalHost {
+            model,
+            aggregator,
+            name,
+            watch: Watch::inert(ActorName::SignalHost),
+            restarts: Restarts::new(ActorName::SignalHost),
+        }
+    }
+
+    /// Reports failures and takes the test hook through `watch` (the engine's supervision).
+    pub fn supervised(mut self, watch: Watch) -> Self {
+        self.watch = watch;
+        self
     }
 }
 
@@ -42,7 +60,7 @@ impl SignalHost {
         }
         self.model.warm_up(symbol, history);
         tracing::info!(
-            actor = "signal",
+            actor = "signal_host",
             source = %self.name,
             pair = %symbol,
             interval_minutes = history.interval_minutes,
@@ -55,25 +73,37 @@ impl SignalHost {
 impl Actor for SignalHost {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
-        tracing::info!(event = "actor_started", actor = "signal", source = %self.name, "signal actor started");
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(event = "actor_started", actor = "signal_host", source = %self.name, "signal actor started");
+        self.restarts.hold(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        tracing::info!(event = "actor_stopped", actor = "signal", source = %self.name, "signal actor stopped");
+        tracing::info!(event = "actor_stopped", actor = "signal_host", source = %self.name, "signal actor stopped");
     }
 }
 
 impl Supervised for SignalHost {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        tracing::warn!(event = "actor_restarted", actor = "signal", source = %self.name, "signal actor restarted");
+        self.restarts.restarting(&self.name);
     }
 }
 
 impl Handler<MarketData> for SignalHost {
     type Result = ();
 
-    fn handle(&mut self, msg: MarketData, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: MarketData, ctx: &mut Self::Context) {
+        if let Err(reason) = supervision::catch(|| self.on_data(&msg)) {
+            self.restarts.failed(reason, &self.name);
+            ctx.stop();
+        }
+    }
+}
+
+impl SignalHost {
+    /// The model's signals on `msg`, sent to the aggregator.
+    fn on_data(&mut self, msg: &MarketData) {
+        self.watch.tick();
         let mut signals = Vec::new();
         for (seq, ev) in msg.iter_seq() {
             if let MarketEvent::History { symbol, history, .. } = ev {
@@ -94,6 +124,6 @@ impl Handler<EmergencyStop> for SignalHost {
     type Result = ();
 
     fn handle(&mut self, _msg: EmergencyStop, _ctx: &mut Self::Context) {
-        tracing::info!(actor = "signal", source = %self.name, "emergency stop received");
+        tracing::info!(actor = "signal_host", source = %self.name, "emergency stop received");
     }
 }

@@ -190,9 +190,40 @@ pub enum JournalError {
         /// The I/O error's text.
         error: String,
     },
+    /// The journal actor panicked while appending or writing: treated as a write failure.
+    #[error("journal {}: failed: {error}", path.display())]
+    Panicked {
+        /// The journal file.
+        path: PathBuf,
+        /// The panic's text.
+        error: String,
+    },
     /// The journal was closed; nothing more is written.
     #[error("journal is closed")]
     Closed,
+}
+
+impl JournalError {
+    /// For a failure to write the run's files (journal or feed recording): the file and the
+    /// error's text (the fields of the `journal_write_failed` event).
+    pub fn write_failure(&self) -> Option<(&std::path::Path, &str)> {
+        match self {
+            JournalError::Write { path, error }
+            | JournalError::Sync { path, error }
+            | JournalError::RecordingWrite { path, error }
+            | JournalError::RecordingSync { path, error }
+            | JournalError::Panicked { path, error } => Some((path.as_path(), error.as_str())),
+            JournalError::Corrupt { .. }
+            | JournalError::Sequence { .. }
+            | JournalError::Body { .. }
+            | JournalError::Open { .. }
+            | JournalError::OpenRecording { .. }
+            | JournalError::OpenVerify { .. }
+            | JournalError::Diverged { .. }
+            | JournalError::VerifyRead { .. }
+            | JournalError::Closed => None,
+        }
+    }
 }
 
 impl crate::core::error::Classified for JournalError {
@@ -212,6 +243,7 @@ impl crate::core::error::Classified for JournalError {
             | JournalError::RecordingSync { .. }
             | JournalError::Diverged { .. }
             | JournalError::VerifyRead { .. }
+            | JournalError::Panicked { .. }
             | JournalError::Closed => crate::core::error::Disposition::Halt,
         }
     }

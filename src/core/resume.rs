@@ -10,6 +10,12 @@
 //! — so it is checked like any other record, the state it left (a flattening on exit
 //! included) is the state the continued run starts from, and `seq` runs on past it.
 //!
+//! A session ended by an actor's failure (`supervision::Policy::StopRun`) dropped the
+//! records of the pass in flight and wrote `actor_failed` (with the feed's `frames`) and
+//! `run_ended` (reason `actor_failed`) at the last pass boundary, without asking the actors
+//! for anything; the re-execution passes over those records at that frame
+//! ([`SessionEnd::ActorFailed`]) and goes on.
+//!
 //! A live run resumed after a downtime also reviews the gap ([`GapWatch`]): orders triggered
 //! by the trades fetched for it, and the open orders of pairs whose trades could not be
 //! fetched, have a fate that cannot be known ([`GapVerdict`], journaled as
@@ -43,11 +49,44 @@ pub struct ResumePlan {
     pub source: RunSource,
     /// Last complete record.
     pub last_seq: u64,
-    /// For each session stopped by a signal, in order: the number of frames the feed had
-    /// decoded when it stopped (the re-execution stops there again, writes the same block,
-    /// then goes on).
-    pub signal_stops: Vec<u64>,
+    /// For each earlier session that stopped (by a signal or an actor's failure), in order:
+    /// where and how.
+    pub stops: Vec<SessionStop>,
 }
+
+/// Where an earlier session stopped: the re-execution stops there again and re-creates or
+/// passes over its end, then goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionStop {
+    /// The number of frames the feed had passed when the session stopped.
+    pub frames: u64,
+    /// How it ended.
+    pub end: SessionEnd,
+}
+
+/// How an earlier session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// SIGINT/SIGTERM: its end-of-run block is written again (and checked).
+    Signal,
+    /// An actor failed: its `records` end records are passed over.
+    ActorFailed {
+        /// From `actor_failed` to `run_ended`, both included.
+        records: u64,
+    },
+}
+
+impl SessionStop {
+    /// A signal stop after `frames`.
+    pub fn signal(frames: u64) -> SessionStop {
+        SessionStop { frames, end: SessionEnd::Signal }
+    }
+}
+
+/// `run_ended.reason` of a session stopped by SIGINT/SIGTERM.
+pub const END_SIGNAL: &str = "signal";
+/// `run_ended.reason` of a session ended by an actor's failure.
+pub const END_ACTOR_FAILED: &str = "actor_failed";
 
 /// Why a journal cannot be continued.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -81,7 +120,7 @@ pub fn plan(records: &[StoredRecord]) -> Result<ResumePlan, ResumeRefusal> {
     let last = records.last().ok_or(ResumeRefusal::Empty)?;
     let reason_of =
         |r: &StoredRecord| r.body.get("reason").and_then(|v| v.as_str()).unwrap_or("").to_string();
-    if last.kind == "run_ended" && reason_of(last) != "signal" {
+    if last.kind == "run_ended" && ![END_SIGNAL, END_ACTOR_FAILED].contains(&reason_of(last).as_str()) {
         return Err(ResumeRefusal::Finished { reason: reason_of(last) });
     }
     let source = match records.iter().find(|r| r.kind == "run_started") {
@@ -93,21 +132,33 @@ pub fn plan(records: &[StoredRecord]) -> Result<ResumePlan, ResumeRefusal> {
             other => return Err(ResumeRefusal::UnknownSource(other.to_string())),
         },
     };
-    let mut signal_stops = Vec::new();
+    let mut stops = Vec::new();
     let mut frames: Option<u64> = None;
+    let mut failed: Option<(u64, u64)> = None;
     for r in records {
         match r.kind.as_str() {
             "feed_stats" => frames = r.body.get("frames").and_then(|v| v.as_u64()),
+            "actor_failed" => {
+                let f = r.body.get("frames").and_then(|v| v.as_u64());
+                failed = Some((r.seq, f.ok_or(ResumeRefusal::StopWithoutFeedStats { seq: r.seq })?));
+            }
+            "run_ended" if reason_of(r) == END_ACTOR_FAILED => {
+                let (first, f) = failed.take().ok_or(ResumeRefusal::StopWithoutFeedStats { seq: r.seq })?;
+                stops.push(SessionStop {
+                    frames: f,
+                    end: SessionEnd::ActorFailed { records: r.seq - first + 1 },
+                });
+            }
             "run_ended" => {
-                // Only a signal stop can be followed by more records (a resume refuses the
+                // Only a resumable stop can be followed by more records (a resume refuses the
                 // others), so every run_ended met here is a signal stop or the last record.
                 let f = frames.take().ok_or(ResumeRefusal::StopWithoutFeedStats { seq: r.seq })?;
-                signal_stops.push(f);
+                stops.push(SessionStop::signal(f));
             }
             _ => {}
         }
     }
-    Ok(ResumePlan { source, last_seq: last.seq, signal_stops })
+    Ok(ResumePlan { source, last_seq: last.seq, stops })
 }
 
 /// What the gap review needs to know about orders, kept from the published execution events.
@@ -239,7 +290,7 @@ mod tests {
     #[test]
     fn killed_run_resumes_with_no_stop_to_replay() {
         let p = plan(&[started("sim"), rec(2, "fill", json!({}))]).unwrap();
-        assert_eq!(p, ResumePlan { source: RunSource::Sim, last_seq: 2, signal_stops: vec![] });
+        assert_eq!(p, ResumePlan { source: RunSource::Sim, last_seq: 2, stops: vec![] });
     }
 
     #[test]
@@ -270,7 +321,27 @@ mod tests {
             rec(6, "run_ended", json!({"reason": "signal"})),
         ])
         .unwrap();
-        assert_eq!(p, ResumePlan { source: RunSource::Live, last_seq: 6, signal_stops: vec![120, 480] });
+        assert_eq!(
+            p,
+            ResumePlan {
+                source: RunSource::Live,
+                last_seq: 6,
+                stops: vec![SessionStop::signal(120), SessionStop::signal(480)]
+            }
+        );
+    }
+
+    #[test]
+    fn a_session_ended_by_an_actor_failure_is_resumed_past_its_end_records() {
+        let p = plan(&[
+            started("sim"),
+            rec(2, "fill", json!({})),
+            rec(3, "actor_failed", json!({"actor": "position_book", "reason": "x", "frames": 77})),
+            rec(4, "run_ended", json!({"reason": "actor_failed"})),
+        ])
+        .unwrap();
+        let failed = SessionStop { frames: 77, end: SessionEnd::ActorFailed { records: 2 } };
+        assert_eq!(p, ResumePlan { source: RunSource::Sim, last_seq: 4, stops: vec![failed] });
     }
 
     #[test]

@@ -27,9 +27,10 @@ use crate::core::rate_limit::RateLimitModel;
 use crate::core::risk::RiskCore;
 use crate::core::signals::SignalModel;
 use crate::core::time::EventTime;
-use crate::messages::{EmergencyStop, MarketData, PlaceOrders};
+use crate::messages::{EmergencyStop, HaltLifted, MarketData, PlaceOrders};
 use crate::pipeline::{Pipeline, Stages};
 use crate::run_dir::{RunDir, files};
+use crate::supervision::{ActorName, Supervision, TestPanic};
 
 impl Engine {
     /// Wires a session: journal, market, signal actors, feed, PositionBook, RiskManager,
@@ -46,6 +47,10 @@ impl Engine {
             instruments,
             ..
         } = setup;
+        // Every actor reports a failure its policy does not absorb here (and takes the test
+        // hook, read only when set).
+        let (supervision, failures) =
+            Supervision::new(TestPanic::from_env().map_err(EngineError::TestPanic)?);
         // Bound first, so a taken port fails the run before anything is journaled.
         let external_listener = match config.external_signals.enabled {
             true => Some(
@@ -55,19 +60,24 @@ impl Engine {
         };
         let market = MarketSource::select(&config, replay)?;
         let (journal, journal_arbiter, caught_up) =
-            open_journal(&config, &run_dir, &market, resume.as_ref())?;
+            open_journal(&config, &run_dir, &market, resume.as_ref(), &supervision)?;
         let sink = JournalSink::new(journal.clone().recipient());
         sink.do_send(Append { entries: vec![run_started(&config, market.name())] });
 
         // Actors that refer to each other get their addresses before they start.
         let trading = TradingActors::new();
         let (pb, risk, agg) = (trading.pb.address(), trading.risk.address(), trading.agg.address());
+        // Every actor that can act on an emergency stop hears it: PositionBook (flattens), the
+        // aggregator (stops deciding), the signal actors (built-in, external, yours), the feed.
         let mut stop_receivers: Vec<Recipient<EmergencyStop>> =
             vec![pb.clone().recipient(), agg.clone().recipient()];
-        let mut signals = start_signals(&config, extra_models, extra_actors, &agg, &sink, external_listener)?;
-        stop_receivers.append(&mut signals.hosts);
+        let mut halt_lifted: Vec<Recipient<HaltLifted>> = vec![agg.clone().recipient()];
+        let mut signals =
+            start_signals(&config, extra_models, extra_actors, &agg, &sink, external_listener, &supervision)?;
+        stop_receivers.append(&mut signals.emergency_stop);
+        halt_lifted.append(&mut signals.halt_lifted);
         let external_server = signals.external_server.take();
-        let rate_limiter = start_rate_limiter(&config);
+        let rate_limiter = start_rate_limiter(&config, &supervision);
         let graph = Graph {
             pb: &pb,
             risk: &risk,
@@ -75,6 +85,7 @@ impl Engine {
             journal: &journal,
             sink: &sink,
             rate_limiter: &rate_limiter,
+            supervision: &supervision,
         };
         let feed = start_feed(&config, &run_dir, &market, instruments, resume.as_ref(), graph, signals);
         stop_receivers.push(feed.addr.clone().recipient());
@@ -85,9 +96,10 @@ impl Engine {
             journal: journal.clone(),
             flatten: config.run.flatten_on_exit,
         };
-        spawn_replayed_stops(feed.replayed_stops, stop_block.clone());
+        let stops = resume.as_ref().map(|r| r.stops.clone()).unwrap_or_default();
+        spawn_replayed_stops(feed.replayed_stops, stop_block.clone(), stops);
 
-        trading.run(&config, sink, stop_receivers);
+        trading.run(&config, sink, Listeners { emergency_stop: stop_receivers, halt_lifted }, &supervision);
         let http = http_addr.and_then(|addr| start_http(addr, &config, &pb, &risk, &feed.addr));
 
         Ok(Engine {
@@ -100,12 +112,19 @@ impl Engine {
             risk,
             feed: feed.addr,
             ended: feed.ended,
+            failures,
             feed_started: feed.started,
             stop_block,
             external_server,
             http,
         })
     }
+}
+
+/// Who hears RiskManager's broadcasts.
+struct Listeners {
+    emergency_stop: Vec<Recipient<EmergencyStop>>,
+    halt_lifted: Vec<Recipient<HaltLifted>>,
 }
 
 /// PositionBook, RiskManager and SignalAggregator: created first, so that each has the
@@ -122,34 +141,44 @@ impl TradingActors {
     }
 
     /// Starts the three: fills and closed trades flow PositionBook → RiskManager and the
-    /// aggregator; decisions aggregator → RiskManager → order entry; an emergency stop from
-    /// RiskManager reaches `stop_receivers`.
-    fn run(self, config: &Config, sink: JournalSink, stop_receivers: Vec<Recipient<EmergencyStop>>) {
+    /// aggregator; decisions aggregator → RiskManager → order entry; an emergency stop (and
+    /// its lifting) from RiskManager reaches `listeners`. A failure of any of the three ends
+    /// the run (`supervision::Policy::StopRun`).
+    fn run(self, config: &Config, sink: JournalSink, listeners: Listeners, supervision: &Supervision) {
         let (pb, risk, agg) = (self.pb.address(), self.risk.address(), self.agg.address());
         // Order entry: the one recipient every order reaches PositionBook by (today the
         // orders RiskManager approved).
         let order_entry: Recipient<PlaceOrders> = pb.recipient();
-        self.pb.run(position_book(
-            config,
-            PositionBookOutputs {
-                journal: sink.clone(),
-                risk: risk.clone().recipient(),
-                trades_closed: vec![agg.clone().recipient(), risk.clone().recipient()],
-            },
-        ));
-        self.risk.run(risk_manager(
-            config,
-            RiskOutputs {
-                position_book: order_entry,
-                journal: sink.clone(),
-                emergency_stop: stop_receivers,
-                halt_lifted: vec![agg.clone().recipient()],
-            },
-        ));
-        self.agg.run(SignalAggregator::new(
-            Aggregator::new(&config.aggregator),
-            AggregatorOutputs { risk: risk.recipient(), journal: sink },
-        ));
+        self.pb.run(
+            position_book(
+                config,
+                PositionBookOutputs {
+                    journal: sink.clone(),
+                    risk: risk.clone().recipient(),
+                    trades_closed: vec![agg.clone().recipient(), risk.clone().recipient()],
+                },
+            )
+            .supervised(supervision.watch(ActorName::PositionBook)),
+        );
+        self.risk.run(
+            risk_manager(
+                config,
+                RiskOutputs {
+                    position_book: order_entry,
+                    journal: sink.clone(),
+                    emergency_stop: listeners.emergency_stop,
+                    halt_lifted: listeners.halt_lifted,
+                },
+            )
+            .supervised(supervision.watch(ActorName::RiskManager)),
+        );
+        self.agg.run(
+            SignalAggregator::new(
+                Aggregator::new(&config.aggregator),
+                AggregatorOutputs { risk: risk.recipient(), journal: sink },
+            )
+            .supervised(supervision.watch(ActorName::Aggregator)),
+        );
     }
 }
 
@@ -162,14 +191,18 @@ struct Graph<'a> {
     journal: &'a Addr<Journal>,
     sink: &'a JournalSink,
     rate_limiter: &'a Addr<RateLimiter>,
+    /// Where the feed reports a failure it does not absorb (and its test hook).
+    supervision: &'a Supervision,
 }
 
 /// The signal side, started: the signal actors and the external-signals server.
 struct Signals {
     /// Every signal actor's market-data input (the pipeline's `signals` hop).
     inputs: Vec<Recipient<MarketData>>,
-    /// The built-in and plug-in model hosts, stopped by an emergency stop.
-    hosts: Vec<Recipient<EmergencyStop>>,
+    /// The signal actors that hear an emergency stop (every one that can act on it).
+    emergency_stop: Vec<Recipient<EmergencyStop>>,
+    /// The signal actors told when a halt is lifted.
+    halt_lifted: Vec<Recipient<HaltLifted>>,
     /// The Kraken OHLC intervals the models want history at (live warm-up).
     warmup_intervals: BTreeSet<u32>,
     /// The external-signals WebSocket server, when enabled.
@@ -196,13 +229,15 @@ fn open_journal(
     run_dir: &RunDir,
     market: &MarketSource,
     resume: Option<&Resume>,
+    supervision: &Supervision,
 ) -> Result<(Addr<Journal>, Arbiter, oneshot::Receiver<u64>), JournalError> {
     let journal = Journal::open(
         &run_dir.journal(),
         config.journal.durability,
         config.journal.interval_ms,
         JournalPosition::default(),
-    )?;
+    )?
+    .supervised(supervision.watch(ActorName::Journal));
     let journal = match market.is_live() {
         true => journal.with_recording(&run_dir.file(files::FEED_RECORDING))?,
         false => journal,
@@ -239,8 +274,8 @@ fn run_started(config: &Config, source: &str) -> Entry {
 }
 
 /// Starts a supervised host per signal model (configured built-ins, then plug-ins), the
-/// plug-in signal actors, and the external-signals actor and server, all sending to the
-/// aggregator.
+/// plug-in signal actors, and the supervised external-signals actor and its server, all
+/// sending to the aggregator.
 fn start_signals(
     config: &Config,
     extra_models: Vec<Box<dyn SignalModel>>,
@@ -248,6 +283,7 @@ fn start_signals(
     agg: &Addr<SignalAggregator>,
     sink: &JournalSink,
     external_listener: Option<std::net::TcpListener>,
+    supervision: &Supervision,
 ) -> Result<Signals, EngineError> {
     let model_files =
         crate::core::signals::ModelFiles { onnx: config.signals.onnx_model_path().map(std::fs::read) };
@@ -259,15 +295,20 @@ fn start_signals(
         .map(crate::core::signals::common::ohlc_interval_for)
         .collect();
     let mut signal_inputs: Vec<Recipient<MarketData>> = Vec::new();
-    let mut hosts: Vec<Recipient<EmergencyStop>> = Vec::new();
+    let mut emergency_stop: Vec<Recipient<EmergencyStop>> = Vec::new();
+    let mut halt_lifted: Vec<Recipient<HaltLifted>> = Vec::new();
     for model in models {
         let aggregator = agg.clone().recipient();
-        let host = Supervisor::start(move |_| SignalHost::new(model, aggregator));
+        let watch = supervision.watch(ActorName::SignalHost);
+        let host = Supervisor::start(move |_| SignalHost::new(model, aggregator).supervised(watch));
         signal_inputs.push(host.clone().recipient());
-        hosts.push(host.recipient());
+        emergency_stop.push(host.recipient());
     }
     for factory in extra_actors {
-        signal_inputs.push(factory(agg.clone().recipient()));
+        let inputs = factory(agg.clone().recipient());
+        signal_inputs.push(inputs.market_data);
+        emergency_stop.extend(inputs.emergency_stop);
+        halt_lifted.extend(inputs.halt_lifted);
     }
     let external_server = match external_listener {
         Some(listener) => {
@@ -275,14 +316,17 @@ fn start_signals(
                 config.feed.pairs.clone(),
                 ExternalOutputs { aggregator: agg.clone().recipient(), journal: sink.clone() },
             )
-            .start();
+            .supervised(supervision.watch(ActorName::ExternalSignals));
+            let actor = Supervisor::start(move |_| actor);
             signal_inputs.push(actor.clone().recipient());
+            emergency_stop.push(actor.clone().recipient());
+            halt_lifted.push(actor.clone().recipient());
             let token = std::env::var(&config.external_signals.token_env).ok().filter(|t| !t.is_empty());
             Some(external_signals::serve(listener, token, actor).map_err(EngineError::ExternalSignals)?)
         }
         None => None,
     };
-    Ok(Signals { inputs: signal_inputs, hosts, warmup_intervals, external_server })
+    Ok(Signals { inputs: signal_inputs, emergency_stop, halt_lifted, warmup_intervals, external_server })
 }
 
 /// Starts the supervised MarketFeed on `market`, its frames passed through the pipeline:
@@ -296,7 +340,7 @@ fn start_feed(
     graph: Graph<'_>,
     signals: Signals,
 ) -> Feed {
-    let Graph { pb, risk, agg, journal, sink, rate_limiter } = graph;
+    let Graph { pb, risk, agg, journal, sink, rate_limiter, supervision } = graph;
     let Signals { inputs: signal_inputs, warmup_intervals, .. } = signals;
     let (ended_tx, ended_rx) = mpsc::unbounded_channel::<FeedEnded>();
     let stages = Stages {
@@ -317,7 +361,8 @@ fn start_feed(
     // Resume: the re-executed feed asks for the end-of-run block of each earlier session that
     // a signal stopped, at the frame it stopped at.
     let (stops_tx, stops_rx) = mpsc::unbounded_channel::<ReplayedStop>();
-    let signal_stops = resume.map(|r| r.signal_stops.clone()).unwrap_or_default();
+    let stop_frames: Vec<u64> =
+        resume.map(|r| r.stops.iter().map(|s| s.frames).collect()).unwrap_or_default();
     // Wall time of the feed, for run.json's throughput only (never journaled).
     let feed_started = tokio::time::Instant::now();
     // What only a live source adds: its recording, REST at start-up, the gap fetch.
@@ -328,10 +373,11 @@ fn start_feed(
         warmup_intervals,
     };
     let live_parts = market.live_parts(config, run_dir, resume.is_some(), wiring);
+    let watch = supervision.watch(ActorName::MarketFeed);
     let feed = Supervisor::start(move |_| {
-        let mut feed = MarketFeed::new(settings, pipeline, ended_tx);
-        if !signal_stops.is_empty() {
-            feed = feed.with_replayed_stops(signal_stops, stops_tx);
+        let mut feed = MarketFeed::new(settings, pipeline, ended_tx).supervised(watch);
+        if !stop_frames.is_empty() {
+            feed = feed.with_replayed_stops(stop_frames, stops_tx);
         }
         match live_parts {
             Some(parts) => parts.attach(feed),
@@ -342,10 +388,11 @@ fn start_feed(
 }
 
 /// The RateLimiter every REST call goes through.
-fn start_rate_limiter(config: &Config) -> Addr<RateLimiter> {
+fn start_rate_limiter(config: &Config, supervision: &Supervision) -> Addr<RateLimiter> {
     // One verification tier for both of Kraken's limiters (`execution.tier`).
     let model = RateLimitModel::new(1.0, config.execution.tier);
-    Supervisor::start(move |_| RateLimiter::new(model))
+    let watch = supervision.watch(ActorName::RateLimiter);
+    Supervisor::start(move |_| RateLimiter::new(model).supervised(watch))
 }
 
 /// The paper exchange of `execution` and `account`, before any market data.

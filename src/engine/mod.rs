@@ -28,8 +28,9 @@ use crate::actors::risk_manager::RiskManager;
 use crate::config::Config;
 use crate::core::signals::SignalModel;
 use crate::http::HttpHandle;
-use crate::messages::{MarketData, SignalBatch};
+use crate::messages::{EmergencyStop, HaltLifted, MarketData, SignalBatch};
 use crate::run_dir::RunDir;
+use crate::supervision::ActorFailure;
 
 mod build;
 mod finish;
@@ -39,7 +40,24 @@ pub use crate::run_dir::Resume;
 pub use market::MarketSource;
 
 /// Builds a user's own signal actor, given where to send its signals.
-pub type SignalActorFactory = Box<dyn FnOnce(Recipient<SignalBatch>) -> Recipient<MarketData>>;
+pub type SignalActorFactory = Box<dyn FnOnce(Recipient<SignalBatch>) -> SignalActorInputs>;
+
+/// What a user's signal actor takes: market data, and the halt broadcasts it can act on.
+pub struct SignalActorInputs {
+    /// Every market batch, whole (like the built-in signal actors).
+    pub market_data: Recipient<MarketData>,
+    /// Told of every emergency stop (RiskManager's broadcast), if the actor handles it.
+    pub emergency_stop: Option<Recipient<EmergencyStop>>,
+    /// Told when a halt is lifted, if the actor handles it.
+    pub halt_lifted: Option<Recipient<HaltLifted>>,
+}
+
+impl From<Recipient<MarketData>> for SignalActorInputs {
+    /// An actor that only takes market data (it sends nothing the halted aggregator would use).
+    fn from(market_data: Recipient<MarketData>) -> Self {
+        SignalActorInputs { market_data, emergency_stop: None, halt_lifted: None }
+    }
+}
 
 /// Everything a run needs.
 pub struct EngineSetup {
@@ -83,12 +101,37 @@ impl EngineSetup {
 /// How a run ended.
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// The final report (report.json).
+    /// The final report (report.json; null when it could not be written after a journal
+    /// failure).
     pub report: serde_json::Value,
     /// The run folder.
     pub run_dir: PathBuf,
     /// Why it ended.
     pub reason: String,
+    /// What the command's exit code says.
+    pub status: RunStatus,
+}
+
+/// How a session ended, as the exit code says it (README "Exit codes").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Duration reached, recording played, or stopped by a signal: exit 0.
+    Ended,
+    /// An actor holding trading state failed (`supervision::Policy::StopRun`): exit 3.
+    ActorFailed,
+    /// The journal could not write (`supervision::Policy::StopUnjournaled`): exit 4.
+    JournalFailed,
+}
+
+impl RunStatus {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            RunStatus::Ended => 0,
+            RunStatus::ActorFailed => 3,
+            RunStatus::JournalFailed => 4,
+        }
+    }
 }
 
 /// Why a session could not be built, run or finished. Each variant prints the words of the
@@ -116,6 +159,9 @@ pub enum EngineError {
     /// The end-of-run reports could not be built or written.
     #[error("{0}")]
     Report(crate::report::ReportError),
+    /// `KRAKEN_PAPER_TEST_PANIC` is set to something that is not `<actor>@<n>`.
+    #[error("{0}")]
+    TestPanic(crate::supervision::TestPanicError),
 }
 
 impl From<crate::core::journal::JournalError> for EngineError {
@@ -147,13 +193,16 @@ impl crate::core::error::Classified for EngineError {
             | EngineError::Signals(_)
             | EngineError::Journal(_)
             | EngineError::Mailbox(_)
-            | EngineError::Report(_) => crate::core::error::Disposition::Halt,
+            | EngineError::Report(_)
+            | EngineError::TestPanic(_) => crate::core::error::Disposition::Halt,
         }
     }
 }
 
-/// Runs a session to its end (duration reached, or SIGINT/SIGTERM), then writes the report.
+/// Runs a session to its end (duration reached, SIGINT/SIGTERM, or an actor's failure), then
+/// writes the report.
 pub async fn run(setup: EngineSetup) -> Result<RunOutcome, EngineError> {
+    crate::supervision::install_panic_hook();
     if setup.resume.is_none() {
         crate::run_dir::write_start_files(&setup.run_dir, &setup.config, &setup.command_line)
             .map_err(EngineError::StartFiles)?;
@@ -180,6 +229,8 @@ struct Engine {
     feed: Addr<MarketFeed>,
     /// How the feed ended.
     ended: mpsc::UnboundedReceiver<FeedEnded>,
+    /// Actors that failed and were not restarted (`supervision::Watch`).
+    failures: mpsc::UnboundedReceiver<ActorFailure>,
     /// Wall time the feed started at, for run.json's throughput only (never journaled).
     feed_started: tokio::time::Instant,
     stop_block: finish::StopBlock,
@@ -190,7 +241,7 @@ struct Engine {
 impl Engine {
     /// The market plays (the feed started with the graph) until the duration is reached, the
     /// recording ends, or a signal stops it; a resume lifts a halt once caught up if asked to.
-    async fn run(&mut self) -> FeedEnded {
+    async fn run(&mut self) -> finish::Ended {
         if let (Some(r), Some(caught_up_rx)) = (&self.resume, self.caught_up.take()) {
             let (risk, lift, last_seq) = (self.risk.clone(), r.lift_halt, r.last_seq);
             tracing::info!(
@@ -208,6 +259,6 @@ impl Engine {
             });
         }
         // Wait for the end: duration reached, or a signal. A second signal exits at once.
-        finish::wait_for_end(&mut self.ended, &self.feed).await
+        finish::wait_for_end(&mut self.ended, &mut self.failures, &self.feed).await
     }
 }

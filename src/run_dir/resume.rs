@@ -20,10 +20,10 @@ pub struct Resume {
     pub last_seq: u64,
     /// Lift a trading halt in force once caught up (`run --resume DIR --lift-halt`).
     pub lift_halt: bool,
-    /// Frame counts at which earlier sessions were stopped by a signal
-    /// (`core::resume::ResumePlan::signal_stops`): their end-of-run blocks are written again
-    /// there, so they are checked like every other record and the run goes on past them.
-    pub signal_stops: Vec<u64>,
+    /// Where earlier sessions stopped (`core::resume::ResumePlan::stops`): a signal stop's
+    /// end-of-run block is written again there, so it is checked like every other record; an
+    /// actor failure's end records are passed over; the run goes on past them.
+    pub stops: Vec<crate::core::resume::SessionStop>,
 }
 
 /// A planned resume: what the engine needs on top of the run folder's config.
@@ -98,14 +98,14 @@ pub fn plan_resume(run_dir: &RunDir, lift_halt: bool) -> Result<ResumeStart, Res
         }
         RunSource::Live => cut_torn_recording(run_dir)?,
     }
-    if !plan.signal_stops.is_empty() {
+    if !plan.stops.is_empty() {
         tracing::info!(
             actor = "engine",
-            sessions = plan.signal_stops.len(),
+            sessions = plan.stops.len(),
             "resume: the run was stopped by a signal before; continuing past each stop"
         );
     }
-    let resume = Resume { last_seq: plan.last_seq, lift_halt, signal_stops: plan.signal_stops };
+    let resume = Resume { last_seq: plan.last_seq, lift_halt, stops: plan.stops };
     Ok(ResumeStart { resume, replay, instruments })
 }
 
@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(std::fs::read(dir.journal()).unwrap(), whole);
         assert_eq!(start.resume.last_seq, 2);
         assert!(start.resume.lift_halt);
-        assert!(start.resume.signal_stops.is_empty());
+        assert!(start.resume.stops.is_empty());
         assert!(start.replay.is_none() && start.instruments.is_empty());
         std::fs::remove_dir_all(&root).unwrap();
     }

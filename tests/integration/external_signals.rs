@@ -176,3 +176,83 @@ fn pushed_signals_trade_and_bad_ones_get_an_error_reply() {
         "with the built-ins off only the external source may contribute"
     );
 }
+
+/// An emergency stop reaches the external-signal actor: pushes during the halt are answered
+/// `{"ok":false,"error":"halted"}`; after the halt is lifted they are taken again.
+#[test]
+fn pushes_during_a_halt_answer_halted() {
+    const API_TOKEN: &str = "it-api-token-halt";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = TempDir::new("external-halted");
+    let cfg = write_config(
+        dir.path(),
+        "external_signals:\n  enabled: true\n  bind: 127.0.0.1:0\nsignals:\n  enabled: []\nrun:\n  speed: 20\n  duration: 2h\n",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let run = dir.join("run");
+    let mut child = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--log-format", "json", "--run-dir"])
+        .arg(&run)
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env("KRAKEN_PAPER_SIGNAL_TOKEN", TOKEN)
+        .env("KRAKEN_PAPER_API_TOKEN", API_TOKEN)
+        .env_remove("KRAKEN_PAPER_TEST_PANIC")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kraken-paper");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let (lines, stderr) = (lines.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(l);
+            }
+        });
+    }
+    let mut addr = None;
+    let found = wait_until(Duration::from_secs(20), || {
+        addr = lines.lock().unwrap().iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["event"] == "external_signals_listening").then(|| v["addr"].as_str().unwrap().to_string())
+        });
+        addr.is_some()
+    });
+    if !found {
+        let _ = child.kill();
+        panic!("no external_signals_listening log line:\n{}", lines.lock().unwrap().join("\n"));
+    }
+    let addr = addr.unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let replies = rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+        let post =
+            |path: &str| client.post(format!("http://127.0.0.1:{port}{path}")).bearer_auth(API_TOKEN).send();
+        let mut ws = connect(&addr, TOKEN).await.expect("connect with the token");
+        let weak = format!(
+            r#"{{"source":"{SOURCE}","pair":"BTC/USD","score":0.1,"confidence":0.1,"horizon":"5m"}}"#
+        );
+        // Taken once the engine has seen a market event.
+        let mut before = serde_json::Value::Null;
+        for _ in 0..200 {
+            before = ask(&mut ws, &weak).await;
+            if before["ok"] == true {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stop = post("/api/emergency-stop").await.map(|r| r.status().as_u16());
+        let during = ask(&mut ws, &weak).await;
+        let resume = post("/api/resume").await.map(|r| r.status().as_u16());
+        let after = ask(&mut ws, &weak).await;
+        (before, stop.ok(), during, resume.ok(), after)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let (before, stop, during, resume, after) = replies;
+    assert_eq!(before["ok"], true, "{before}");
+    assert_eq!(stop, Some(200));
+    assert_eq!(during, serde_json::json!({"ok": false, "error": "halted"}), "a push during the halt");
+    assert_eq!(resume, Some(200));
+    assert_eq!(after["ok"], true, "pushes are taken again once the halt is lifted: {after}");
+}

@@ -40,8 +40,24 @@ pub(super) async fn process_frames(
     frames: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
 ) -> Result<Flow, FeedError> {
     let decoded = decode_lines(&mut state.borrow_mut().decoder, &frames, Spent::default());
+    test_panic_if_due(state, &decoded);
     let (batch, counters) = admit_frames(state, settings, tx, decoded);
     drive_batch(state, pipeline, ended, &Arc::new(batch), &counters).await
+}
+
+/// The test hook: panics (once) when the decoded frames reach its frame number.
+fn test_panic_if_due(state: &Rc<RefCell<FeedState>>, decoded: &DecodedFrames) {
+    let decoded_frames = decoded.counters.last().map_or(0, |c| c.frames);
+    let due = {
+        let mut st = state.borrow_mut();
+        match st.test_panic_at {
+            Some(at) if decoded_frames >= at => st.test_panic_at.take(),
+            _ => None,
+        }
+    };
+    if let Some(at) = due {
+        panic!("test panic injected by {}=market_feed@{at}", crate::supervision::TEST_PANIC_VAR);
+    }
 }
 
 /// Drives an admitted batch through the pipeline, pass by pass.

@@ -12,7 +12,8 @@
 //!   stops itself and its `actix::Supervisor` restarts it. `restarting()` computes the
 //!   exponential backoff with jitter (`feed_backoff`) and the next `started()` connects after
 //!   it. Books are invalidated (`BookInvalid: disconnected`) and rebuilt from the snapshots
-//!   of the restored subscriptions. A checksum mismatch resubscribes that pair's book
+//!   of the restored subscriptions. A panic while reading or driving frames is caught and
+//!   handled like a lost connection (`supervision::Policy::Restart`). A checksum mismatch resubscribes that pair's book
 //!   (`book_resync`); trading on it pauses until the new snapshot.
 //! - Live runs: what the start-up REST fetch brings ([`MarketFeed::with_rest_startup`]:
 //!   fee schedules, warm-up candles) is recorded as `fees` / `ohlc` lines and driven through
@@ -48,6 +49,7 @@ use crate::core::time::EventTime;
 use crate::messages::{EmergencyStop, Shutdown};
 use crate::sources::kraken_ws::{ConnectionSettings, Flow, run_connection};
 use crate::sources::rest_startup::RestStartup;
+use crate::supervision::{ActorName, Watch};
 
 use crate::pipeline::Pipeline;
 pub use error::FeedError;
@@ -83,6 +85,8 @@ pub struct MarketFeed {
     last_error: String,
     /// The kind of the last failure, without addresses: what the journal may hold.
     last_error_kind: &'static str,
+    /// Reports a panic that escaped the catch around the connection (the run then ends).
+    _supervision: Watch,
 }
 
 impl Actor for MarketFeed {
@@ -147,7 +151,16 @@ impl MarketFeed {
             connected_since: None,
             last_error: String::new(),
             last_error_kind: "",
+            _supervision: Watch::inert(ActorName::MarketFeed),
         }
+    }
+
+    /// Reports a panic that escapes its restart, and takes the test hook (a panic once n
+    /// frames are decoded), through `watch` (the engine's supervision).
+    pub fn supervised(mut self, watch: Watch) -> Self {
+        self.state.borrow_mut().test_panic_at = watch.panic_at();
+        self._supervision = watch;
+        self
     }
 
     /// Resume: after the batch that ends with decoded frame number `frames[i]`, stop as the
@@ -257,8 +270,27 @@ impl MarketFeed {
             let sent = |req: &str| record_frames(&recorder, "sent", std::iter::once(req));
             run_connection(&conn, rx, sent, consume).await
         };
+        // A panic while reading or driving frames ends this connection like a lost one: the
+        // supervisor restarts the feed after its backoff.
+        let fut = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut));
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.state.borrow_mut().connected = false;
+            let res = match res {
+                Ok(res) => res,
+                Err(payload) => {
+                    act.last_error = format!("panic: {}", crate::supervision::panic_text(payload.as_ref()));
+                    act.last_error_kind = "panic";
+                    tracing::error!(
+                        event = "actor_panicked",
+                        actor = "market_feed",
+                        reason = %act.last_error,
+                        "market feed panicked; its supervisor restarts it"
+                    );
+                    act.state.borrow_mut().reconnects += 1;
+                    ctx.stop();
+                    return;
+                }
+            };
             match res {
                 Ok(()) => {
                     tracing::info!(actor = "market_feed", "feed connection closed at the end of the run");

@@ -46,6 +46,9 @@ pub(super) struct FeedState {
     pub(super) rest_fees: Option<mpsc::UnboundedReceiver<Vec<RestLine>>>,
     /// Live runs: the warm-up candles, awaited (bounded) before the first connection.
     pub(super) warmup: Option<(tokio::sync::oneshot::Receiver<Vec<RestLine>>, Duration)>,
+    /// The test hook (`KRAKEN_PAPER_TEST_PANIC=market_feed@n`): panic once n frames are
+    /// decoded (taken when it fires, so the restarted feed goes on).
+    pub(super) test_panic_at: Option<u64>,
 }
 
 impl FeedState {
@@ -69,6 +72,7 @@ impl FeedState {
             invalidation: None,
             rest_fees: None,
             warmup: None,
+            test_panic_at: None,
         }
     }
 }

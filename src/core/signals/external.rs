@@ -187,6 +187,12 @@ pub enum ExternalSignalError {
     /// The actor is gone (the run is ending).
     #[error("engine is shutting down: {0}")]
     ShuttingDown(String),
+    /// Trading is halted (an emergency stop): nothing is forwarded until the halt is lifted.
+    #[error("halted")]
+    Halted,
+    /// The actor failed on this message and is being restarted.
+    #[error("the external-signal actor failed on this message and is restarting; send again")]
+    Restarting,
     /// A binary WebSocket frame.
     #[error("send signals as text frames of JSON")]
     BinaryFrame,
@@ -220,6 +226,8 @@ impl crate::core::error::Classified for ExternalSignalError {
             | E::Contract(_)
             | E::NoMarketEvent
             | E::ShuttingDown(_)
+            | E::Halted
+            | E::Restarting
             | E::BinaryFrame
             | E::BadAuth => crate::core::error::Disposition::Recoverable,
         }
