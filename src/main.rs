@@ -32,6 +32,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// One line on stderr per `KRAKEN_PAPER__…` override, so none goes unseen:
+/// `env: risk.max_drawdown = 0.05 (KRAKEN_PAPER__RISK__MAX_DRAWDOWN)`.
+fn show_override(o: &config::EnvOverride) {
+    eprintln!("{o}");
+}
+
 /// Applies the options every engine command shares.
 fn apply_engine_opts(cfg: &mut Config, opts: &EngineOpts) -> Result<()> {
     if let Some(d) = &opts.duration {
@@ -75,7 +81,7 @@ fn new_run_dir(path: Option<&Path>) -> Result<RunDir> {
     RunDir::create(&path).map_err(|e| anyhow!("{e}"))
 }
 
-fn init_logging(cfg: &Config, run_dir: &RunDir) -> Result<telemetry::TelemetryGuard> {
+fn init_logging(cfg: &Config, run_dir: &RunDir, verbose: bool) -> Result<telemetry::TelemetryGuard> {
     let dir = if cfg.logging.file.dir.is_absolute() {
         cfg.logging.file.dir.clone()
     } else {
@@ -87,7 +93,7 @@ fn init_logging(cfg: &Config, run_dir: &RunDir) -> Result<telemetry::TelemetryGu
         max_files: cfg.logging.file.max_files,
         max_bytes: cfg.logging.file.max_size_mb.saturating_mul(1024 * 1024),
     });
-    Ok(telemetry::init(cfg.logging.format, &cfg.logging.level, files)?)
+    Ok(telemetry::init(cfg.logging.format, &cfg.logging.level, verbose, files)?)
 }
 
 fn install_tls_provider() {
@@ -100,7 +106,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         return cmd_resume(dir, &args);
     }
     let (mut cfg, source) =
-        config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
+        config::load_from_cli_reporting(args.engine.config.as_deref(), &mut show_override)
+            .map_err(|e| anyhow!("{e}"))?;
     apply_engine_opts(&mut cfg, &args.engine)?;
     if let Some(seed) = args.seed {
         cfg.sim.seed = seed;
@@ -117,7 +124,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     }
     revalidate(&cfg, &source)?;
     let run_dir = new_run_dir(args.engine.run_dir.as_deref())?;
-    let _guard = init_logging(&cfg, &run_dir)?;
+    let _guard = init_logging(&cfg, &run_dir, args.engine.verbose)?;
     install_tls_provider();
     let mut setup = EngineSetup::new(cfg.clone(), run_dir);
     setup.command_line = std::env::args().collect();
@@ -130,7 +137,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
 /// `replay FILE`: a recording through the same feed code and the whole engine.
 fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
     let (mut cfg, source) =
-        config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
+        config::load_from_cli_reporting(args.engine.config.as_deref(), &mut show_override)
+            .map_err(|e| anyhow!("{e}"))?;
     let explicit_duration = args.engine.duration.is_some();
     apply_engine_opts(&mut cfg, &args.engine)?;
     if !explicit_duration {
@@ -159,7 +167,7 @@ fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
     let file =
         std::fs::canonicalize(&args.file).with_context(|| format!("recording {}", args.file.display()))?;
     let run_dir = new_run_dir(args.engine.run_dir.as_deref())?;
-    let _guard = init_logging(&cfg, &run_dir)?;
+    let _guard = init_logging(&cfg, &run_dir, args.engine.verbose)?;
     // What `run --resume` needs to play the same recording the same way.
     let source = ReplaySource::new(file, args.batch_events.max(1), instruments_text);
     source.save(&run_dir).map_err(|e| anyhow!("{e}"))?;
@@ -177,7 +185,8 @@ fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<()> {
 fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
     let run_dir = RunDir::open(dir).map_err(|e| anyhow!("{e}"))?;
     let source = ConfigSource::File(run_dir.file(files::CONFIG));
-    let mut cfg = Config::load(&source).map_err(|e| anyhow!("{e}"))?;
+    let mut cfg =
+        Config::load_reporting(&source, std::env::vars(), &mut show_override).map_err(|e| anyhow!("{e}"))?;
     if let Some(f) = args.engine.log_format {
         cfg.logging.format = f;
     }
@@ -188,7 +197,7 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<()> {
     if args.engine.no_http {
         cfg.http.enabled = false;
     }
-    let _guard = init_logging(&cfg, &run_dir)?;
+    let _guard = init_logging(&cfg, &run_dir, args.engine.verbose)?;
     // Resume re-executes the run: from the same seed, the same recording, or the run's own
     // recording of its live feed (`run_dir::plan_resume`).
     let start = plan_resume(&run_dir, args.lift_halt).map_err(|e| anyhow!("{e}"))?;
@@ -241,7 +250,7 @@ fn print_summary(r: &serde_json::Value, dir: &Path, reason: &str) {
 
 fn cmd_validate(path: &Path) -> Result<()> {
     let source = ConfigSource::File(path.to_path_buf());
-    Config::load(&source).map_err(|e| anyhow!("{e}"))?;
+    Config::load_reporting(&source, std::env::vars(), &mut show_override).map_err(|e| anyhow!("{e}"))?;
     println!("ok: {} is a valid kraken-paper config", path.display());
     Ok(())
 }
@@ -279,7 +288,7 @@ fn cmd_record(args: RecordArgs) -> Result<()> {
                 events: args.events,
                 duration,
             };
-            let _guard = telemetry::init(cfg.logging.format, &cfg.logging.level, None)?;
+            let _guard = telemetry::init(cfg.logging.format, &cfg.logging.level, args.verbose, None)?;
             install_tls_provider();
             let out = args.out.clone();
             let summary = actix::System::new()
