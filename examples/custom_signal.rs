@@ -135,7 +135,7 @@ fn main() -> Result<(), String> {
     config.http.enabled = false;
     config.logging.file.enabled = false;
     config.logging.level = "warn".into();
-    let _ = kraken_paper::telemetry::init(config.logging.format, &config.logging.level, None);
+    let _ = kraken_paper::telemetry::init(config.logging.format, &config.logging.level, false, None);
 
     let dir = std::env::temp_dir().join(format!("kraken-paper-custom-signal-{}", std::process::id()));
     let run_dir = RunDir::create(&dir).map_err(|e| e.to_string())?;

@@ -35,9 +35,13 @@ pub struct EngineOpts {
     /// Playback speed: `max` or N × real time (overrides run.speed).
     #[arg(long, value_name = "N|max")]
     pub speed: Option<String>,
-    /// Log format on stderr (overrides logging.format).
+    /// Log format on stderr (overrides logging.format). `json` shows info logs on stderr.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Show info logs on stderr (default: warnings and errors only; the run folder's log
+    /// files always have everything).
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Serve the dashboard/API on this address, e.g. 127.0.0.1:8089 (overrides http.bind).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
@@ -156,6 +160,9 @@ pub struct RecordArgs {
     /// Configuration file (YAML). Default: the embedded config/default.yaml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Show info logs on stderr (default: warnings and errors only).
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Export formats.

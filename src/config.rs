@@ -1,5 +1,5 @@
 //! Configuration: YAML files read with the `config` crate, every key overridable from the
-//! environment (`KRAKEN_PAPER__RISK__MAX_DRAWDOWN=0.1`), deserialized into typed structs that
+//! environment (`KRAKEN_PAPER__RISK__MAX_DRAWDOWN=0.1`, see [`env`]), deserialized into typed structs that
 //! refuse unknown keys, then validated as a whole so that every problem is reported at once
 //! with its full key and the file it came from.
 //!
@@ -23,8 +23,11 @@ use crate::core::validate::Issues;
 /// build time so the binary runs from any directory).
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../config/default.yaml");
 
-/// Prefix of environment overrides; `__` separates key levels.
+/// Prefix of environment overrides; `__` separates key levels ([`env`]).
 pub const ENV_PREFIX: &str = "KRAKEN_PAPER";
+
+pub mod env;
+pub use env::{EnvError, EnvOverride};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,9 @@ pub enum ConfigError {
         /// What went wrong, naming the key where known.
         message: String,
     },
+    /// A `KRAKEN_PAPER__…` environment variable names no key or holds no YAML value.
+    #[error(transparent)]
+    Env(#[from] EnvError),
     /// Values out of range or inconsistent.
     #[error("config {source_name} is invalid:\n{issues}")]
     Invalid {
@@ -496,8 +502,8 @@ impl ConfigSource {
 }
 
 impl Config {
-    /// Loads a config from `source`, applies `KRAKEN_PAPER__…` environment overrides, and
-    /// validates it.
+    /// Loads a config from `source`, applies `KRAKEN_PAPER__…` environment overrides (see
+    /// [`env`]), and validates it.
     pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
         Self::load_with_env(source, std::env::vars())
     }
@@ -507,6 +513,17 @@ impl Config {
         source: &ConfigSource,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Self::load_reporting(source, env, &mut |_| {})
+    }
+
+    /// [`Config::load_with_env`] that hands each environment override to `report` once it is
+    /// resolved to its key, before the config is read and validated (so a value that makes
+    /// the config invalid has been shown when the error is).
+    pub fn load_reporting(
+        source: &ConfigSource,
+        env: impl IntoIterator<Item = (String, String)>,
+        report: &mut dyn FnMut(&EnvOverride),
+    ) -> Result<Config, ConfigError> {
         let source_name = source.name();
         let load_err = |message: String| ConfigError::Load { source_name: source_name.clone(), message };
         let text = match source {
@@ -514,19 +531,15 @@ impl Config {
             ConfigSource::File(p) => std::fs::read_to_string(p)
                 .map_err(|e| load_err(format!("cannot read {}: {e}", p.display())))?,
         };
-        let env_map: config::Map<String, String> =
-            env.into_iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__"))).collect();
-        let built = config::Config::builder()
-            .add_source(config::File::from_str(&text, config::FileFormat::Yaml))
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true)
-                    .source(Some(env_map)),
-            )
-            .build()
-            .map_err(|e| load_err(e.to_string()))?;
+        let (overrides, env_yaml) = env::resolve(&text, env)?;
+        overrides.iter().for_each(&mut *report);
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(&text, config::FileFormat::Yaml));
+        if let Some(doc) = env_yaml {
+            // Laid over the file like a second file: maps merge, lists and values replace.
+            builder = builder.add_source(config::File::from_str(&doc, config::FileFormat::Yaml));
+        }
+        let built = builder.build().map_err(|e| load_err(e.to_string()))?;
         let cfg: Config =
             built.try_deserialize().map_err(|e| load_err(explain_serde_error(&e.to_string())))?;
         let issues = cfg.validate();
@@ -682,11 +695,19 @@ fn explain_serde_error(msg: &str) -> String {
 
 /// Loads the config named on the command line, or the embedded default.
 pub fn load_from_cli(path: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> {
+    load_from_cli_reporting(path, &mut |_| {})
+}
+
+/// [`load_from_cli`] that hands each environment override to `report` ([`Config::load_reporting`]).
+pub fn load_from_cli_reporting(
+    path: Option<&Path>,
+    report: &mut dyn FnMut(&EnvOverride),
+) -> Result<(Config, ConfigSource), ConfigError> {
     let source = match path {
         Some(p) => ConfigSource::File(p.to_path_buf()),
         None => ConfigSource::Embedded,
     };
-    Config::load(&source).map(|c| (c, source))
+    Config::load_reporting(&source, std::env::vars(), report).map(|c| (c, source))
 }
 
 #[cfg(test)]
@@ -760,6 +781,45 @@ mod tests {
     fn environment_overrides_a_key() {
         let c = load_text("run:\n  duration: 6h\n", &[("KRAKEN_PAPER__RUN__DURATION", "2h")]).unwrap();
         assert_eq!(c.run.duration, Span::from_secs(7200));
+    }
+
+    #[test]
+    fn environment_overrides_map_entries_in_their_case_and_lists() {
+        // Before: BALANCES__USD added a second asset `usd` and left USD at 10000, and
+        // FEED__PAIRS could not be given at all.
+        let env = [
+            ("KRAKEN_PAPER__ACCOUNT__BALANCES__USD".to_string(), "5000".to_string()),
+            ("KRAKEN_PAPER__FEED__PAIRS".to_string(), "BTC/USD,ETH/USD".to_string()),
+            ("KRAKEN_PAPER__SIGNALS__ENABLED".to_string(), "[ema_cross, rsi]".to_string()),
+        ];
+        let mut shown = Vec::new();
+        let c =
+            Config::load_reporting(&ConfigSource::Embedded, env, &mut |o| shown.push(o.to_string())).unwrap();
+        assert_eq!(c.account.balances, BTreeMap::from([("USD".to_string(), Decimal::from(5000))]));
+        assert_eq!(c.feed.pairs, ["BTC/USD", "ETH/USD"]);
+        assert_eq!(
+            shown,
+            [
+                "env: account.balances.USD = 5000 (KRAKEN_PAPER__ACCOUNT__BALANCES__USD)",
+                "env: feed.pairs = BTC/USD,ETH/USD (KRAKEN_PAPER__FEED__PAIRS)",
+                "env: signals.enabled = [ema_cross, rsi] (KRAKEN_PAPER__SIGNALS__ENABLED)",
+            ]
+        );
+        // A new asset keeps its case beside the file's.
+        let env = [("KRAKEN_PAPER__ACCOUNT__BALANCES__ETH".to_string(), "2.50".to_string())];
+        let c = Config::load_with_env(&ConfigSource::Embedded, env).unwrap();
+        assert_eq!(c.account.balances.keys().collect::<Vec<_>>(), ["ETH", "USD"]);
+    }
+
+    #[test]
+    fn environment_variable_naming_no_key_is_an_error() {
+        let env = [("KRAKEN_PAPER__RISK__MAX_DRAWDWN".to_string(), "0.05".to_string())];
+        let e = Config::load_with_env(&ConfigSource::Embedded, env).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unknown environment variable KRAKEN_PAPER__RISK__MAX_DRAWDWN: no key risk.max_drawdwn \
+             (did you mean risk.max_drawdown?)"
+        );
     }
 
     #[test]

@@ -37,6 +37,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// One line on stderr per `KRAKEN_PAPER__…` override, so none goes unseen:
+/// `env: risk.max_drawdown = 0.05 (KRAKEN_PAPER__RISK__MAX_DRAWDOWN)`.
+fn show_override(o: &config::EnvOverride) {
+    eprintln!("{o}");
+}
+
 /// Applies the options every engine command shares.
 fn apply_engine_opts(cfg: &mut Config, opts: &EngineOpts) -> Result<()> {
     if let Some(d) = &opts.duration {
@@ -80,7 +86,7 @@ fn new_run_dir(path: Option<&Path>) -> Result<RunDir> {
     RunDir::create(&path).map_err(|e| anyhow!("{e}"))
 }
 
-fn init_logging(cfg: &Config, run_dir: &RunDir) -> Result<telemetry::TelemetryGuard> {
+fn init_logging(cfg: &Config, run_dir: &RunDir, verbose: bool) -> Result<telemetry::TelemetryGuard> {
     let dir = if cfg.logging.file.dir.is_absolute() {
         cfg.logging.file.dir.clone()
     } else {
@@ -92,7 +98,7 @@ fn init_logging(cfg: &Config, run_dir: &RunDir) -> Result<telemetry::TelemetryGu
         max_files: cfg.logging.file.max_files,
         max_bytes: cfg.logging.file.max_size_mb.saturating_mul(1024 * 1024),
     });
-    Ok(telemetry::init(cfg.logging.format, &cfg.logging.level, files)?)
+    Ok(telemetry::init(cfg.logging.format, &cfg.logging.level, verbose, files)?)
 }
 
 fn install_tls_provider() {
@@ -106,7 +112,8 @@ fn cmd_run(args: RunArgs) -> Result<u8> {
         return cmd_resume(dir, &args);
     }
     let (mut cfg, source) =
-        config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
+        config::load_from_cli_reporting(args.engine.config.as_deref(), &mut show_override)
+            .map_err(|e| anyhow!("{e}"))?;
     apply_engine_opts(&mut cfg, &args.engine)?;
     if let Some(seed) = args.seed {
         cfg.sim.seed = seed;
@@ -123,7 +130,7 @@ fn cmd_run(args: RunArgs) -> Result<u8> {
     }
     revalidate(&cfg, &source)?;
     let run_dir = new_run_dir(args.engine.run_dir.as_deref())?;
-    let _guard = init_logging(&cfg, &run_dir)?;
+    let _guard = init_logging(&cfg, &run_dir, args.engine.verbose)?;
     install_tls_provider();
     let mut setup = EngineSetup::new(cfg.clone(), run_dir);
     setup.command_line = std::env::args().collect();
@@ -136,7 +143,8 @@ fn cmd_run(args: RunArgs) -> Result<u8> {
 /// `replay FILE`: a recording through the same feed code and the whole engine.
 fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<u8> {
     let (mut cfg, source) =
-        config::load_from_cli(args.engine.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
+        config::load_from_cli_reporting(args.engine.config.as_deref(), &mut show_override)
+            .map_err(|e| anyhow!("{e}"))?;
     let explicit_duration = args.engine.duration.is_some();
     apply_engine_opts(&mut cfg, &args.engine)?;
     if !explicit_duration {
@@ -165,7 +173,7 @@ fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<u8> {
     let file =
         std::fs::canonicalize(&args.file).with_context(|| format!("recording {}", args.file.display()))?;
     let run_dir = new_run_dir(args.engine.run_dir.as_deref())?;
-    let _guard = init_logging(&cfg, &run_dir)?;
+    let _guard = init_logging(&cfg, &run_dir, args.engine.verbose)?;
     // What `run --resume` needs to play the same recording the same way.
     let source = ReplaySource::new(file, args.batch_events.max(1), instruments_text);
     source.save(&run_dir).map_err(|e| anyhow!("{e}"))?;
@@ -183,7 +191,8 @@ fn cmd_replay(args: kraken_paper::cli::ReplayArgs) -> Result<u8> {
 fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<u8> {
     let run_dir = RunDir::open(dir).map_err(|e| anyhow!("{e}"))?;
     let source = ConfigSource::File(run_dir.file(files::CONFIG));
-    let mut cfg = Config::load(&source).map_err(|e| anyhow!("{e}"))?;
+    let mut cfg =
+        Config::load_reporting(&source, std::env::vars(), &mut show_override).map_err(|e| anyhow!("{e}"))?;
     if let Some(f) = args.engine.log_format {
         cfg.logging.format = f;
     }
@@ -194,7 +203,7 @@ fn cmd_resume(dir: &Path, args: &RunArgs) -> Result<u8> {
     if args.engine.no_http {
         cfg.http.enabled = false;
     }
-    let _guard = init_logging(&cfg, &run_dir)?;
+    let _guard = init_logging(&cfg, &run_dir, args.engine.verbose)?;
     // Resume re-executes the run: from the same seed, the same recording, or the run's own
     // recording of its live feed (`run_dir::plan_resume`).
     let start = plan_resume(&run_dir, args.lift_halt).map_err(|e| anyhow!("{e}"))?;
@@ -221,7 +230,7 @@ fn print_summary(r: &serde_json::Value, dir: &Path, reason: &str) {
 
 fn cmd_validate(path: &Path) -> Result<()> {
     let source = ConfigSource::File(path.to_path_buf());
-    Config::load(&source).map_err(|e| anyhow!("{e}"))?;
+    Config::load_reporting(&source, std::env::vars(), &mut show_override).map_err(|e| anyhow!("{e}"))?;
     println!("ok: {} is a valid kraken-paper config", path.display());
     Ok(())
 }
@@ -259,7 +268,7 @@ fn cmd_record(args: RecordArgs) -> Result<()> {
                 events: args.events,
                 duration,
             };
-            let _guard = telemetry::init(cfg.logging.format, &cfg.logging.level, None)?;
+            let _guard = telemetry::init(cfg.logging.format, &cfg.logging.level, args.verbose, None)?;
             install_tls_provider();
             let out = args.out.clone();
             let summary = actix::System::new()

@@ -65,6 +65,14 @@ pub enum ReportError {
         /// The record's seq.
         seq: u64,
     },
+    /// The CSV writer failed (in memory: not expected).
+    #[error("cannot write {table}.csv: {error}")]
+    Csv {
+        /// The table.
+        table: &'static str,
+        /// The writer's message.
+        error: String,
+    },
 }
 
 impl From<crate::run_dir::RunDirError> for ReportError {
@@ -88,7 +96,8 @@ impl crate::core::error::Classified for ReportError {
             | ReportError::ReadJournal { .. }
             | ReportError::InJournal { .. }
             | ReportError::Journal(_)
-            | ReportError::NoEquity { .. } => crate::core::error::Disposition::Halt,
+            | ReportError::NoEquity { .. }
+            | ReportError::Csv { .. } => crate::core::error::Disposition::Halt,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Logging: `tracing` to stderr in a human or JSON format, plus optional JSON log files
-//! rotated by period and size ([`RotatingFile`]). actix and other `log` users are bridged into `tracing`.
+//! Logging: `tracing` to stderr in a human or JSON format (human: warnings and errors only,
+//! unless `-v`), plus optional JSON log files with everything, rotated by period and size
+//! ([`RotatingFile`]). actix and other `log` users are bridged into `tracing`.
 //!
 //! Supervision events are ordinary tracing events with an `event` field naming them
 //! (`actor_started`, `actor_restarted`, `feed_reconnect`, `book_resync`, `emergency_stop`, …);
@@ -9,6 +10,8 @@
 use std::path::Path;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+pub use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -98,12 +101,23 @@ impl crate::core::error::Classified for TelemetryError {
     }
 }
 
-/// Installs the global subscriber. `level` is an EnvFilter directive; `RUST_LOG` wins.
+/// The most detailed level shown on stderr: everything `level` lets through with `-v` or
+/// JSON logs (which are for machines), warnings and errors otherwise. Log files always get
+/// everything `level` lets through.
+pub fn stderr_level(format: LogFormat, verbose: bool) -> LevelFilter {
+    if verbose || format == LogFormat::Json { LevelFilter::TRACE } else { LevelFilter::WARN }
+}
+
+/// Installs the global subscriber. `level` is an EnvFilter directive (`RUST_LOG` wins) for
+/// stderr and the files alike; stderr shows only warnings and errors unless `verbose` or
+/// `format` is JSON ([`stderr_level`]).
 pub fn init(
     format: LogFormat,
     level: &str,
+    verbose: bool,
     files: Option<LogFiles<'_>>,
 ) -> Result<TelemetryGuard, TelemetryError> {
+    let on_stderr = stderr_level(format, verbose);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .map_err(|e| TelemetryError::Filter { level: level.to_string(), error: e.to_string() })?;
@@ -135,14 +149,32 @@ pub fn init(
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr.with_max_level(tracing::Level::TRACE)),
+                    .with_writer(std::io::stderr.with_max_level(tracing::Level::TRACE))
+                    .with_filter(on_stderr),
             )
             .try_init(),
         LogFormat::Human => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_writer(std::io::stderr)
+                    .with_filter(on_stderr),
+            )
             .try_init(),
     };
     // A second init (tests, examples) keeps the first subscriber; that is not an error.
     let _ = result;
     Ok(TelemetryGuard { _file: guard })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_shows_info_only_when_verbose_or_json() {
+        assert_eq!(stderr_level(LogFormat::Human, false), LevelFilter::WARN);
+        assert_eq!(stderr_level(LogFormat::Human, true), LevelFilter::TRACE);
+        assert_eq!(stderr_level(LogFormat::Json, false), LevelFilter::TRACE);
+    }
 }

@@ -28,4 +28,5 @@ pub mod signals;
 pub mod sim;
 pub mod symbol_map;
 pub mod time;
+pub mod token;
 pub mod validate;

@@ -273,9 +273,7 @@ fn authorized(st: &ApiState, req: &HttpRequest) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     // Constant-time comparison: the token is a secret.
-    given.is_some_and(|g| {
-        g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    })
+    given.is_some_and(|g| crate::core::token::token_matches(g, token))
 }
 
 async fn control(st: web::Data<ApiState>, req: HttpRequest, cmd: OperatorCommand) -> HttpResponse {

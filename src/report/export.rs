@@ -104,26 +104,21 @@ pub(crate) struct Table {
     pub rows: Vec<Vec<Cell>>,
 }
 
-/// Quotes a CSV field when it holds a comma, a quote, CR or LF, or leading/trailing spaces
-/// (RFC 4180: enclosed in double quotes, inner quotes doubled).
-pub(crate) fn csv_field(s: &str) -> String {
-    let needs = s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ');
-    if needs { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
-}
-
 impl Table {
-    /// CSV text: header row then one line per row.
-    pub fn to_csv(&self) -> String {
-        let mut out = String::new();
-        let line = |cells: Vec<String>, out: &mut String| {
-            out.push_str(&cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
-            out.push('\n');
-        };
-        line(self.columns.iter().map(|c| c.to_string()).collect(), &mut out);
+    /// CSV (RFC 4180, by the `csv` crate): header row then one line per row, `\n`-terminated;
+    /// a field is quoted only when it holds a comma, a quote, CR or LF (inner quotes doubled).
+    pub fn to_csv(&self) -> Result<Vec<u8>, super::ReportError> {
+        let fail =
+            |e: &dyn std::fmt::Display| super::ReportError::Csv { table: self.name, error: e.to_string() };
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .quote_style(csv::QuoteStyle::Necessary)
+            .from_writer(Vec::new());
+        w.write_record(self.columns).map_err(|e| fail(&e))?;
         for row in &self.rows {
-            line(row.iter().map(Cell::csv).collect(), &mut out);
+            w.write_record(row.iter().map(Cell::csv)).map_err(|e| fail(&e))?;
         }
-        out
+        w.into_inner().map_err(|e| fail(&e))
     }
     /// JSON: an array of objects keyed by column.
     pub fn to_json(&self) -> Value {
@@ -515,7 +510,7 @@ pub fn export(run_dir: &Path, format: ExportFormat) -> Result<ExportSummary, sup
     for t in &tables {
         let name = format!("{}.{ext}", t.name);
         let bytes = match format {
-            ExportFormat::Csv => t.to_csv().into_bytes(),
+            ExportFormat::Csv => t.to_csv()?,
             ExportFormat::Json => super::to_json_bytes(&t.to_json()),
         };
         dir.write_atomic(&name, &bytes)?;

@@ -701,3 +701,26 @@ fn missing_run_folder_is_a_clear_error() {
     let err = export(Path::new("/nonexistent/kp-run"), ExportFormat::Csv).unwrap_err().to_string();
     assert!(err.contains("no journal.jsonl"), "{err}");
 }
+
+#[test]
+fn csv_export_quotes_only_what_rfc_4180_needs_and_reads_back() {
+    use export::{Cell, Table};
+    let t = Table {
+        name: "t",
+        columns: &["a", "b", "c"],
+        rows: vec![
+            vec![Cell::Str("plain".into()), Cell::Dec(dec!(1.50)), Cell::Null],
+            vec![Cell::Str("x,y".into()), Cell::Str("say \"hi\"".into()), Cell::Str("two\nlines".into())],
+        ],
+    };
+    let bytes = t.to_csv().unwrap();
+    assert_eq!(
+        String::from_utf8(bytes.clone()).unwrap(),
+        "a,b,c\nplain,1.50,\n\"x,y\",\"say \"\"hi\"\"\",\"two\nlines\"\n"
+    );
+    let back: Vec<Vec<String>> = csv::Reader::from_reader(bytes.as_slice())
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    assert_eq!(back[1], ["x,y", "say \"hi\"", "two\nlines"]);
+}

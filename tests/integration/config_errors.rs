@@ -107,3 +107,85 @@ fn bad_endpoints_are_refused_at_start_up_naming_the_option_or_key() {
         assert!(msg.contains("feed.ws_url") && msg.contains("\"notaurl\""), "{args:?}: {msg}");
     }
 }
+
+#[test]
+fn environment_variable_naming_no_key_stops_run_and_validate_config() {
+    // Before: the typo was dropped without a word and the run went on with the file's value.
+    let dir = TempDir::new("cfg-env-typo");
+    let cfg = dir.join("c.yaml");
+    std::fs::write(&cfg, "risk:\n  max_drawdown: 0.2\n").unwrap();
+    let run_dir = dir.join("run");
+    let env = [("KRAKEN_PAPER__RISK__MAX_DRAWDWN", "0.05"), ("KRAKEN_PAPER__RISK__RISK_PER_TRADE", "0.02")];
+    let expected = "unknown environment variable KRAKEN_PAPER__RISK__MAX_DRAWDWN: no key risk.max_drawdwn \
+                    (did you mean risk.max_drawdown?)";
+    for args in [
+        vec!["validate-config", cfg.to_str().unwrap()],
+        vec!["run", "--no-http", "--duration", "1m", "--run-dir", run_dir.to_str().unwrap()],
+    ] {
+        let out = run_cli_timeout(&args, &env, std::time::Duration::from_secs(60));
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {msg}");
+        assert!(msg.contains(expected), "{args:?}: {msg}");
+        assert!(!msg.contains("panicked"), "{msg}");
+    }
+    assert!(!run_dir.exists(), "run refused before creating its run folder");
+}
+
+#[test]
+fn environment_overrides_are_printed_and_reach_map_and_list_keys() {
+    // Before: BALANCES__USD added an asset `usd` beside USD, FEED__PAIRS could not be set,
+    // and nothing said which overrides were in force.
+    let dir = TempDir::new("cfg-env-ok");
+    let cfg = dir.join("c.yaml");
+    std::fs::write(&cfg, "account:\n  balances:\n    USD: 10000\n").unwrap();
+    let env = [
+        ("KRAKEN_PAPER__ACCOUNT__BALANCES__USD", "5000"),
+        ("KRAKEN_PAPER__FEED__PAIRS", "BTC/USD,ETH/USD"),
+        ("KRAKEN_PAPER__RISK__MAX_DRAWDOWN", "0.05"),
+    ];
+    let lines = [
+        "env: account.balances.USD = 5000 (KRAKEN_PAPER__ACCOUNT__BALANCES__USD)",
+        "env: feed.pairs = BTC/USD,ETH/USD (KRAKEN_PAPER__FEED__PAIRS)",
+        "env: risk.max_drawdown = 0.05 (KRAKEN_PAPER__RISK__MAX_DRAWDOWN)",
+    ];
+    let out = run_cli_timeout(
+        &["validate-config", cfg.to_str().unwrap()],
+        &env,
+        std::time::Duration::from_secs(60),
+    );
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    for l in lines {
+        assert!(msg.lines().any(|m| m == l), "missing {l:?} in:\n{msg}");
+    }
+    // A short run: the run folder's effective config holds the overridden values.
+    let run_dir = dir.join("run");
+    let out = run_cli_timeout(
+        &[
+            "run",
+            "--no-http",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--duration",
+            "1m",
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+        ],
+        &env,
+        std::time::Duration::from_secs(120),
+    );
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    for l in lines {
+        assert!(msg.lines().any(|m| m == l), "missing {l:?} in:\n{msg}");
+    }
+    let effective: serde_json::Value =
+        yaml_to_json(&std::fs::read_to_string(run_dir.join("config.yaml")).unwrap());
+    assert_eq!(effective["account"]["balances"], serde_json::json!({ "USD": "5000" }), "{effective}");
+    assert_eq!(effective["feed"]["pairs"], serde_json::json!(["BTC/USD", "ETH/USD"]));
+}
+
+/// The run folder's config.yaml as JSON (numbers as the YAML writes them).
+fn yaml_to_json(text: &str) -> serde_json::Value {
+    yaml_serde::from_str(text).unwrap()
+}

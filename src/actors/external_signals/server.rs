@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::{ExternalSignals, PushSignal};
 use crate::core::signals::external::{ExternalSignalError, reply};
+use crate::core::token::token_matches;
 
 /// Longest accepted message (bytes); a signal is a few hundred.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -142,12 +143,6 @@ pub fn serve(
     Ok(ServerHandle { addr, task })
 }
 
-/// Constant-time comparison, so the reply time does not leak how much of a token matched.
-fn token_matches(given: &str, token: &str) -> bool {
-    let (a, b) = (given.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// How the upgrade request authenticated.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 enum HeaderAuth {
@@ -234,17 +229,4 @@ async fn connection(
         sink.send(send(reply(&result))).await.map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison_needs_the_whole_token() {
-        assert!(token_matches("secret", "secret"));
-        assert!(!token_matches("secre", "secret"));
-        assert!(!token_matches("secreT", "secret"));
-        assert!(!token_matches("", "secret"));
-    }
 }
