@@ -29,6 +29,7 @@ pub use crate::cli::ExportFormat;
 pub use export::{ExportSummary, export};
 
 use crate::core::money::to_f64;
+use crate::core::orders::FillCause;
 use crate::core::time::{EventTime, MICROS_PER_SEC};
 use crate::run_dir::{RunDir, files};
 use load::RunData;
@@ -424,6 +425,16 @@ fn feed_section(d: &RunData) -> Value {
         m.entry(k).or_insert(Value::Null);
     }
     m.insert("sessions_reported".into(), json!(d.feed_stats.len()));
+    // Gaps filled over REST (`feed_gap` records): their trades, and the fills those trades
+    // caused (a fill's cause names the trade event's sequence number).
+    m.insert("gap_trades".into(), json!(d.gaps.iter().map(|g| g.trades).sum::<u64>()));
+    let in_gap = |seq: u64| d.gaps.iter().filter_map(|g| g.seqs).any(|(a, b)| (a..=b).contains(&seq));
+    let gap_fills = d
+        .fills
+        .iter()
+        .filter(|f| matches!(f.fill.cause, FillCause::Trade { event_seq, .. } if in_gap(event_seq)))
+        .count();
+    m.insert("gap_fills".into(), json!(gap_fills));
     Value::Object(m)
 }
 

@@ -41,10 +41,11 @@ use crate::messages::{
 #[rtype(result = "PortfolioSnapshot")]
 pub struct GetPortfolio;
 
-/// Live resume: the trades missed while the process was down (fetched over REST) have been
-/// applied. Orders they triggered are reported as `order_fate_unknown`: they execute on the
-/// first book after reconnecting, but the book they would have met in the gap is unknown;
-/// so are the orders of pairs whose missed trades could not be fetched.
+/// A live feed's gap (after a reconnect, or while the process was down before a resume): the
+/// trades missed meanwhile (fetched over REST) have been applied. Orders they triggered are
+/// reported as `order_fate_unknown`: they execute on the first book after reconnecting, but
+/// the book they would have met in the gap is unknown; so are the orders of pairs whose
+/// missed trades could not be fetched.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct GapReview {

@@ -1,14 +1,14 @@
 //! Where a session's market data comes from, chosen once: the embedded simulated exchange,
 //! Kraken's live WebSocket feed, or a recording played back. Each source is a driver of the
 //! one `MarketFeed`; the engine asks the chosen source for the feed's settings and for what
-//! only a live feed needs (REST at start-up, the gap fetch of a live resume).
+//! only a live feed needs (REST at start-up, the gap fetch after reconnects and on resume).
 
 use std::collections::BTreeSet;
 
 use actix::prelude::*;
 
 use crate::actors::journal::RecordFrames;
-use crate::actors::market_feed::{FeedSettings, LiveResume, MarketFeed, ReplayInput};
+use crate::actors::market_feed::{FeedSettings, GapFetch, LiveResume, MarketFeed, ReplayInput};
 use crate::actors::position_book::GapReview;
 use crate::actors::rate_limiter::Acquire;
 use crate::config::{Config, FeedSource};
@@ -82,11 +82,13 @@ impl MarketSource {
 }
 
 /// What a live source adds to the feed: its recording beside the journal, Kraken REST at
-/// start-up (fee schedules, and for a fresh run the warm-up history), and on a resume the
-/// fetch of the trades missed while the run was down.
+/// start-up (fee schedules, and for a fresh run the warm-up history), the gap fetch (the
+/// trades missed while disconnected, after every reconnect and on a resume), and on a
+/// resume the recording to re-execute.
 pub(super) struct LiveParts {
     recorder: Recipient<RecordFrames>,
     rest_startup: Option<RestStartup>,
+    gap: GapFetch,
     resume: Option<LiveResume>,
 }
 
@@ -115,14 +117,15 @@ impl MarketSource {
             return None;
         }
         let LiveWiring { recorder, limiter, gap_review, warmup_intervals } = wiring;
-        let resume = resuming.then(|| live_resume(config, run_dir, limiter.clone(), gap_review));
+        let resume = resuming.then(|| LiveResume { recording: run_dir.file(files::FEED_RECORDING) });
+        let gap = gap_fetch(config, limiter.clone(), gap_review);
         // Warm-up history only for a fresh run: a resume re-executes the signals' past.
         let warm = match (resuming, config.feed.warmup.enabled) {
             (false, true) => warmup_intervals,
             _ => BTreeSet::new(),
         };
         let rest_startup = spawn_rest_startup(config, limiter, warm);
-        Some(LiveParts { recorder, rest_startup, resume })
+        Some(LiveParts { recorder, rest_startup, gap, resume })
     }
 }
 
@@ -132,7 +135,7 @@ impl LiveParts {
         if let Some(s) = self.rest_startup {
             feed = feed.with_rest_startup(s);
         }
-        feed = feed.with_recording(self.recorder);
+        feed = feed.with_recording(self.recorder).with_gap_fetch(self.gap);
         if let Some(r) = self.resume {
             feed = feed.with_live_resume(r);
         }
@@ -140,22 +143,16 @@ impl LiveParts {
     }
 }
 
-/// A live resume: the run's recording and what fetches and reviews the trades missed while
-/// the run was down.
-fn live_resume(
-    config: &Config,
-    run_dir: &RunDir,
-    limiter: Recipient<Acquire>,
-    gap_review: Recipient<GapReview>,
-) -> LiveResume {
-    LiveResume {
-        recording: run_dir.file(files::FEED_RECORDING),
+/// What fetches and reviews the trades a live feed missed while disconnected (after every
+/// reconnect, and on a resume while the process was down).
+fn gap_fetch(config: &Config, limiter: Recipient<Acquire>, gap_review: Recipient<GapReview>) -> GapFetch {
+    GapFetch {
         rest: KrakenRest::new(
             &config.feed.rest_url,
             limiter,
             config.feed.rest.clone(),
         )
-        .map_err(|e| tracing::warn!(actor = "engine", error = %e, "REST client unavailable: the trades missed while down cannot be fetched"))
+        .map_err(|e| tracing::warn!(actor = "engine", error = %e, "REST client unavailable: the trades missed while disconnected cannot be fetched"))
         .ok(),
         gap_review,
     }

@@ -32,6 +32,15 @@ pub(crate) struct FillRec {
     pub fill: Fill,
 }
 
+/// A `feed_gap` record.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GapRec {
+    /// Trades applied, all pairs.
+    pub trades: u64,
+    /// Event sequence numbers of the first and last gap trade (None: no trades).
+    pub seqs: Option<(u64, u64)>,
+}
+
 /// An `equity` record.
 #[derive(Clone, Debug)]
 pub(crate) struct EquityRec {
@@ -81,6 +90,9 @@ pub(crate) struct RunData {
     /// `order_fate_unknown` records (live resume: orders the missed trades touched whose
     /// outcome cannot be known).
     pub fate_unknown: Vec<StoredRecord>,
+    /// `feed_gap` records (live runs: the gaps filled over REST after reconnects and on
+    /// resume): trades applied, and the sequence numbers of the first and last.
+    pub gaps: Vec<GapRec>,
     pub halts_lifted: u64,
     pub signal_decisions: u64,
     /// Latest `signal_weights`.
@@ -199,6 +211,15 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<RunData, ReportError> {
             }
             "emergency_stop" => d.emergency_stops.push(rec),
             "order_fate_unknown" => d.fate_unknown.push(rec),
+            "feed_gap" => {
+                let b = &rec.body;
+                let trades = b.get("trades").and_then(Value::as_object);
+                let seq = |k: &str| b.get(k).and_then(Value::as_u64);
+                d.gaps.push(GapRec {
+                    trades: trades.map_or(0, |t| t.values().filter_map(Value::as_u64).sum()),
+                    seqs: seq("first_seq").zip(seq("last_seq")),
+                });
+            }
             "halt_lifted" => d.halts_lifted += 1,
             "signal_decision" => d.signal_decisions += 1,
             "signal_weights" => {

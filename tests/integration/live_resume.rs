@@ -2,7 +2,9 @@
 //! writes a file `replay` verifies; a live run records its feed in `feed.jsonl`, and after a
 //! SIGKILL `run --resume` re-executes it (the journal checks every record), fetches the
 //! trades that happened while it was down over REST `Trades` `since`, fills the resting
-//! order they crossed, reports the stop they triggered, and reconnects.
+//! order they crossed, reports the stop they triggered, and reconnects. A live run whose
+//! connection drops does the same on its reconnect (the gap fill), and a resume re-executes
+//! that too.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,6 +78,8 @@ struct Market {
     /// `since` of every Trades request.
     trades_since: Vec<String>,
     next_trade_id: u64,
+    /// Trades requests fail (Kraken's error for an unknown pair).
+    trades_fail: bool,
 }
 
 impl Market {
@@ -86,7 +90,14 @@ impl Market {
             book.apply(Side::Buy, Decimal::new(499_995 - 5 * k, 1), Decimal::new(5, 0));
             book.apply(Side::Sell, Decimal::new(500_000 + 5 * k, 1), Decimal::new(1, 1));
         }
-        Market { step: 0, book, gap: Vec::new(), trades_since: Vec::new(), next_trade_id: 100 }
+        Market {
+            step: 0,
+            book,
+            gap: Vec::new(),
+            trades_since: Vec::new(),
+            next_trade_id: 100,
+            trades_fail: false,
+        }
     }
 
     fn time_us(&self) -> i64 {
@@ -148,6 +159,9 @@ fn start_rest(market: Arc<Mutex<Market>>) -> String {
             let mut m = market.lock().unwrap();
             let since = req.param("since").unwrap_or_default();
             m.trades_since.push(since.clone());
+            if m.trades_fail {
+                return (200, r#"{"error":["EQuery:Unknown asset pair"]}"#.to_string());
+            }
             let since_ns: i128 = since.parse().unwrap_or(0);
             let base = m.time_us();
             let gap = m.gap.clone();
@@ -309,4 +323,172 @@ fn live_run_killed_then_resumed_fills_from_the_trades_it_missed() {
     let again = std::fs::read(&journal).unwrap();
     assert!(again.starts_with(&after), "the second resume rewrote journaled records");
     unique_fill_ids(&valid_journal(&run));
+}
+
+// ---- gaps filled on every reconnect ------------------------------------------------------
+
+/// A live run on [`Market`] whose first connection drops after 8 updates (16 s of event time:
+/// the buy placed on the first snapshot still rests, its chase is due at 30 s), with the
+/// REST mock; runs (JSON logs in `log`) until `done` holds on the journal's text and the
+/// mock has seen a second connection, then is stopped with SIGTERM.
+fn live_run_with_a_drop(
+    market: &Arc<Mutex<Market>>,
+    dir: &TempDir,
+    log: &std::path::Path,
+    done: impl Fn(&str) -> bool,
+) -> (MockKraken, std::path::PathBuf) {
+    let ws = MockKraken::start_with(
+        MockScript { pace: Duration::from_millis(40), drop_after: Some(8), ..MockScript::default() },
+        market.clone(),
+    );
+    let rest_url = start_rest(market.clone());
+    let config = write_config(dir.path(), LIVE_CONFIG);
+    let run = dir.join("run");
+    let journal = run.join("journal.jsonl");
+    let args = [
+        "run",
+        "--live",
+        "--no-http",
+        "--log-format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+        "--ws-url",
+        &ws.url,
+        "--rest-url",
+        &rest_url,
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    let mut child = spawn_cli(&args, &[], log);
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(300), || {
+            assert!(child.try_wait().unwrap().is_none(), "the live run exited:\n{}", read_log());
+            ws.log().connections.len() >= 2 && done(&std::fs::read_to_string(&journal).unwrap_or_default())
+        }),
+        "the live run did not reconnect and catch up:\n{}",
+        read_log()
+    );
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(120)).code(), Some(0), "{}", read_log());
+    (ws, run)
+}
+
+/// The JSON log lines of a log file.
+fn log_events(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The resting buy the imbalance signal placed, checked to be in the journal before the
+/// disconnect.
+fn resting_buy_before_the_drop(recs: &[serde_json::Value]) -> serde_json::Value {
+    let order = records(recs, "order")
+        .into_iter()
+        .find(|o| o["origin"]["kind"] == "intent" && o["spec"]["side"] == "buy")
+        .expect("a resting buy")
+        .clone();
+    let drop =
+        records(recs, "feed_reconnect").first().map(|r| r["seq"].as_u64().unwrap()).expect("a reconnect");
+    assert!(order["seq"].as_u64().unwrap() < drop, "the buy was placed after the drop: {order}");
+    order
+}
+
+#[test]
+fn live_reconnect_fills_the_gap_from_rest_trades_before_the_new_snapshot() {
+    let market = Arc::new(Mutex::new(Market::new()));
+    // While disconnected: a sell prints through the bid (fills the buy), then one far below
+    // the stop-loss (triggers it; no book to fill it on in the gap).
+    market.lock().unwrap().gap = vec![(300, "49900.0", "20.00000000"), (3000, "45000.0", "5.00000000")];
+    let dir = TempDir::new("live-gap");
+    let log = dir.join("run.log");
+    let (ws, run) = live_run_with_a_drop(&market, &dir, &log, |j| {
+        j.contains(r#""type":"fill""#) && j.contains(r#""type":"feed_gap""#)
+    });
+    drop(ws);
+    let recs = valid_journal(&run);
+    let order = resting_buy_before_the_drop(&recs);
+    let bid = dec(&order["spec"]["price"]);
+
+    // The gap was fetched once (on the reconnect), from the last event seen.
+    assert_eq!(market.lock().unwrap().trades_since.len(), 1, "{:?}", market.lock().unwrap().trades_since);
+    let events = log_events(&log);
+    let filled: Vec<_> = events.iter().filter(|e| e["event"] == "feed_gap_filled").collect();
+    assert_eq!(filled.len(), 1, "{filled:?}");
+    assert_eq!(filled[0]["pair"], "BTC/USD");
+    assert_eq!(filled[0]["trades"], 2, "{}", filled[0]);
+    let since = filled[0]["since"].as_str().expect("since");
+    assert!(kraken_paper::core::time::EventTime::parse_rfc3339(since).is_ok(), "{since}");
+
+    // The buy filled from the first gap trade, at our price, as a maker.
+    let gap = records(&recs, "feed_gap");
+    assert_eq!(gap.len(), 1, "{gap:?}");
+    let (first, last) = (gap[0]["first_seq"].as_u64().unwrap(), gap[0]["last_seq"].as_u64().unwrap());
+    assert_eq!(last - first, 1, "{}", gap[0]);
+    let fills = records(&recs, "fill");
+    let entry = fills.iter().find(|f| f["order_id"] == order["order_id"]).expect("the resting buy filled");
+    assert_eq!(entry["cause"]["kind"], "trade", "{entry}");
+    assert!((first..=last).contains(&entry["cause"]["event_seq"].as_u64().unwrap()), "{entry}");
+    assert_eq!(dec(&entry["price"]), bid, "a maker fill at our price");
+    unique_fill_ids(&recs);
+    assert_balances_follow_fills(&recs);
+    // The stop the second gap trade triggered is reported.
+    assert_eq!(records(&recs, "order_fate_unknown").len(), 1, "{:?}", records(&recs, "order_fate_unknown"));
+    let r = report(&run);
+    assert_eq!(r["feed"]["gap_trades"], 2, "{}", r["feed"]);
+    assert!(r["feed"]["gap_fills"].as_u64().unwrap() >= 1, "{}", r["feed"]);
+
+    // feed.jsonl: the REST trades and the gap's end come after the first connection's last
+    // frame and before the second connection's first, then the disconnect.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("feed.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a feed line is JSON"))
+        .collect();
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<usize> {
+        lines.iter().enumerate().filter(|(_, l)| pred(l)).map(|(i, _)| i).collect()
+    };
+    let statuses = at(&|l| l["dir"] == "recv" && l["msg"]["channel"] == "status");
+    let rest = at(&|l| l["dir"] == "rest");
+    let gap_end = at(&|l| l["dir"] == "gap_end");
+    let reconnect = at(&|l| l["dir"] == "reconnect");
+    assert!(statuses.len() >= 2 && rest.len() == 2 && gap_end.len() == 1 && reconnect.len() == 1);
+    assert!(statuses[0] < rest[0] && rest[1] < gap_end[0] && gap_end[0] < reconnect[0]);
+    assert!(reconnect[0] < statuses[1], "the gap lines come before the new connection's frames");
+
+    // A resume re-executes all of it (every regenerated record checked) and appends.
+    let before = std::fs::read(run.join("journal.jsonl")).unwrap();
+    let resume = ["run", "--resume", run.to_str().unwrap(), "--no-http", "--log-format", "json"];
+    run_until_logged(&resume, &dir.join("resume.log"), "resume caught up with the journal");
+    let after = std::fs::read(run.join("journal.jsonl")).unwrap();
+    assert!(after.starts_with(&before), "the resume rewrote journaled records");
+    unique_fill_ids(&valid_journal(&run));
+}
+
+#[test]
+fn live_reconnect_without_the_gap_trades_reports_resting_orders_unknown() {
+    let market = Arc::new(Mutex::new(Market::new()));
+    market.lock().unwrap().trades_fail = true;
+    let dir = TempDir::new("live-gap-unfetched");
+    let log = dir.join("run.log");
+    let (ws, run) =
+        live_run_with_a_drop(&market, &dir, &log, |j| j.contains(r#""type":"order_fate_unknown""#));
+    drop(ws);
+    let recs = valid_journal(&run);
+    let order = resting_buy_before_the_drop(&recs);
+    let unknown = records(&recs, "order_fate_unknown");
+    assert!(
+        unknown.iter().any(|u| u["order_id"] == order["order_id"] && u["pair"] == "BTC/USD"),
+        "{unknown:?}"
+    );
+    assert!(!market.lock().unwrap().trades_since.is_empty());
+    assert!(log_events(&log).iter().all(|e| e["event"] != "feed_gap_filled"));
+    let gap = records(&recs, "feed_gap");
+    assert_eq!(gap[0]["pairs_unfetched"], serde_json::json!(["BTC/USD"]), "{gap:?}");
+    assert_eq!(report(&run)["feed"]["gap_trades"], 0);
 }

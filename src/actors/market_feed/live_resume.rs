@@ -1,6 +1,6 @@
 //! Live resume (`run --resume` of a live run): re-execute the run's recording of its feed,
-//! catch up on the trades missed while the process was down (REST `Trades`), have the orders
-//! they touched reviewed ([`GapEnd`]), then reconnect.
+//! fill the gap while the process was down (`gap`: REST `Trades`, the review of the orders
+//! they touched), then reconnect.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -8,11 +8,11 @@ use std::rc::Rc;
 use tokio::sync::mpsc;
 
 use super::drive::{apply_rest_line, process_frames, record_frames};
-use super::settings::{FeedSettings, LiveResume};
+use super::gap::{GapEnd, apply_gap_end, fill_gap};
+use super::settings::{FeedSettings, GapFetch, LiveResume};
 use super::state::FeedState;
 use super::{FeedEnded, FeedError};
 use crate::actors::journal::Append;
-use crate::core::time::EventTime;
 use crate::pipeline::Pipeline;
 use crate::sources::kraken_ws::Flow;
 
@@ -21,16 +21,16 @@ use crate::sources::kraken_ws::Flow;
 ///    frames in the order they came (in batches: results do not depend on batching),
 ///    disconnects included — the journal checks every record it regenerates, so state is
 ///    exactly what it was;
-/// 2. fetches, per pair, the trades after the last one seen (REST `Trades` `since`, through
-///    the RateLimiter) and feeds them, in time order, as WS v2 trade frames: resting limits
-///    fill from trades printed through them and stops trigger, as on a live feed;
-/// 3. asks PositionBook to report the orders whose fate in the gap cannot be known;
-/// 4. invalidates the books (they are stale) as after any disconnect.
+/// 2. fills the gap while the process was down ([`fill_gap`], as after every reconnect):
+///    the trades after the last one seen, over REST, through the pipeline, then PositionBook
+///    reports the orders whose fate in the gap cannot be known;
+/// 3. invalidates the books (they are stale) as after any disconnect.
 ///
-/// Steps 2–4 are recorded (`rest`, `gap_end`, `reconnect` lines) before they are applied,
+/// Steps 2–3 are recorded (`rest`, `gap_end`, `reconnect` lines) before they are applied,
 /// so a later resume re-executes them too. Returns `Stop` when the run ended meanwhile.
 pub(super) async fn resume_live(
     resume: &LiveResume,
+    gap: Option<&GapFetch>,
     state: &Rc<RefCell<FeedState>>,
     settings: &FeedSettings,
     pipeline: &Pipeline,
@@ -77,8 +77,10 @@ pub(super) async fn resume_live(
                     }
                     "fees" | "ohlc" => apply_rest_line(state, pipeline, &rec.dir, &rec.msg).await?,
                     "gap_end" => {
-                        let review: GapEnd = serde_json::from_str(&rec.msg).map_err(FeedError::Json)?;
-                        send_gap_review(resume, review).await;
+                        let end: GapEnd = serde_json::from_str(&rec.msg).map_err(FeedError::Json)?;
+                        if let Some(gap) = gap {
+                            apply_gap_end(gap, pipeline, end).await;
+                        }
                     }
                     _ => {} // `sent`: requests; the decoder of a live run does not read them either
                 }
@@ -95,76 +97,40 @@ pub(super) async fn resume_live(
         frames = frames_replayed,
         "live resume: recording re-executed; fetching the trades missed while down"
     );
-
-    // The gap: trades after the last one seen, per pair.
+    // The gap while the process was down (the feed's gap fill, as after any reconnect).
+    if let Some(gap) = gap
+        && fill_gap(gap, state, settings, pipeline, ended).await? == Flow::Stop
+    {
+        return Ok(Flow::Stop);
+    }
     let recorder = state.borrow().recorder.clone();
-    let (since_all, last_trades) = {
-        let st = state.borrow();
-        (st.book.last_time, st.book.last_trades().clone())
-    };
-    let mut gap_trades = Vec::new();
-    let mut unfetched = Vec::new();
-    match &resume.rest {
-        None => unfetched.extend(settings.endpoint.pairs.iter().cloned()),
-        Some(rest) => {
-            if let Err(e) = rest.asset_pairs().await {
-                tracing::warn!(actor = "market_feed", error = %e, "REST AssetPairs failed; querying Trades by WS names");
-            }
-            for pair in &settings.endpoint.pairs {
-                let last = last_trades.get(pair).copied();
-                match fetch_trades_since(rest, pair, last.map_or(since_all, |l| l.0)).await {
-                    Ok(trades) => gap_trades.extend(recording::trades_after(trades, last)),
-                    Err(e) => {
-                        tracing::warn!(actor = "market_feed", pair = %pair, error = %e, "could not fetch the trades missed while down");
-                        unfetched.push(pair.clone());
-                    }
-                }
-            }
-        }
-    }
-    // In time order across pairs (stable: a pair's own order is kept).
-    gap_trades.sort_by_key(|t| t.time);
-    let until = gap_trades.last().map_or(since_all, |t| t.time);
-    tracing::info!(actor = "market_feed", trades = gap_trades.len(), since = %since_all.to_rfc3339(), "live resume: applying the trades missed while down");
-    for t in &gap_trades {
-        let frame = recording::trades_frame(std::slice::from_ref(t));
-        record_frames(&recorder, "rest", std::iter::once(frame.as_str()));
-        let frame = vec![tokio_tungstenite::tungstenite::Utf8Bytes::from(frame)];
-        if process_frames(state, settings, pipeline, &scratch, ended, frame).await? == Flow::Stop {
-            return Ok(Flow::Stop);
-        }
-    }
-    let review = GapEnd { since: since_all, until, pairs_unfetched: unfetched };
-    let text = serde_json::to_string(&review).map_err(FeedError::Json)?;
-    record_frames(&recorder, "gap_end", std::iter::once(text.as_str()));
-    send_gap_review(resume, review).await;
     let marker = serde_json::json!({ "attempt": 1, "reason": "resumed" }).to_string();
     record_frames(&recorder, "reconnect", std::iter::once(marker.as_str()));
     replay_reconnect(state, settings, pipeline, 1, "resumed").await?;
     Ok(Flow::Continue)
 }
 
-/// A `gap_end` line of a live run's recording.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct GapEnd {
-    since: EventTime,
-    until: EventTime,
-    pairs_unfetched: Vec<String>,
-}
-
-/// Asks PositionBook to report the orders whose fate in the gap cannot be known.
-async fn send_gap_review(resume: &LiveResume, g: GapEnd) {
-    let review = crate::actors::position_book::GapReview {
-        since: g.since,
-        until: g.until,
-        pairs_unfetched: g.pairs_unfetched,
-    };
-    let _ = resume.gap_review.send(review).await;
-}
-
-/// A disconnect as the supervisor handles it (`restarting` + [`MarketFeed::invalidate_books`]),
-/// applied in line when a recording is re-executed or a resumed process reconnects.
+/// A disconnect as the supervisor handles it (`restarting`, then the book invalidation of
+/// the next connection), applied in line when a recording is re-executed or a resumed
+/// process reconnects.
 async fn replay_reconnect(
+    state: &Rc<RefCell<FeedState>>,
+    settings: &FeedSettings,
+    pipeline: &Pipeline,
+    attempt: u32,
+    reason: &str,
+) -> Result<(), FeedError> {
+    {
+        let mut st = state.borrow_mut();
+        st.reconnects += 1;
+        st.restarts += 1;
+    }
+    invalidate_books(state, settings, pipeline, attempt, reason).await
+}
+
+/// After a disconnect (reconnect attempt `attempt`, for `reason`): every book is untrusted
+/// until its new snapshot — the `BookInvalid` record, then the batch through the pipeline.
+pub(super) async fn invalidate_books(
     state: &Rc<RefCell<FeedState>>,
     settings: &FeedSettings,
     pipeline: &Pipeline,
@@ -173,8 +139,6 @@ async fn replay_reconnect(
 ) -> Result<(), FeedError> {
     let (batch, record) = {
         let mut st = state.borrow_mut();
-        st.reconnects += 1;
-        st.restarts += 1;
         st.decoder.reset_books();
         st.book.distrust(&settings.endpoint.pairs);
         st.book.invalidation(&settings.endpoint.pairs, attempt, reason)
@@ -183,26 +147,26 @@ async fn replay_reconnect(
     pipeline.run(batch).await.map_err(FeedError::Pipeline)
 }
 
-/// Kraken REST `Trades` after `since`, following the `last` cursor while pages are full
-/// (Kraken returns at most 1000 trades a call), up to [`MAX_GAP_PAGES`] pages.
-async fn fetch_trades_since(
-    rest: &crate::sources::kraken_rest::KrakenRest,
-    pair: &str,
-    since: EventTime,
-) -> Result<Vec<crate::core::market::TradeEvent>, FeedError> {
-    let mut cursor = crate::sources::kraken_rest::trades_since(since);
-    let mut out = Vec::new();
-    for _ in 0..MAX_GAP_PAGES {
-        let page = rest.trades(pair, Some(&cursor)).await.map_err(FeedError::Rest)?;
-        let full = page.trades.len() >= 1000;
-        out.extend(page.trades);
-        if !full || page.last == cursor {
-            return Ok(out);
-        }
-        cursor = page.last;
+/// A live feed reconnecting (after the supervisor restarted it): fills the gap while it was
+/// disconnected ([`fill_gap`], while the old books still stand), then records the disconnect
+/// (`reconnect` line) and invalidates the books — the order a re-execution of the recording
+/// applies them in — before the new connection reads a frame.
+pub(super) async fn catch_up_reconnect(
+    gap: Option<&GapFetch>,
+    state: &Rc<RefCell<FeedState>>,
+    settings: &FeedSettings,
+    pipeline: &Pipeline,
+    ended: &mpsc::UnboundedSender<FeedEnded>,
+    (attempt, reason): (u32, &str),
+) -> Result<Flow, FeedError> {
+    if let Some(gap) = gap
+        && fill_gap(gap, state, settings, pipeline, ended).await? == Flow::Stop
+    {
+        return Ok(Flow::Stop);
     }
-    Err(FeedError::GapTooLong(MAX_GAP_PAGES))
+    let recorder = state.borrow().recorder.clone();
+    let marker = serde_json::json!({ "attempt": attempt, "reason": reason }).to_string();
+    record_frames(&recorder, "reconnect", std::iter::once(marker.as_str()));
+    invalidate_books(state, settings, pipeline, attempt, reason).await?;
+    Ok(Flow::Continue)
 }
-
-/// Most `Trades` pages fetched per pair after a downtime (1000 trades each).
-const MAX_GAP_PAGES: usize = 50;

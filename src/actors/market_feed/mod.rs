@@ -11,9 +11,12 @@
 //! - Fails: a dead, silent or refused connection ends the connection future; the actor then
 //!   stops itself and its `actix::Supervisor` restarts it. `restarting()` computes the
 //!   exponential backoff with jitter (`feed_backoff`) and the next `started()` connects after
-//!   it. Books are invalidated (`BookInvalid: disconnected`) and rebuilt from the snapshots
-//!   of the restored subscriptions. A panic while reading or driving frames is caught and
-//!   handled like a lost connection (`supervision::Policy::Restart`). A checksum mismatch resubscribes that pair's book
+//!   it. A live feed first fills the gap (`gap`: the trades missed while disconnected, over
+//!   REST, through the pipeline while the old books stand); then books are invalidated
+//!   (`BookInvalid: disconnected`) and rebuilt from the snapshots of the restored
+//!   subscriptions. A panic while reading or driving frames is caught and handled like a
+//!   lost connection (`supervision::Policy::Restart`). A checksum mismatch resubscribes that
+//!   pair's book
 //!   (`book_resync`); trading on it pauses until the new snapshot.
 //! - Live runs: what the start-up REST fetch brings ([`MarketFeed::with_rest_startup`]:
 //!   fee schedules, warm-up candles) is recorded as `fees` / `ohlc` lines and driven through
@@ -22,13 +25,15 @@
 //!
 //! Here: the actor (connection, supervision, handlers). Beside it: `drive` (decoded frames
 //! through the [`Pipeline`], pass by pass; the REST lines), `replay` (playing a recording),
-//! `live_resume` (continuing a live run after a restart of the process), `frames` (decoding
+//! `live_resume` (continuing a live run after a restart of the process, catching up after a
+//! reconnect), `gap` (filling a live feed's gap over REST), `frames` (decoding
 //! frames into batches), `settings` and `state` (what survives restarts), `error` (why the
 //! frame consumer stops: [`FeedError`]).
 
 mod drive;
 mod error;
 mod frames;
+mod gap;
 mod live_resume;
 mod replay;
 mod settings;
@@ -53,12 +58,12 @@ use crate::supervision::{ActorName, Watch};
 
 use crate::pipeline::Pipeline;
 pub use error::FeedError;
-pub use settings::{FeedSettings, LiveResume, ReplayInput};
+pub use settings::{FeedSettings, GapFetch, LiveResume, ReplayInput};
 
 use drive::{
     apply_rest_lines, process_frames, record_frames, record_rest_lines, take_rest_fees, wait_for_warmup,
 };
-use live_resume::resume_live;
+use live_resume::{catch_up_reconnect, resume_live};
 use replay::replay_file;
 use state::FeedState;
 
@@ -116,6 +121,8 @@ impl Supervised for MarketFeed {
         st.restarts += 1;
         st.decoder.reset_books();
         st.book.distrust(&self.settings.endpoint.pairs);
+        // The next connection first fills the gap, then invalidates the books.
+        st.reconnected = Some((self.attempt, self.last_error_kind));
         drop(st);
         tracing::warn!(
             event = "actor_restarted",
@@ -131,7 +138,6 @@ impl Supervised for MarketFeed {
             backoff_ms = self.next_delay.as_millis() as u64,
             "waiting before reconnecting"
         );
-        self.invalidate_books();
     }
 }
 
@@ -181,10 +187,18 @@ impl MarketFeed {
         self
     }
 
-    /// Live resume: before connecting, re-execute the run's recording, fetch the missed
-    /// trades and review the orders they touched (see [`resume_live`]).
+    /// Live resume: before connecting, re-execute the run's recording, then fill the gap
+    /// while the process was down (see [`resume_live`]).
     pub fn with_live_resume(self, resume: LiveResume) -> Self {
         self.state.borrow_mut().live_resume = Some(resume);
+        self
+    }
+
+    /// Live runs: after every reconnect (and on resume), the trades missed while
+    /// disconnected are fetched over REST and applied before the new snapshot; PositionBook
+    /// reviews the orders whose fate in the gap cannot be known (see [`GapFetch`]).
+    pub fn with_gap_fetch(self, gap: GapFetch) -> Self {
+        self.state.borrow_mut().gap_fetch = Some(Rc::new(gap));
         self
     }
 
@@ -209,9 +223,10 @@ impl MarketFeed {
         let pipeline = self.pipeline.clone();
         let ended = self.ended.clone();
         self.connected_since = Some(tokio::time::Instant::now());
-        let (live_resume, recorder, invalidation, warmup) = {
+        let (live_resume, recorder, reconnected, gap, warmup) = {
             let mut st = self.state.borrow_mut();
-            (st.live_resume.take(), st.recorder.clone(), st.invalidation.take(), st.warmup.take())
+            let gap = st.gap_fetch.clone();
+            (st.live_resume.take(), st.recorder.clone(), st.reconnected.take(), gap, st.warmup.take())
         };
         let fut = async move {
             let (tx, rx) = mpsc::unbounded_channel::<String>();
@@ -219,19 +234,28 @@ impl MarketFeed {
             if let Some(replay) = settings.replay.clone() {
                 return replay_file(&replay, &state, &settings, &pipeline, &tx, &ended).await;
             }
-            if let Some(wait) = invalidation {
-                let _ = wait.await;
-            }
-            if let Some(resume) = live_resume {
-                match resume_live(&resume, &state, &settings, &pipeline, &ended).await {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop) => return Ok(()),
-                    Err(e) => {
-                        tracing::error!(actor = "market_feed", error = %e, "live resume failed; ending the run");
-                        state.borrow_mut().finished = true;
-                        let _ = ended.send(FeedEnded::Failed(e));
-                        return Ok(());
+            // Before a frame of this connection: a resume's re-execution and gap, or a
+            // reconnect's gap and book invalidation.
+            let caught_up = async {
+                if let Some(resume) = live_resume {
+                    return resume_live(&resume, gap.as_deref(), &state, &settings, &pipeline, &ended).await;
+                }
+                match reconnected {
+                    Some((attempt, reason)) => {
+                        let at = (attempt, reason);
+                        catch_up_reconnect(gap.as_deref(), &state, &settings, &pipeline, &ended, at).await
                     }
+                    None => Ok(Flow::Continue),
+                }
+            };
+            match caught_up.await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => return Ok(()),
+                Err(e) => {
+                    tracing::error!(actor = "market_feed", error = %e, "catching up after a downtime failed; ending the run");
+                    state.borrow_mut().finished = true;
+                    let _ = ended.send(FeedEnded::Failed(e));
+                    return Ok(());
                 }
             }
             // Start-up REST: the warm-up candles (bounded wait), then any fee schedule already
@@ -321,33 +345,6 @@ impl MarketFeed {
                 }
             }
         }));
-    }
-}
-
-impl MarketFeed {
-    /// Tells the pipeline every book is untrusted until its new snapshot (after a disconnect).
-    fn invalidate_books(&mut self) {
-        let (batch, record, recorder) = {
-            let mut st = self.state.borrow_mut();
-            let (batch, record) =
-                st.book.invalidation(&self.settings.endpoint.pairs, self.attempt, self.last_error_kind);
-            (batch, record, st.recorder.clone())
-        };
-        // The recording first (a re-execution replays this disconnect at this point), then
-        // the journal record, then the invalidation; the next connection waits for it.
-        let marker =
-            serde_json::json!({ "attempt": self.attempt, "reason": self.last_error_kind }).to_string();
-        record_frames(&recorder, "reconnect", std::iter::once(marker.as_str()));
-        self.pipeline.journal().do_send(Append { entries: vec![record] });
-        let pipeline = self.pipeline.clone();
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.state.borrow_mut().invalidation = Some(wait);
-        actix::spawn(async move {
-            if let Err(e) = pipeline.run(batch).await {
-                tracing::error!(actor = "market_feed", error = %e, "could not publish book invalidation");
-            }
-            let _ = done.send(());
-        });
     }
 }
 

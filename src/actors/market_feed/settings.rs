@@ -3,8 +3,6 @@
 
 use crate::core::kraken::endpoint::WsEndpoint;
 
-use actix::Recipient;
-
 use crate::core::kraken::decode::FeedDecoder;
 use crate::core::time::EventTime;
 
@@ -46,13 +44,19 @@ pub struct ReplayInput {
     pub batch_lines: usize,
 }
 
+/// What fills a live feed's gaps (`gap.rs`), kept for the whole run (reconnects and resume).
+pub struct GapFetch {
+    /// Kraken REST (Trades `since`), through the RateLimiter; None: no gap can be fetched
+    /// (every pair's open orders are then reviewed as unknown).
+    pub rest: Option<crate::sources::kraken_rest::KrakenRest>,
+    /// PositionBook: reports the orders whose fate in the gap cannot be known.
+    pub gap_review: actix::Recipient<crate::actors::position_book::GapReview>,
+}
+
 /// How a live run continues after its process stopped (`run --resume`): re-execute the
-/// run's recording of its feed, catch up on the trades missed while down, then reconnect.
+/// run's recording of its feed, catch up on the trades missed while down (the feed's
+/// [`super::GapFetch`]), then reconnect.
 pub struct LiveResume {
     /// The run's `feed.jsonl`.
     pub recording: std::path::PathBuf,
-    /// Kraken REST (Trades `since`), through the RateLimiter; None: the gap cannot be fetched.
-    pub rest: Option<crate::sources::kraken_rest::KrakenRest>,
-    /// PositionBook: reports the orders whose fate in the gap cannot be known.
-    pub gap_review: Recipient<crate::actors::position_book::GapReview>,
 }

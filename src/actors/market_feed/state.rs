@@ -1,13 +1,14 @@
 //! What survives restarts of the [`super::MarketFeed`] actor: the decoder, the run's clock,
 //! counters and the resume / live-run plumbing (the supervisor reuses the struct).
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix::Recipient;
 use tokio::sync::mpsc;
 
 use super::ReplayedStop;
-use super::settings::{FeedSettings, LiveResume};
+use super::settings::{FeedSettings, GapFetch, LiveResume};
 use crate::actors::journal::RecordFrames;
 use crate::core::feed::FeedBook;
 use crate::core::kraken::decode::{FeedCounters, FeedDecoder};
@@ -39,9 +40,12 @@ pub(super) struct FeedState {
     pub(super) recorder: Option<Recipient<RecordFrames>>,
     /// Live resume: done once, before the first connection.
     pub(super) live_resume: Option<LiveResume>,
-    /// The book invalidation after a disconnect; the next connection waits for it, so its
-    /// frames never overtake it (a re-execution of the recording runs them in this order).
-    pub(super) invalidation: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// A disconnect not yet caught up on (reconnect attempt, reason): the next connection
+    /// first fills the gap, then invalidates the books, before it reads a frame (a
+    /// re-execution of the recording runs them in this order).
+    pub(super) reconnected: Option<(u32, &'static str)>,
+    /// Live runs: what fills the gaps after reconnects and on resume.
+    pub(super) gap_fetch: Option<Rc<GapFetch>>,
     /// Live runs: `fees` lines from the start-up REST fetch, applied before the next frame.
     pub(super) rest_fees: Option<mpsc::UnboundedReceiver<Vec<RestLine>>>,
     /// Live runs: the warm-up candles, awaited (bounded) before the first connection.
@@ -69,7 +73,8 @@ impl FeedState {
             stop_replayer: None,
             recorder: None,
             live_resume: None,
-            invalidation: None,
+            reconnected: None,
+            gap_fetch: None,
             rest_fees: None,
             warmup: None,
             test_panic_at: None,
