@@ -322,7 +322,8 @@ fn second_signal_exits_at_once() {
     // the feed after its batch in flight) waits up to its 15 s deadline: a second signal sent
     // meanwhile must end the process at once, with 130.
     let mut args = run_args(&run);
-    args.extend(["--speed", "0.0001"]);
+    // -v: the info lines this test waits for reach stderr.
+    args.extend(["--speed", "0.0001", "-v"]);
     let mut child = spawn_cli(&args, &[], &log);
     let logged = |s: &str| std::fs::read_to_string(&log).unwrap_or_default().contains(s);
     // The feed connects after the engine watches for signals. Then the opening burst (the
