@@ -221,46 +221,74 @@ async fn metrics(st: web::Data<ApiState>) -> HttpResponse {
         Ok(g) => g,
         Err(r) => return r,
     };
+    match metrics_text(&g) {
+        Ok(text) => HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(text),
+        Err(e) => {
+            tracing::warn!(actor = "http", error = %e, "cannot encode /metrics");
+            HttpResponse::InternalServerError()
+                .json(json!({ "error": format!("cannot encode metrics: {e}") }))
+        }
+    }
+}
+
+/// One `/metrics` sample: name, help text, and its value as a gauge or a counter.
+enum Sample {
+    Gauge(&'static str, &'static str, f64),
+    Counter(&'static str, &'static str, f64),
+}
+
+/// The Prometheus exposition of one snapshot, encoded by the `prometheus` crate. The values are
+/// snapshots the actors already hold (totals included), so each scrape fills a fresh
+/// [`prometheus::Registry`]; Decimal money becomes f64 only here, at the exposition boundary.
+fn metrics_text(g: &Gathered) -> Result<String, prometheus::Error> {
+    use Sample::{Counter, Gauge};
     let f = crate::core::money::to_f64;
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, v: f64| {
-        use std::fmt::Write;
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-    };
     let p = &g.p;
-    gauge("kraken_paper_equity", "Account equity in the account currency.", "gauge", f(p.view.equity));
-    gauge("kraken_paper_pnl", "Equity minus starting equity.", "gauge", f(p.view.equity - p.starting_equity));
-    gauge("kraken_paper_open_positions", "Open positions.", "gauge", p.open_positions as f64);
     let open_orders: usize = p.view.open_orders.iter().map(|(_, n)| *n).sum();
-    gauge("kraken_paper_open_orders", "Open orders.", "gauge", open_orders as f64);
-    gauge("kraken_paper_fills_total", "Fills.", "counter", p.stats.fills as f64);
-    gauge("kraken_paper_fees_paid_total", "Fees paid.", "counter", f(p.stats.fees_paid));
-    gauge("kraken_paper_trades_total", "Closed round trips.", "counter", p.trades_closed as f64);
-    gauge("kraken_paper_book_resyncs_total", "Book resyncs.", "counter", g.feed.counters.resyncs as f64);
-    gauge("kraken_paper_feed_reconnects_total", "Feed reconnects.", "counter", g.feed.reconnects as f64);
-    gauge(
-        "kraken_paper_actor_restarts_total",
-        "Supervised actor restarts.",
-        "counter",
-        g.feed.restarts as f64,
-    );
-    gauge(
-        "kraken_paper_feed_events_total",
-        "Market events decoded.",
-        "counter",
-        g.feed.counters.events as f64,
-    );
-    gauge(
-        "kraken_paper_feed_connected",
-        "1 when the feed is connected.",
-        "gauge",
-        if g.feed.connected { 1.0 } else { 0.0 },
-    );
     let lag = (p.view.time.micros_since(g.feed.last_event_time) as f64 / 1e6).abs();
-    gauge("kraken_paper_feed_lag_seconds", "Event-time lag of the portfolio behind the feed.", "gauge", lag);
     let dd = g.risk.get("current_drawdown").and_then(Value::as_f64).unwrap_or(0.0);
-    gauge("kraken_paper_drawdown", "Current drawdown from the equity peak (fraction).", "gauge", dd);
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+    let samples = [
+        Gauge("kraken_paper_equity", "Account equity in the account currency.", f(p.view.equity)),
+        Gauge("kraken_paper_pnl", "Equity minus starting equity.", f(p.view.equity - p.starting_equity)),
+        Gauge("kraken_paper_open_positions", "Open positions.", p.open_positions as f64),
+        Gauge("kraken_paper_open_orders", "Open orders.", open_orders as f64),
+        Counter("kraken_paper_fills_total", "Fills.", p.stats.fills as f64),
+        Counter("kraken_paper_fees_paid_total", "Fees paid.", f(p.stats.fees_paid)),
+        Counter("kraken_paper_trades_total", "Closed round trips.", p.trades_closed as f64),
+        Counter("kraken_paper_book_resyncs_total", "Book resyncs.", g.feed.counters.resyncs as f64),
+        Counter("kraken_paper_feed_reconnects_total", "Feed reconnects.", g.feed.reconnects as f64),
+        Counter("kraken_paper_actor_restarts_total", "Supervised actor restarts.", g.feed.restarts as f64),
+        Counter("kraken_paper_feed_events_total", "Market events decoded.", g.feed.counters.events as f64),
+        Gauge(
+            "kraken_paper_feed_connected",
+            "1 when the feed is connected.",
+            if g.feed.connected { 1.0 } else { 0.0 },
+        ),
+        Gauge("kraken_paper_feed_lag_seconds", "Event-time lag of the portfolio behind the feed.", lag),
+        Gauge("kraken_paper_drawdown", "Current drawdown from the equity peak (fraction).", dd),
+    ];
+    encode(&samples)
+}
+
+fn encode(samples: &[Sample]) -> Result<String, prometheus::Error> {
+    let registry = prometheus::Registry::new();
+    for s in samples {
+        match *s {
+            Sample::Gauge(name, help, v) => {
+                let m = prometheus::Gauge::new(name, help)?;
+                m.set(v);
+                registry.register(Box::new(m))?;
+            }
+            Sample::Counter(name, help, v) => {
+                let m = prometheus::Counter::new(name, help)?;
+                // A fresh counter plus the running total is that total. Totals are never negative
+                // (fee rebates are applied as 0); the clamp keeps the crate's debug assertion quiet.
+                m.inc_by(v.max(0.0));
+                registry.register(Box::new(m))?;
+            }
+        }
+    }
+    prometheus::TextEncoder::new().encode_to_string(&registry.gather())
 }
 
 fn authorized(st: &ApiState, req: &HttpRequest) -> bool {
@@ -293,4 +321,27 @@ async fn api_emergency_stop(st: web::Data<ApiState>, req: HttpRequest) -> HttpRe
 
 async fn api_resume(st: web::Data<ApiState>, req: HttpRequest) -> HttpResponse {
     control(st, req, OperatorCommand::Resume).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_names_types_help_and_values() {
+        let text = encode(&[
+            Sample::Gauge("kraken_paper_equity", "Account equity in the account currency.", 10000.5),
+            Sample::Counter("kraken_paper_fills_total", "Fills.", 3.0),
+        ])
+        .unwrap();
+        assert!(text.contains("# HELP kraken_paper_equity Account equity in the account currency.\n"));
+        assert!(text.contains("# TYPE kraken_paper_equity gauge\nkraken_paper_equity 10000.5\n"));
+        assert!(text.contains("# TYPE kraken_paper_fills_total counter\nkraken_paper_fills_total 3\n"));
+    }
+
+    #[test]
+    fn a_duplicate_name_is_an_error_not_a_panic() {
+        let dup = [Sample::Gauge("kraken_paper_x", "x", 1.0), Sample::Gauge("kraken_paper_x", "x", 2.0)];
+        assert!(encode(&dup).is_err());
+    }
 }

@@ -3,6 +3,12 @@
 //! rotated one, up to `kraken-paper.N.log`; older ones are deleted.
 //!
 //! Log rotation is about operating the process, not trading, so it reads the wall clock.
+//!
+//! Hand-written on purpose: `logroller`, `file-rotate` and `tracing-appender` rotate by one
+//! limit only, and `rolling-file` 0.2.0, the crate that combines period and size, computes
+//! periods in local time and panics inside its writer during a daylight-saving repeated hour
+//! (`hourly()` at 02:30 on 2026-10-25 under `TZ=Europe/Berlin`: "Ambiguous local time",
+//! verified 2026-12-07), while this file rotates on UTC periods and cannot panic.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
