@@ -63,6 +63,9 @@ impl Engine {
             open_journal(&config, &run_dir, &market, resume.as_ref(), &supervision)?;
         let sink = JournalSink::new(journal.clone().recipient());
         sink.do_send(Append { entries: vec![run_started(&config, market.name())] });
+        // Committed before the first pass: an actor failing in that pass rolls the journal back
+        // to here, never past `run_started` (a resume then starts from the first frame).
+        journal.do_send(crate::messages::Flush);
 
         // Actors that refer to each other get their addresses before they start.
         let trading = TradingActors::new();

@@ -150,6 +150,8 @@ fn trading_actor_panics_stop_the_run_with_exit_3_and_resume_continues() {
     assert_stops_and_resumes("position_book@15000", "position_book", &clean);
     assert_stops_and_resumes("risk_manager@15000", "risk_manager", &clean);
     assert_stops_and_resumes("aggregator@15000", "aggregator", &clean);
+    // In the first pass: the journal keeps run_started, the resume starts from the first frame.
+    assert_stops_and_resumes("position_book@1", "position_book", &clean);
 }
 
 #[test]

@@ -68,6 +68,11 @@ pub(super) async fn drive_batch(
     batch: &Arc<MarketBatch>,
     counters: &[FeedCounters],
 ) -> Result<Flow, FeedError> {
+    // Resume of a session that ended before its first pass (an actor failed in it).
+    let nothing_passed = state.borrow().passed.frames == 0;
+    if nothing_passed && let Some(m) = batch.frames.first() {
+        replay_stop_if_due(state, 0, m.time).await;
+    }
     if !batch.events.is_empty() {
         pipeline.signals(&MarketData::whole(batch.clone())).await;
     }
