@@ -65,6 +65,26 @@ fn fills_caused_by_source(journal: &[serde_json::Value]) -> usize {
         .count()
 }
 
+/// The endpoint's address from its `external_signals_listening` log line (the run is killed
+/// and the test fails when it never comes).
+fn listening_addr(child: &mut std::process::Child, lines: &Mutex<Vec<String>>) -> String {
+    let listening = || {
+        lines.lock().unwrap().iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["event"] == "external_signals_listening").then(|| v["addr"].as_str().unwrap().to_string())
+        })
+    };
+    let mut addr = None;
+    if !wait_until(Duration::from_secs(20), || {
+        addr = listening();
+        addr.is_some()
+    }) {
+        let _ = child.kill();
+        panic!("no external_signals_listening log line:\n{}", lines.lock().unwrap().join("\n"));
+    }
+    addr.unwrap()
+}
+
 #[test]
 fn pushed_signals_trade_and_bad_ones_get_an_error_reply() {
     let dir = TempDir::new("external-signals");
@@ -93,22 +113,7 @@ fn pushed_signals_trade_and_bad_ones_get_an_error_reply() {
             }
         })
     };
-    let listening = || {
-        lines.lock().unwrap().iter().find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            (v["event"] == "external_signals_listening").then(|| v["addr"].as_str().unwrap().to_string())
-        })
-    };
-    let mut addr = None;
-    let found = wait_until(Duration::from_secs(20), || {
-        addr = listening();
-        addr.is_some()
-    });
-    if !found {
-        let _ = child.kill();
-        panic!("no external_signals_listening log line:\n{}", lines.lock().unwrap().join("\n"));
-    }
-    let addr = addr.unwrap();
+    let addr = listening_addr(&mut child, &lines);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let fills = rt.block_on(async {
@@ -210,19 +215,7 @@ fn pushes_during_a_halt_answer_halted() {
             }
         });
     }
-    let mut addr = None;
-    let found = wait_until(Duration::from_secs(20), || {
-        addr = lines.lock().unwrap().iter().find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            (v["event"] == "external_signals_listening").then(|| v["addr"].as_str().unwrap().to_string())
-        });
-        addr.is_some()
-    });
-    if !found {
-        let _ = child.kill();
-        panic!("no external_signals_listening log line:\n{}", lines.lock().unwrap().join("\n"));
-    }
-    let addr = addr.unwrap();
+    let addr = listening_addr(&mut child, &lines);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let replies = rt.block_on(async {
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
