@@ -65,6 +65,18 @@ fn fills_caused_by_source(journal: &[serde_json::Value]) -> usize {
         .count()
 }
 
+/// The child's stderr lines, collected as they come by a thread (joined once the child ends).
+fn collect_stderr(child: &mut std::process::Child) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (sink, stderr) = (lines.clone(), child.stderr.take().expect("piped stderr"));
+    let reader = std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    (lines, reader)
+}
+
 /// The endpoint's address from its `external_signals_listening` log line (the run is killed
 /// and the test fails when it never comes).
 fn listening_addr(child: &mut std::process::Child, lines: &Mutex<Vec<String>>) -> String {
@@ -104,15 +116,7 @@ fn pushed_signals_trade_and_bad_ones_get_an_error_reply() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start kraken-paper");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let (lines, stderr) = (lines.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(l);
-            }
-        })
-    };
+    let (lines, reader) = collect_stderr(&mut child);
     let addr = listening_addr(&mut child, &lines);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -206,15 +210,7 @@ fn pushes_during_a_halt_answer_halted() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start kraken-paper");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let (lines, stderr) = (lines.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(l);
-            }
-        });
-    }
+    let (lines, _reader) = collect_stderr(&mut child);
     let addr = listening_addr(&mut child, &lines);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let replies = rt.block_on(async {

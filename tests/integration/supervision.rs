@@ -192,22 +192,9 @@ fn external_signals_panic_restarts_the_actor() {
         "external_signals:\n  enabled: true\n  bind: 127.0.0.1:0\nhttp:\n  enabled: false\n",
     );
     let run = dir.join("run");
-    let out = std::process::Command::new(bin())
-        .args([
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--duration",
-            "30m",
-            "--log-format",
-            "json",
-            "--run-dir",
-        ])
-        .arg(&run)
-        .env("KRAKEN_PAPER_TEST_PANIC", "external_signals@20000")
-        .env_remove("KRAKEN_PAPER_API_TOKEN")
-        .output()
-        .expect("run kraken-paper");
+    let (cfg, run) = (cfg.to_str().unwrap(), run.to_str().unwrap());
+    let args = ["run", "--config", cfg, "--duration", "30m", "--log-format", "json", "--run-dir", run];
+    let out = run_cli(&args, &[("KRAKEN_PAPER_TEST_PANIC", "external_signals@20000")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let logs = json_logs(&out);
     assert!(
